@@ -1,0 +1,165 @@
+/*
+ * ringkv.h — the public C API of libringkv.
+ *
+ * ringkv loads GGUF language models and runs them on the CPU. Every fallible call returns an
+ * rk_status and, when it fails, writes a human-readable message into an rk_error the caller
+ * owns (pass NULL if you do not want the text). Handles are opaque; `rk_x_free(NULL)` is a
+ * no-op. Inputs are borrowed for the duration of the call unless a comment says otherwise;
+ * `**out` results belong to the caller.
+ *
+ * Typical use:
+ *
+ *     rk_error err;
+ *     rk_model *model;
+ *     rk_model_params mp = rk_model_default_params();
+ *     if (rk_model_load("model.gguf", &mp, &model, &err) != RK_OK) { puts(err.msg); ... }
+ *     rk_context *ctx;
+ *     rk_context_params cp = rk_context_default_params();
+ *     rk_context_create(model, &cp, &ctx, &err);
+ *     ... rk_tokenize(), rk_context_eval(), rk_context_logits(), rk_sampler_sample() ...
+ *     rk_context_free(ctx); rk_model_free(model);
+ *
+ * Threading: a model is read-only after loading and may be shared by contexts; one context
+ * is used by one thread at a time.
+ */
+#ifndef RINGKV_H
+#define RINGKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. Bad input, I/O, out-of-space and internal errors are distinct. */
+typedef enum rk_status {
+    RK_OK = 0,
+    RK_ERR_INVALID_ARG = 1,  /* the caller passed something invalid (flag, NULL, range) */
+    RK_ERR_IO = 2,           /* open/read/write/mmap failed */
+    RK_ERR_FORMAT = 3,       /* malformed input data (GGUF, text, UTF-8, JSON, ...) */
+    RK_ERR_UNSUPPORTED = 4,  /* well-formed but not supported (architecture, type, ...) */
+    RK_ERR_NO_MEMORY = 5,    /* an allocation failed */
+    RK_ERR_CONTEXT_FULL = 6, /* more tokens than the context holds */
+    RK_ERR_INTERNAL = 7      /* a bug in ringkv */
+} rk_status;
+
+#define RK_ERROR_MSG_MAX 512
+
+/* A message buffer owned by the caller. `code` repeats the returned status. */
+typedef struct rk_error {
+    rk_status code;
+    char msg[RK_ERROR_MSG_MAX];
+} rk_error;
+
+/* A static, never-NULL name for a status ("ok", "invalid argument", ...). */
+const char *rk_status_name(rk_status status);
+
+/* The library version as "MAJOR.MINOR.PATCH". */
+const char *rk_version(void);
+
+typedef int32_t rk_token;
+
+typedef struct rk_model rk_model;
+typedef struct rk_context rk_context;
+typedef struct rk_sampler rk_sampler;
+
+/* Log callback: level 0 = error, 1 = warning, 2 = info, 3 = debug. */
+typedef void (*rk_log_fn)(void *user, int level, const char *message);
+
+typedef struct rk_model_params {
+    int vocab_only;    /* load only the tokenizer (GGUF files without tensors are allowed) */
+    rk_log_fn log;     /* NULL: silent */
+    void *log_user;
+} rk_model_params;
+
+rk_model_params rk_model_default_params(void);
+
+/* Opens and validates a GGUF file and binds its weights (memory-mapped, not copied).
+ * On success *out belongs to the caller (free with rk_model_free). */
+rk_status rk_model_load(const char *path, const rk_model_params *params, rk_model **out,
+                        rk_error *err);
+void rk_model_free(rk_model *model);
+
+/* Writes a one-paragraph description (architecture, sizes) into buf (always NUL-terminated). */
+void rk_model_describe(const rk_model *model, char *buf, size_t buf_size);
+
+int32_t rk_model_n_vocab(const rk_model *model);
+int64_t rk_model_n_ctx_train(const rk_model *model);
+rk_token rk_model_token_bos(const rk_model *model); /* -1 when the model has none */
+rk_token rk_model_token_eos(const rk_model *model); /* -1 when the model has none */
+int rk_model_add_bos(const rk_model *model);         /* 1 when prompts start with BOS */
+/* 1 when the token ends a turn or the text (EOS, EOT, <end_of_turn>, <|im_end|>, ...). */
+int rk_model_token_is_eog(const rk_model *model, rk_token token);
+
+/* Tokenizes UTF-8 text. `add_bos`: prepend BOS when the model's vocabulary asks for it.
+ * `parse_special`: text like "<|im_start|>" becomes the special token rather than characters.
+ * On success *out_tokens (malloc'd, caller frees) holds *out_n tokens.
+ * RK_ERR_FORMAT for invalid UTF-8. */
+rk_status rk_tokenize(const rk_model *model, const char *text, size_t text_len, int add_bos,
+                      int parse_special, rk_token **out_tokens, size_t *out_n, rk_error *err);
+
+/* The bytes a token stands for when it is printed. Control tokens give "" unless
+ * `render_special`. Returns the number of bytes the piece needs; writes at most buf_size
+ * bytes (no NUL terminator). Returns -1 for an id outside the vocabulary. */
+int32_t rk_token_to_piece(const rk_model *model, rk_token token, int render_special, char *buf,
+                          int32_t buf_size);
+
+typedef struct rk_context_params {
+    int64_t n_ctx;    /* tokens the context holds; 0 = the model's training context */
+    int n_threads;    /* compute threads; 0 = all cores */
+    int n_ubatch;     /* prompt tokens evaluated per forward step (chunked prefill) */
+} rk_context_params;
+
+rk_context_params rk_context_default_params(void);
+
+rk_status rk_context_create(const rk_model *model, const rk_context_params *params,
+                            rk_context **out, rk_error *err);
+void rk_context_free(rk_context *ctx);
+
+int64_t rk_context_n_ctx(const rk_context *ctx);
+int64_t rk_context_n_past(const rk_context *ctx); /* tokens already in the KV cache */
+
+/* Forgets every token from position `pos` on (0 clears the context). */
+rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err);
+
+/* Appends n tokens at the current position and runs the model over them.
+ * `all_logits`: keep logits for every token (perplexity) instead of only the last one.
+ * RK_ERR_CONTEXT_FULL when n_past + n exceeds n_ctx (nothing is appended). */
+rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int all_logits,
+                          rk_error *err);
+
+/* Logits (n_vocab floats) of the i-th token of the last rk_context_eval call; i = -1 means
+ * the last token. Returns NULL when the logits of that token were not kept.
+ * The pointer is borrowed and valid until the next eval. */
+const float *rk_context_logits(const rk_context *ctx, int64_t i);
+
+/* Peak resident memory of the process so far, in bytes (0 when unknown). */
+size_t rk_peak_rss_bytes(void);
+
+/* ---- sampling ---- */
+
+typedef struct rk_sampler_params {
+    float temperature;        /* <= 0: greedy */
+    int32_t top_k;            /* <= 0: off */
+    float top_p;              /* >= 1: off */
+    float min_p;              /* <= 0: off */
+    float repeat_penalty;     /* 1: off */
+    int32_t repeat_last_n;    /* how many recent tokens the penalty looks at */
+    uint64_t seed;
+} rk_sampler_params;
+
+rk_sampler_params rk_sampler_default_params(void);
+
+rk_status rk_sampler_create(const rk_sampler_params *params, int32_t n_vocab, rk_sampler **out,
+                            rk_error *err);
+void rk_sampler_free(rk_sampler *sampler);
+/* Tells the sampler a token was added to the context (for the repetition penalty). */
+void rk_sampler_accept(rk_sampler *sampler, rk_token token);
+/* Picks the next token from n_vocab logits (not modified). */
+rk_token rk_sampler_sample(rk_sampler *sampler, const float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RINGKV_H */
