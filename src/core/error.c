@@ -48,7 +48,18 @@ rk_status rk_error_prefix(rk_error *err, rk_status code, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    /* Build "prefix: old" by hand: the result is cut at the buffer size on purpose. */
+    size_t n = strnlen(prefix, sizeof err->msg - 1);
+    memcpy(err->msg, prefix, n);
+    size_t room = sizeof err->msg - 1 - n;
+    const char *rest[2] = {": ", old};
+    for (int i = 0; i < 2; i++) {
+        size_t len = strnlen(rest[i], room);
+        memcpy(err->msg + n, rest[i], len);
+        n += len;
+        room -= len;
+    }
+    err->msg[n] = '\0';
     if (err->code == RK_OK) err->code = code;
     return err->code;
 }

@@ -1,0 +1,81 @@
+/*
+ * attn.c — the merge operator and attention of one query head over paged KV (see attn.h).
+ *
+ * rk_attn_head walks the key range page by page: scores of the page's keys go into a
+ * page-sized scratch, the page becomes a partial (its own max, sum and weighted values), and
+ * the partial is merged into the running one. Work is O(range × head_dim), memory O(page).
+ */
+#include "attn/attn.h"
+
+#include <math.h>
+#include <string.h>
+
+void rk_attn_partial_init(rk_attn_partial *p, float *o_storage, int64_t dv) {
+    p->m = -INFINITY;
+    p->l = 0.0f;
+    p->o = o_storage;
+    memset(o_storage, 0, (size_t)dv * sizeof(float));
+}
+
+void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv) {
+    if (src->l == 0.0f) return;            /* src empty: nothing to add */
+    if (dst->l == 0.0f) {                  /* dst empty: take src */
+        dst->m = src->m;
+        dst->l = src->l;
+        memcpy(dst->o, src->o, (size_t)dv * sizeof(float));
+        return;
+    }
+    float m = dst->m > src->m ? dst->m : src->m;
+    float a = expf(dst->m - m), b = expf(src->m - m);
+    dst->l = dst->l * a + src->l * b;
+    for (int64_t i = 0; i < dv; i++) dst->o[i] = dst->o[i] * a + src->o[i] * b;
+    dst->m = m;
+}
+
+void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv) {
+    float inv = p->l > 0.0f ? 1.0f / p->l : 0.0f;
+    for (int64_t i = 0; i < dv; i++) out[i] = p->o[i] * inv;
+}
+
+int64_t rk_attn_scratch_floats(int64_t dv) { return RK_KV_PAGE_TOKENS + 2 * dv; }
+
+static float dot(const float *a, const float *b, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void rk_attn_head(const rk_kv_cache *kv, int64_t layer, int64_t kv_head, const float *q,
+                  float scale, int64_t t0, int64_t t1, float *out, float *scratch) {
+    const rk_kv_dims *d = rk_kv_get_dims(kv);
+    const int64_t dk = d->head_dim_k, dv = d->head_dim_v;
+    float *scores = scratch;
+    rk_attn_partial run, page;
+    rk_attn_partial_init(&run, scratch + RK_KV_PAGE_TOKENS, dv);
+    rk_attn_partial_init(&page, scratch + RK_KV_PAGE_TOKENS + dv, dv);
+    for (int64_t p0 = t0; p0 < t1;) {
+        int64_t page_end = (p0 / RK_KV_PAGE_TOKENS + 1) * RK_KV_PAGE_TOKENS;
+        int64_t p1 = page_end < t1 ? page_end : t1;
+        const float *k = rk_kv_key(kv, layer, p0) + kv_head * dk;
+        const float *v = rk_kv_value(kv, layer, p0) + kv_head * dv;
+        const int64_t ks = d->n_head_kv * dk, vs = d->n_head_kv * dv;
+        float m = -INFINITY;
+        for (int64_t t = 0; t < p1 - p0; t++) {
+            scores[t] = scale * dot(q, k + t * ks, dk);
+            if (scores[t] > m) m = scores[t];
+        }
+        float l = 0.0f;
+        memset(page.o, 0, (size_t)dv * sizeof(float));
+        for (int64_t t = 0; t < p1 - p0; t++) {
+            float e = expf(scores[t] - m);
+            l += e;
+            const float *vt = v + t * vs;
+            for (int64_t i = 0; i < dv; i++) page.o[i] += e * vt[i];
+        }
+        page.m = m;
+        page.l = l;
+        rk_attn_merge(&run, &page, dv);
+        p0 = p1;
+    }
+    rk_attn_finish(&run, out, dv);
+}

@@ -1,0 +1,41 @@
+/*
+ * attn.h — exact attention over paged keys/values through online-softmax partials.
+ *
+ * A partial summarises attention of one query head over some set of keys: the running max m,
+ * the sum l of exp(score - m), and the unnormalised output o = sum exp(score - m) * v.
+ * rk_attn_merge combines two partials over disjoint key sets exactly; it is associative and
+ * commutative and is the only place the softmax normalisation lives (DESIGN.md, "the one
+ * operator"). Pages, threads (split-K) and ring ranks all reduce through it. Nothing here
+ * forms a score matrix larger than one page.
+ */
+#ifndef RK_ATTN_H
+#define RK_ATTN_H
+
+#include <stdint.h>
+
+#include "kv/kv-cache.h"
+
+typedef struct rk_attn_partial {
+    float m;      /* running max of the scores; -INFINITY when empty */
+    float l;      /* sum of exp(score - m) */
+    float *o;     /* (head_dim_v) unnormalised output; borrowed storage */
+} rk_attn_partial;
+
+/* Makes p the empty partial (m = -inf, l = 0, o = 0) using o_storage (dv floats). */
+void rk_attn_partial_init(rk_attn_partial *p, float *o_storage, int64_t dv);
+
+/* dst := merge(dst, src). Either may be empty. */
+void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv);
+
+/* out = o / l; zeros when the partial is empty. */
+void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv);
+
+/* Scratch floats rk_attn_head needs. */
+int64_t rk_attn_scratch_floats(int64_t dv);
+
+/* out (dv floats) = softmax(scale * q·K[t0..t1)) V over positions [t0, t1) of `layer`, KV head
+ * `kv_head`. q has head_dim_k floats. Requires t0 < t1 and the positions reserved. */
+void rk_attn_head(const rk_kv_cache *kv, int64_t layer, int64_t kv_head, const float *q,
+                  float scale, int64_t t0, int64_t t1, float *out, float *scratch);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * context.c — creating a context and evaluating tokens through it (see ringkv.h).
+ * rk_context_eval splits the tokens into micro-batches of n_ubatch (chunked prefill: memory
+ * stays O(n_ubatch × context)) and keeps the logits the caller asked for.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/context.h"
+
+rk_context_params rk_context_default_params(void) {
+    rk_context_params p = {0, 0, 512};
+    return p;
+}
+
+static void *alloc_floats(int64_t n, int *failed) {
+    void *p = aligned_alloc(64, (((size_t)n * sizeof(float)) + 63) / 64 * 64);
+    if (!p) *failed = 1;
+    return p;
+}
+
+static int64_t max4(int64_t a, int64_t b, int64_t c, int64_t d) {
+    int64_t m = a > b ? a : b;
+    m = m > c ? m : c;
+    return m > d ? m : d;
+}
+
+static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
+    const rk_hparams *hp = &ctx->model->hp;
+    const int64_t U = ctx->n_ubatch;
+    int failed = 0;
+    ctx->x = alloc_floats(U * hp->n_embd, &failed);
+    ctx->xb = alloc_floats(U * hp->n_embd, &failed);
+    ctx->q = alloc_floats(U * hp->n_head * hp->head_dim_k, &failed);
+    ctx->k = alloc_floats(U * hp->n_head_kv * hp->head_dim_k, &failed);
+    ctx->v = alloc_floats(U * hp->n_head_kv * hp->head_dim_v, &failed);
+    ctx->att = alloc_floats(U * hp->n_head * hp->head_dim_v, &failed);
+    ctx->hb = alloc_floats(U * hp->n_ff, &failed);
+    ctx->hb2 = alloc_floats(U * hp->n_ff, &failed);
+    ctx->cos_sin = alloc_floats(U * hp->rot_dim, &failed);
+    ctx->attn_scratch = alloc_floats(n_threads * rk_attn_scratch_floats(hp->head_dim_v), &failed);
+    /* Quantised activation rows take at most 4 bytes per element (F32 rows), plus block
+     * headers for formats with large scales (Q8_K: 292 bytes per 256). */
+    int64_t widest = max4(hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim_v, 1);
+    ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
+    ctx->logits_cap = 1;
+    ctx->logits = alloc_floats(hp->n_vocab, &failed);
+    if (failed) return rk_error_set(err, RK_ERR_NO_MEMORY, "context: out of memory for buffers");
+    return RK_OK;
+}
+
+rk_status rk_context_create(const rk_model *model, const rk_context_params *params,
+                            rk_context **out, rk_error *err) {
+    if (!model || !out) return rk_error_set(err, RK_ERR_INVALID_ARG, "context: NULL argument");
+    *out = NULL;
+    if (!model->layers)
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "context: the model was loaded vocabulary-only");
+    rk_context_params p = params ? *params : rk_context_default_params();
+    const rk_hparams *hp = &model->hp;
+    if (p.n_ctx < 0 || p.n_ubatch < 0 || p.n_threads < 0)
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "context: negative n_ctx, n_ubatch or threads");
+    if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train;
+    if (p.n_ubatch == 0) p.n_ubatch = 512;
+    if (p.n_threads == 0) p.n_threads = rk_cpu_count();
+    rk_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return rk_error_set(err, RK_ERR_NO_MEMORY, "context: out of memory");
+    ctx->model = model;
+    ctx->n_ctx = p.n_ctx;
+    ctx->n_ubatch = p.n_ubatch < p.n_ctx ? p.n_ubatch : p.n_ctx;
+    rk_kv_dims dims = {hp->n_layer, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v, p.n_ctx};
+    rk_status s = rk_pool_create(p.n_threads, &ctx->pool, err);
+    if (!s) s = rk_kv_create(&dims, &ctx->kv, err);
+    if (!s) s = alloc_buffers(ctx, p.n_threads, err);
+    if (s) {
+        rk_context_free(ctx);
+        return s;
+    }
+    *out = ctx;
+    return RK_OK;
+}
+
+void rk_context_free(rk_context *ctx) {
+    if (!ctx) return;
+    rk_pool_free(ctx->pool);
+    rk_kv_free(ctx->kv);
+    float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
+                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(ctx);
+}
+
+int64_t rk_context_n_ctx(const rk_context *ctx) { return ctx->n_ctx; }
+int64_t rk_context_n_past(const rk_context *ctx) { return ctx->n_past; }
+
+rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err) {
+    if (pos < 0 || pos > ctx->n_past)
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "context: cannot truncate to %lld (have %lld tokens)",
+                            (long long)pos, (long long)ctx->n_past);
+    ctx->n_past = pos;
+    rk_kv_truncate(ctx->kv, pos);
+    ctx->n_logits = 0;
+    return RK_OK;
+}
+
+static rk_status ensure_logits(rk_context *ctx, int64_t rows, rk_error *err) {
+    if (rows <= ctx->logits_cap) return RK_OK;
+    int failed = 0;
+    float *l = alloc_floats(rows * ctx->model->hp.n_vocab, &failed);
+    if (failed)
+        return rk_error_set(err, RK_ERR_NO_MEMORY, "context: out of memory for %lld rows of logits",
+                            (long long)rows);
+    free(ctx->logits);
+    ctx->logits = l;
+    ctx->logits_cap = rows;
+    return RK_OK;
+}
+
+rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int all_logits,
+                          rk_error *err) {
+    if (!ctx || (!tokens && n)) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: NULL argument");
+    if (n == 0) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: no tokens");
+    if ((int64_t)n > ctx->n_ctx - ctx->n_past)
+        return rk_error_set(err, RK_ERR_CONTEXT_FULL,
+                            "eval: %zu tokens do not fit: the context holds %lld and %lld are used",
+                            n, (long long)ctx->n_ctx, (long long)ctx->n_past);
+    const int64_t V = ctx->model->hp.n_vocab;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: token %d at index %zu is outside the vocabulary (0..%lld)",
+                                tokens[i], i, (long long)V - 1);
+    rk_status s = ensure_logits(ctx, all_logits ? (int64_t)n : 1, err);
+    if (s) return s;
+    ctx->n_logits = 0;
+    for (int64_t start = 0; start < (int64_t)n; start += ctx->n_ubatch) {
+        int64_t len = (int64_t)n - start < ctx->n_ubatch ? (int64_t)n - start : ctx->n_ubatch;
+        bool last = start + len == (int64_t)n;
+        int64_t n_out = all_logits ? len : (last ? 1 : 0);
+        float *dst = all_logits ? ctx->logits + start * V : ctx->logits;
+        s = rk_forward(ctx, tokens + start, len, n_out, dst, err);
+        if (s) return s;
+    }
+    ctx->n_logits = all_logits ? (int64_t)n : 1;
+    ctx->logits_first = all_logits ? 0 : (int64_t)n - 1;
+    return RK_OK;
+}
+
+const float *rk_context_logits(const rk_context *ctx, int64_t i) {
+    if (ctx->n_logits == 0) return NULL;
+    int64_t n_eval = ctx->logits_first + ctx->n_logits;
+    if (i < 0) i = n_eval - 1;
+    if (i < ctx->logits_first || i >= n_eval) return NULL;
+    return ctx->logits + (i - ctx->logits_first) * ctx->model->hp.n_vocab;
+}

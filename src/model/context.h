@@ -1,0 +1,44 @@
+/*
+ * context.h — a context: one sequence's KV cache plus the activation buffers of the forward
+ * pass, sized once for n_ubatch tokens at creation so evaluation does not allocate (the KV
+ * cache grows page by page as the sequence grows).
+ */
+#ifndef RK_MODEL_CONTEXT_H
+#define RK_MODEL_CONTEXT_H
+
+#include "attn/attn.h"
+#include "kv/kv-cache.h"
+#include "model/model.h"
+
+struct rk_context {
+    const rk_model *model;
+    rk_pool *pool;
+    rk_kv_cache *kv;
+    int64_t n_ctx;
+    int64_t n_past;
+    int64_t n_ubatch;
+    /* activations for up to n_ubatch tokens */
+    float *x;        /* (n_ubatch, n_embd) residual stream */
+    float *xb;       /* (n_ubatch, n_embd) normed input / block output */
+    float *q;        /* (n_ubatch, n_head * head_dim_k) */
+    float *k;        /* (n_ubatch, n_head_kv * head_dim_k) */
+    float *v;        /* (n_ubatch, n_head_kv * head_dim_v) */
+    float *att;      /* (n_ubatch, n_head * head_dim_v) */
+    float *hb;       /* (n_ubatch, n_ff) */
+    float *hb2;      /* (n_ubatch, n_ff) */
+    float *cos_sin;  /* (n_ubatch, rot_dim) for the current layer's RoPE base */
+    float *attn_scratch; /* (n_threads, rk_attn_scratch_floats) */
+    void *mm_scratch;    /* quantised activations, the largest product needs */
+    /* logits */
+    float *logits;       /* (logits_cap, n_vocab) */
+    int64_t logits_cap;  /* rows allocated */
+    int64_t n_logits;    /* rows valid from the last eval */
+    int64_t logits_first;/* index (within the last eval) of row 0 */
+};
+
+/* Runs the model over n <= n_ubatch tokens at positions n_past.. and advances n_past.
+ * Writes logits of the last `n_out` tokens (n_out <= n) into `logits` (n_out, n_vocab). */
+rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t n_out,
+                     float *logits, rk_error *err);
+
+#endif

@@ -1,0 +1,163 @@
+/*
+ * forward.c — the transformer forward pass shared by every architecture (see model.h for the
+ * switches). Evaluates a micro-batch of tokens layer by layer:
+ *
+ *   x = embed(tokens) * embd_scale
+ *   per layer: h = norm(x); q,k,v = h·Wq,Wk,Wv (+bias); [per-head norm of q,k]; RoPE;
+ *              append k,v to the paged cache; a = attention(q over cache); o = a·Wo;
+ *              [post-norm o]; x += o
+ *              h = norm(x); f = act(h·Wgate) * (h·Wup); d = f·Wdown; [post-norm d]; x += d
+ *   logits = norm(x)·Wout
+ *
+ * Where the time goes: the matrix products (matmul.c) read every weight once per micro-batch;
+ * decode is bound by memory bandwidth. Attention is O(context) per token and parallel over
+ * (token, head) pairs. The row ops here are a few percent.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/context.h"
+
+typedef struct attn_job {
+    rk_context *ctx;
+    int64_t layer;
+    int64_t n;       /* tokens in the micro-batch */
+    int64_t pos0;    /* position of token 0 */
+} attn_job;
+
+static void attention_rows(void *arg, int ith, int nth) {
+    attn_job *job = arg;
+    rk_context *ctx = job->ctx;
+    const rk_hparams *hp = &ctx->model->hp;
+    const int64_t group = hp->n_head / hp->n_head_kv;
+    const int64_t q_dim = hp->n_head * hp->head_dim_k, a_dim = hp->n_head * hp->head_dim_v;
+    const bool local = hp->layer_is_local[job->layer];
+    float *scratch = ctx->attn_scratch + ith * rk_attn_scratch_floats(hp->head_dim_v);
+    int64_t begin, end;
+    rk_pool_split(job->n * hp->n_head, ith, nth, &begin, &end);
+    for (int64_t w = begin; w < end; w++) {
+        int64_t i = w / hp->n_head, h = w % hp->n_head;
+        int64_t pos = job->pos0 + i;
+        int64_t t0 = 0;
+        if (local && pos + 1 > hp->sliding_window) t0 = pos + 1 - hp->sliding_window;
+        rk_attn_head(ctx->kv, job->layer, h / group, ctx->q + i * q_dim + h * hp->head_dim_k,
+                     hp->attn_scale, t0, pos + 1, ctx->att + i * a_dim + h * hp->head_dim_v,
+                     scratch);
+    }
+}
+
+static void add_bias(float *x, const float *bias, int64_t n_rows, int64_t dim) {
+    if (!bias) return;
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int64_t j = 0; j < dim; j++) x[r * dim + j] += bias[j];
+}
+
+/* Per-head norm (optional) and RoPE over the heads of n rows of q or k. */
+static void qk_prepare(float *x, int64_t n, int64_t n_heads, int64_t hd, const float *norm,
+                       const rk_context *ctx) {
+    const rk_hparams *hp = &ctx->model->hp;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *head = x + (i * n_heads + h) * hd;
+            if (norm) rk_rmsnorm(head, head, norm, hd, hp->norm_eps);
+            rk_rope_apply(head, hp->rot_dim, ctx->cos_sin + i * hp->rot_dim, hp->rope_neox);
+        }
+    }
+}
+
+static void attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0) {
+    const rk_model *m = ctx->model;
+    const rk_hparams *hp = &m->hp;
+    const rk_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd;
+    const int64_t q_dim = hp->n_head * hp->head_dim_k;
+    const int64_t k_dim = hp->n_head_kv * hp->head_dim_k;
+    const int64_t v_dim = hp->n_head_kv * hp->head_dim_v;
+    for (int64_t i = 0; i < n; i++) rk_rmsnorm(ctx->xb + i * E, ctx->x + i * E, L->attn_norm, E, hp->norm_eps);
+    rk_matmul(ctx->pool, &L->wq, ctx->xb, E, n, ctx->q, q_dim, ctx->mm_scratch);
+    rk_matmul(ctx->pool, &L->wk, ctx->xb, E, n, ctx->k, k_dim, ctx->mm_scratch);
+    rk_matmul(ctx->pool, &L->wv, ctx->xb, E, n, ctx->v, v_dim, ctx->mm_scratch);
+    add_bias(ctx->q, L->bq, n, q_dim);
+    add_bias(ctx->k, L->bk, n, k_dim);
+    add_bias(ctx->v, L->bv, n, v_dim);
+    float base = hp->layer_is_local[il] ? hp->rope_base_local : hp->rope_base;
+    for (int64_t i = 0; i < n; i++)
+        rk_rope_cos_sin(ctx->cos_sin + i * hp->rot_dim, pos0 + i, hp->rot_dim, base, hp->rope_scale);
+    qk_prepare(ctx->q, n, hp->n_head, hp->head_dim_k, L->q_norm, ctx);
+    qk_prepare(ctx->k, n, hp->n_head_kv, hp->head_dim_k, L->k_norm, ctx);
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(rk_kv_key(ctx->kv, il, pos0 + i), ctx->k + i * k_dim, (size_t)k_dim * sizeof(float));
+        memcpy(rk_kv_value(ctx->kv, il, pos0 + i), ctx->v + i * v_dim, (size_t)v_dim * sizeof(float));
+    }
+    attn_job job = {ctx, il, n, pos0};
+    rk_pool_run(ctx->pool, attention_rows, &job);
+    rk_matmul(ctx->pool, &L->wo, ctx->att, hp->n_head * hp->head_dim_v, n, ctx->xb, E, ctx->mm_scratch);
+    for (int64_t i = 0; i < n; i++) {
+        float *o = ctx->xb + i * E;
+        if (L->post_attn_norm) rk_rmsnorm(o, o, L->post_attn_norm, E, hp->norm_eps);
+        for (int64_t j = 0; j < E; j++) ctx->x[i * E + j] += o[j];
+    }
+}
+
+static void ffn_block(rk_context *ctx, int64_t il, int64_t n) {
+    const rk_model *m = ctx->model;
+    const rk_hparams *hp = &m->hp;
+    const rk_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    for (int64_t i = 0; i < n; i++) rk_rmsnorm(ctx->xb + i * E, ctx->x + i * E, L->ffn_norm, E, hp->norm_eps);
+    rk_matmul(ctx->pool, &L->w_gate, ctx->xb, E, n, ctx->hb, F, ctx->mm_scratch);
+    rk_matmul(ctx->pool, &L->w_up, ctx->xb, E, n, ctx->hb2, F, ctx->mm_scratch);
+    if (hp->gelu)
+        rk_geglu(ctx->hb, ctx->hb2, n * F);
+    else
+        rk_swiglu(ctx->hb, ctx->hb2, n * F);
+    rk_matmul(ctx->pool, &L->w_down, ctx->hb, F, n, ctx->xb, E, ctx->mm_scratch);
+    for (int64_t i = 0; i < n; i++) {
+        float *d = ctx->xb + i * E;
+        if (L->post_ffn_norm) rk_rmsnorm(d, d, L->post_ffn_norm, E, hp->norm_eps);
+        for (int64_t j = 0; j < E; j++) ctx->x[i * E + j] += d[j];
+    }
+}
+
+static rk_status embed(rk_context *ctx, const rk_token *tokens, int64_t n, rk_error *err) {
+    const rk_model *m = ctx->model;
+    const rk_hparams *hp = &m->hp;
+    const uint8_t *table = m->token_embd->data;
+    size_t row_bytes = rk_type_row_bytes(m->token_embd->type, hp->n_embd);
+    for (int64_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: token %d is outside the vocabulary (0..%lld)",
+                                tokens[i], (long long)hp->n_vocab - 1);
+        float *row = ctx->x + i * hp->n_embd;
+        m->embd_ops->dequant_row(table + (size_t)tokens[i] * row_bytes, row, hp->n_embd);
+        if (hp->embd_scale != 1.0f)
+            for (int64_t j = 0; j < hp->n_embd; j++) row[j] *= hp->embd_scale;
+    }
+    return RK_OK;
+}
+
+rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t n_out,
+                     float *logits, rk_error *err) {
+    const rk_model *m = ctx->model;
+    const rk_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd;
+    if (n <= 0 || n > ctx->n_ubatch || n_out > n)
+        return rk_error_set(err, RK_ERR_INTERNAL, "forward: bad micro-batch %lld", (long long)n);
+    int64_t pos0 = ctx->n_past;
+    rk_status s = rk_kv_reserve(ctx->kv, pos0 + n, err);
+    if (!s) s = embed(ctx, tokens, n, err);
+    if (s) return s;
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        attention_block(ctx, il, n, pos0);
+        ffn_block(ctx, il, n);
+    }
+    ctx->n_past = pos0 + n;
+    if (n_out > 0) {
+        int64_t first = n - n_out;
+        for (int64_t i = first; i < n; i++)
+            rk_rmsnorm(ctx->xb + (i - first) * E, ctx->x + i * E, m->output_norm, E, hp->norm_eps);
+        rk_matmul(ctx->pool, &m->output, ctx->xb, E, n_out, logits, hp->n_vocab, ctx->mm_scratch);
+    }
+    return RK_OK;
+}

@@ -1,0 +1,99 @@
+/*
+ * model-load.c — rk_model_load and the model's read-only accessors.
+ *
+ * Loading = open and validate the GGUF, load the tokenizer from its metadata, read the
+ * hyper-parameters of a supported architecture, and bind every weight tensor (no copies: the
+ * weights stay in the read-only mapping and the OS pages them in).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/model.h"
+
+rk_model_params rk_model_default_params(void) {
+    rk_model_params p = {0};
+    return p;
+}
+
+static rk_status read_hparams(rk_model *m, rk_error *err) {
+    const char *arch;
+    rk_status s = rk_gguf_get_str(m->gguf, "general.architecture", &arch, NULL, err);
+    if (s) return rk_error_prefix(err, s, "model");
+    m->hp.arch_name = arch;
+    if (strcmp(arch, "llama") == 0 || strcmp(arch, "qwen2") == 0 || strcmp(arch, "qwen3") == 0)
+        s = rk_arch_llama_read(m->gguf, &m->hp, err);
+    else if (strcmp(arch, "gemma3") == 0)
+        s = rk_arch_gemma3_read(m->gguf, &m->hp, err);
+    else
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "model: architecture '%s' is not supported (supported: llama, qwen2, "
+                            "qwen3, gemma3)",
+                            arch);
+    if (s) return s;
+    const rk_gguf_tensor *embd = rk_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!embd) return rk_error_set(err, RK_ERR_FORMAT, "model: tensor 'token_embd.weight' is missing");
+    m->hp.n_vocab = embd->ne[1];
+    if (m->hp.n_vocab != rk_tok_n_vocab(m->tok))
+        return rk_error_set(err, RK_ERR_FORMAT,
+                            "model: token_embd.weight has %lld rows but the vocabulary has %lld tokens",
+                            (long long)m->hp.n_vocab, (long long)rk_tok_n_vocab(m->tok));
+    return RK_OK;
+}
+
+rk_status rk_model_load(const char *path, const rk_model_params *params, rk_model **out,
+                        rk_error *err) {
+    if (!path || !out) return rk_error_set(err, RK_ERR_INVALID_ARG, "model: NULL argument");
+    *out = NULL;
+    rk_model_params defaults = rk_model_default_params();
+    if (!params) params = &defaults;
+    rk_model *m = calloc(1, sizeof *m);
+    if (!m) return rk_error_set(err, RK_ERR_NO_MEMORY, "model: out of memory");
+    m->log = params->log;
+    m->log_user = params->log_user;
+    m->simd = rk_cpu_simd_level();
+    rk_status s = rk_gguf_open(path, &m->gguf, err);
+    if (!s) s = rk_tok_load(m->gguf, &m->tok, err);
+    if (!s && !params->vocab_only) {
+        s = read_hparams(m, err);
+        if (!s) {
+            m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
+            s = m->layers ? rk_model_bind_weights(m, err)
+                          : rk_error_set(err, RK_ERR_NO_MEMORY, "model: out of memory");
+        }
+    }
+    if (s) {
+        rk_model_free(m);
+        return s;
+    }
+    *out = m;
+    return RK_OK;
+}
+
+void rk_model_free(rk_model *m) {
+    if (!m) return;
+    rk_tok_free(m->tok);
+    free(m->layers);
+    rk_gguf_close(m->gguf);
+    free(m);
+}
+
+void rk_model_describe(const rk_model *m, char *buf, size_t size) {
+    const rk_hparams *hp = &m->hp;
+    if (!m->layers) {
+        snprintf(buf, size, "vocabulary only: %lld tokens", (long long)rk_tok_n_vocab(m->tok));
+        return;
+    }
+    snprintf(buf, size,
+             "arch %s, %lld layers, n_embd %lld, %lld heads (%lld kv) of %lld, n_ff %lld, vocab "
+             "%lld, trained context %lld, rope base %g%s, SIMD %s",
+             hp->arch_name, (long long)hp->n_layer, (long long)hp->n_embd, (long long)hp->n_head,
+             (long long)hp->n_head_kv, (long long)hp->head_dim_k, (long long)hp->n_ff,
+             (long long)hp->n_vocab, (long long)hp->n_ctx_train, (double)hp->rope_base,
+             hp->sliding_window ? " (+ sliding-window layers)" : "",
+             rk_simd_level_name(m->simd));
+}
+
+int32_t rk_model_n_vocab(const rk_model *m) { return (int32_t)rk_tok_n_vocab(m->tok); }
+int64_t rk_model_n_ctx_train(const rk_model *m) { return m->hp.n_ctx_train; }

@@ -1,0 +1,115 @@
+/*
+ * model-weights.c — binds GGUF tensors to the layer structs, checking each tensor's existence,
+ * type and shape against the hyper-parameters so the forward pass never reads out of bounds.
+ * Messages name the tensor and both shapes.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/model.h"
+
+static rk_status find_checked(const rk_model *m, const char *name, int64_t ne0, int64_t ne1,
+                              bool required, const rk_gguf_tensor **out, rk_error *err) {
+    const rk_gguf_tensor *t = rk_gguf_find_tensor(m->gguf, name);
+    *out = t;
+    if (!t) {
+        if (!required) return RK_OK;
+        return rk_error_set(err, RK_ERR_FORMAT, "model: tensor '%s' is missing", name);
+    }
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return rk_error_set(err, RK_ERR_FORMAT,
+                            "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected "
+                            "[%lld, %lld]",
+                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                            (long long)t->ne[3], (long long)ne0, (long long)ne1);
+    return RK_OK;
+}
+
+static rk_status bind_matrix(const rk_model *m, const char *name, int64_t n_in, int64_t n_out,
+                             rk_matrix *out, rk_error *err) {
+    const rk_gguf_tensor *t;
+    rk_status s = find_checked(m, name, n_in, n_out, true, &t, err);
+    if (s) return s;
+    const rk_quant_ops *ops = rk_quant_get_ops(t->type, m->simd);
+    if (!ops) {
+        const rk_type_info *info = rk_type_get_info(t->type);
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "model: tensor '%s' has type %s, which ringkv cannot compute with",
+                            name, info ? info->name : "?");
+    }
+    out->data = t->data;
+    out->type = t->type;
+    out->n_in = n_in;
+    out->n_out = n_out;
+    out->row_bytes = rk_type_row_bytes(t->type, n_in);
+    out->ops = ops;
+    return RK_OK;
+}
+
+static rk_status bind_vector(const rk_model *m, const char *name, int64_t n, bool required,
+                             const float **out, rk_error *err) {
+    const rk_gguf_tensor *t;
+    *out = NULL;
+    rk_status s = find_checked(m, name, n, 1, required, &t, err);
+    if (s || !t) return s;
+    if (t->type != RK_TYPE_F32)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED, "model: tensor '%s' must be F32 (type %u)",
+                            name, t->type);
+    *out = t->data;
+    return RK_OK;
+}
+
+static rk_status bind_layer(rk_model *m, int64_t il, rk_error *err) {
+    const rk_hparams *hp = &m->hp;
+    rk_layer *L = &m->layers[il];
+    int64_t q_dim = hp->n_head * hp->head_dim_k;
+    int64_t k_dim = hp->n_head_kv * hp->head_dim_k;
+    int64_t v_dim = hp->n_head_kv * hp->head_dim_v;
+    int64_t o_dim = hp->n_head * hp->head_dim_v;
+    char n[18][96];
+    const char *suffix[18] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                              "attn_q_norm", "attn_k_norm", "post_attention_norm", "ffn_norm",
+                              "ffn_gate", "ffn_up", "ffn_down", "post_ffw_norm", "attn_q",
+                              "attn_k", "attn_v"};
+    for (int i = 0; i < 13; i++)
+        snprintf(n[i], sizeof n[i], "blk.%lld.%s.weight", (long long)il, suffix[i]);
+    for (int i = 13; i < 16; i++)
+        snprintf(n[i], sizeof n[i], "blk.%lld.%s.bias", (long long)il, suffix[i]);
+    rk_status s;
+    if ((s = bind_vector(m, n[0], hp->n_embd, true, &L->attn_norm, err)) ||
+        (s = bind_matrix(m, n[1], hp->n_embd, q_dim, &L->wq, err)) ||
+        (s = bind_matrix(m, n[2], hp->n_embd, k_dim, &L->wk, err)) ||
+        (s = bind_matrix(m, n[3], hp->n_embd, v_dim, &L->wv, err)) ||
+        (s = bind_matrix(m, n[4], o_dim, hp->n_embd, &L->wo, err)) ||
+        (s = bind_vector(m, n[5], hp->head_dim_k, hp->qk_norm, &L->q_norm, err)) ||
+        (s = bind_vector(m, n[6], hp->head_dim_k, hp->qk_norm, &L->k_norm, err)) ||
+        (s = bind_vector(m, n[7], hp->n_embd, hp->sandwich_norm, &L->post_attn_norm, err)) ||
+        (s = bind_vector(m, n[8], hp->n_embd, true, &L->ffn_norm, err)) ||
+        (s = bind_matrix(m, n[9], hp->n_embd, hp->n_ff, &L->w_gate, err)) ||
+        (s = bind_matrix(m, n[10], hp->n_embd, hp->n_ff, &L->w_up, err)) ||
+        (s = bind_matrix(m, n[11], hp->n_ff, hp->n_embd, &L->w_down, err)) ||
+        (s = bind_vector(m, n[12], hp->n_embd, hp->sandwich_norm, &L->post_ffn_norm, err)) ||
+        (s = bind_vector(m, n[13], q_dim, hp->qkv_bias, &L->bq, err)) ||
+        (s = bind_vector(m, n[14], k_dim, hp->qkv_bias, &L->bk, err)) ||
+        (s = bind_vector(m, n[15], v_dim, hp->qkv_bias, &L->bv, err)))
+        return s;
+    return RK_OK;
+}
+
+rk_status rk_model_bind_weights(rk_model *m, rk_error *err) {
+    const rk_hparams *hp = &m->hp;
+    rk_status s;
+    if ((s = bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->output, err)))
+        return s;
+    m->token_embd = rk_gguf_find_tensor(m->gguf, "token_embd.weight");
+    m->embd_ops = m->output.ops;
+    if (rk_gguf_find_tensor(m->gguf, "output.weight") &&
+        (s = bind_matrix(m, "output.weight", hp->n_embd, hp->n_vocab, &m->output, err)))
+        return s;
+    if ((s = bind_vector(m, "output_norm.weight", hp->n_embd, true, &m->output_norm, err)))
+        return s;
+    for (int64_t il = 0; il < hp->n_layer; il++)
+        if ((s = bind_layer(m, il, err))) return s;
+    return RK_OK;
+}

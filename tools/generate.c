@@ -1,0 +1,55 @@
+/* generate.c — see generate.h. */
+#include "tools/generate.h"
+
+#include <string.h>
+#include <time.h>
+
+double rk_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void print_piece(const rk_model *model, rk_token t, FILE *out) {
+    char buf[256];
+    int32_t len = rk_token_to_piece(model, t, 0, buf, sizeof buf);
+    if (len > 0) fwrite(buf, 1, (size_t)(len < (int32_t)sizeof buf ? len : (int32_t)sizeof buf), out);
+    fflush(out);
+}
+
+rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sampler,
+                      const rk_token *prompt, size_t n, int64_t n_predict, FILE *out,
+                      rk_gen_stats *stats, rk_error *err) {
+    memset(stats, 0, sizeof *stats);
+    double t0 = rk_now_seconds();
+    rk_status s = RK_OK;
+    if (n > 0) {
+        s = rk_context_eval(ctx, prompt, n, 0, err);
+        if (s) return s;
+        for (size_t i = 0; i < n; i++) rk_sampler_accept(sampler, prompt[i]);
+    }
+    stats->n_prompt = (int64_t)n;
+    stats->prompt_seconds = rk_now_seconds() - t0;
+    double t1 = rk_now_seconds();
+    while (n_predict < 0 || stats->n_generated < n_predict) {
+        const float *logits = rk_context_logits(ctx, -1);
+        if (!logits) break;
+        rk_token t = rk_sampler_sample(sampler, logits);
+        rk_sampler_accept(sampler, t);
+        if (rk_model_token_is_eog(model, t)) {
+            stats->stopped_by_eog = 1;
+            break;
+        }
+        print_piece(model, t, out);
+        stats->n_generated++;
+        if (n_predict >= 0 && stats->n_generated >= n_predict) break;
+        if (rk_context_n_past(ctx) >= rk_context_n_ctx(ctx)) {
+            stats->stopped_by_context = 1;
+            break;
+        }
+        s = rk_context_eval(ctx, &t, 1, 0, err);
+        if (s) break;
+    }
+    stats->gen_seconds = rk_now_seconds() - t1;
+    return s;
+}

@@ -1,0 +1,108 @@
+/* opts.c — see opts.h. */
+#include "tools/opts.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+int rk_opt_is(const char *arg, const char *short_name, const char *long_name) {
+    return (short_name && strcmp(arg, short_name) == 0) || (long_name && strcmp(arg, long_name) == 0);
+}
+
+int rk_opt_int(const char *cmd, const char *flag, const char *value, int64_t lo, int64_t hi,
+               int64_t *out) {
+    if (!value) {
+        fprintf(stderr, "%s: %s needs a value\n", cmd, flag);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    /* accept 1k / 32K style suffixes */
+    if (end != value && (*end == 'k' || *end == 'K') && end[1] == '\0' && v <= LLONG_MAX / 1024) {
+        v *= 1024;
+        end++;
+    }
+    if (errno || end == value || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "%s: %s expects an integer in %lld..%lld, got '%s'\n", cmd, flag,
+                (long long)lo, (long long)hi, value);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int rk_opt_float(const char *cmd, const char *flag, const char *value, double lo, double hi,
+                 double *out) {
+    if (!value) {
+        fprintf(stderr, "%s: %s needs a value\n", cmd, flag);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end != '\0' || isnan(v) || v < lo || v > hi) {
+        fprintf(stderr, "%s: %s expects a number in %g..%g, got '%s'\n", cmd, flag, lo, hi, value);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+const char *rk_opt_default_model(void) {
+    static char path[PATH_MAX]; /* written once per process by the tool, read-only after */
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/../models/%s", exe, DEFAULT_MODEL_FILE);
+            if (access(path, R_OK) == 0) return path;
+        }
+    }
+    snprintf(path, sizeof path, "models/%s", DEFAULT_MODEL_FILE);
+    return path;
+}
+
+char *rk_opt_read_file(const char *cmd, const char *path, size_t *out_len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: cannot open '%s': %s\n", cmd, path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len + 1 >= cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        fprintf(stderr, "%s: cannot read '%s'\n", cmd, path);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (out_len) *out_len = len;
+    return buf;
+}

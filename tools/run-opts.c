@@ -1,0 +1,113 @@
+/* run-opts.c — see run-opts.h. */
+#include "tools/run-opts.h"
+
+#include <string.h>
+
+#include "tools/opts.h"
+
+void rk_run_opts_init(rk_run_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->ctx = rk_context_default_params();
+    o->ctx.n_ctx = 4096;
+    o->sampling = rk_sampler_default_params();
+}
+
+void rk_run_opts_usage(FILE *out) {
+    fprintf(out,
+            "  -t, --threads N        compute threads (default: all cores)\n"
+            "  -c, --ctx-size N       context length in tokens (default 4096; 0 = trained)\n"
+            "  -ub, --ubatch N        prompt tokens per forward step (default 512)\n"
+            "  --temp T               temperature (default 0.8; 0 = greedy)\n"
+            "  --top-k N              (default 40; 0 = off)\n"
+            "  --top-p P              (default 0.95; 1 = off)\n"
+            "  --min-p P              (default 0.05; 0 = off)\n"
+            "  --repeat-penalty R     (default 1.0 = off)\n"
+            "  --repeat-last-n N      tokens the penalty looks back (default 64)\n"
+            "  -s, --seed N           sampling seed (default 42)\n");
+}
+
+int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, int i) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int64_t n;
+    double x;
+    if (rk_opt_is(a, "-m", "--model")) {
+        if (!v) return fprintf(stderr, "%s: %s needs a value\n", cmd, a), -1;
+        o->model_path = v;
+    } else if (rk_opt_is(a, "-t", "--threads")) {
+        if (!rk_opt_int(cmd, a, v, 1, 1024, &n)) return -1;
+        o->ctx.n_threads = (int)n;
+    } else if (rk_opt_is(a, "-c", "--ctx-size")) {
+        if (!rk_opt_int(cmd, a, v, 0, (int64_t)1 << 32, &n)) return -1;
+        o->ctx.n_ctx = n;
+    } else if (rk_opt_is(a, "-ub", "--ubatch")) {
+        if (!rk_opt_int(cmd, a, v, 1, 65536, &n)) return -1;
+        o->ctx.n_ubatch = (int)n;
+    } else if (rk_opt_is(a, NULL, "--temp")) {
+        if (!rk_opt_float(cmd, a, v, 0.0, 100.0, &x)) return -1;
+        o->sampling.temperature = (float)x;
+    } else if (rk_opt_is(a, NULL, "--top-k")) {
+        if (!rk_opt_int(cmd, a, v, 0, 1 << 30, &n)) return -1;
+        o->sampling.top_k = (int32_t)n;
+    } else if (rk_opt_is(a, NULL, "--top-p")) {
+        if (!rk_opt_float(cmd, a, v, 0.0, 1.0, &x)) return -1;
+        o->sampling.top_p = (float)x;
+    } else if (rk_opt_is(a, NULL, "--min-p")) {
+        if (!rk_opt_float(cmd, a, v, 0.0, 1.0, &x)) return -1;
+        o->sampling.min_p = (float)x;
+    } else if (rk_opt_is(a, NULL, "--repeat-penalty")) {
+        if (!rk_opt_float(cmd, a, v, 0.0, 100.0, &x) ) return -1;
+        o->sampling.repeat_penalty = (float)x;
+    } else if (rk_opt_is(a, NULL, "--repeat-last-n")) {
+        if (!rk_opt_int(cmd, a, v, 0, 1 << 20, &n)) return -1;
+        o->sampling.repeat_last_n = (int32_t)n;
+    } else if (rk_opt_is(a, "-s", "--seed")) {
+        if (!rk_opt_int(cmd, a, v, 0, INT64_MAX, &n)) return -1;
+        o->sampling.seed = (uint64_t)n;
+    } else {
+        return 0;
+    }
+    return 2;
+}
+
+int rk_session_open(rk_session *s, const rk_run_opts *o, const char *cmd) {
+    memset(s, 0, sizeof *s);
+    rk_error err;
+    rk_model_params mp = rk_model_default_params();
+    const char *path = o->model_path ? o->model_path : rk_opt_default_model();
+    if (rk_model_load(path, &mp, &s->model, &err) != RK_OK) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        if (!o->model_path) fprintf(stderr, "%s: (fetch the default model with scripts/fetch-models.sh)\n", cmd);
+        return 1;
+    }
+    rk_context_params cp = o->ctx;
+    if (cp.n_ctx == 0 || cp.n_ctx > rk_model_n_ctx_train(s->model)) {
+        if (cp.n_ctx > rk_model_n_ctx_train(s->model))
+            fprintf(stderr, "%s: note: context %lld is longer than the model was trained on (%lld)\n",
+                    cmd, (long long)cp.n_ctx, (long long)rk_model_n_ctx_train(s->model));
+        if (cp.n_ctx == 0) cp.n_ctx = rk_model_n_ctx_train(s->model);
+    }
+    if (rk_context_create(s->model, &cp, &s->ctx, &err) != RK_OK ||
+        rk_sampler_create(&o->sampling, rk_model_n_vocab(s->model), &s->sampler, &err) != RK_OK) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        rk_session_close(s);
+        return 1;
+    }
+    return 0;
+}
+
+void rk_session_close(rk_session *s) {
+    rk_sampler_free(s->sampler);
+    rk_context_free(s->ctx);
+    rk_model_free(s->model);
+    memset(s, 0, sizeof *s);
+}
+
+void rk_print_speed(FILE *out, const rk_gen_stats *st) {
+    fprintf(out, "prompt: %lld tokens in %.3f s (%.1f tok/s) | generation: %lld tokens in %.3f s "
+                 "(%.1f tok/s) | peak memory: %.1f MiB\n",
+            (long long)st->n_prompt, st->prompt_seconds,
+            st->prompt_seconds > 0 ? st->n_prompt / st->prompt_seconds : 0.0,
+            (long long)st->n_generated, st->gen_seconds,
+            st->gen_seconds > 0 ? st->n_generated / st->gen_seconds : 0.0,
+            rk_peak_rss_bytes() / 1048576.0);
+}

@@ -1,0 +1,38 @@
+/* run-opts.h — options every model-running command shares (model, threads, context, micro-batch,
+ * sampling) and the session they open: model + context + sampler. */
+#ifndef RK_TOOLS_RUN_OPTS_H
+#define RK_TOOLS_RUN_OPTS_H
+
+#include <stdio.h>
+
+#include "ringkv.h"
+#include "tools/generate.h"
+
+typedef struct rk_run_opts {
+    const char *model_path;
+    rk_context_params ctx;
+    rk_sampler_params sampling;
+} rk_run_opts;
+
+void rk_run_opts_init(rk_run_opts *o);
+void rk_run_opts_usage(FILE *out);
+
+/* Tries to parse argv[i] (and its value). Returns how many arguments it used (0: not a shared
+ * option), or -1 after printing an error for a bad value. */
+int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, int i);
+
+typedef struct rk_session {
+    rk_model *model;
+    rk_context *ctx;
+    rk_sampler *sampler;
+} rk_session;
+
+/* Loads the model, creates the context and sampler. Returns 0, or 1 after printing the error
+ * (the session is then closed). */
+int rk_session_open(rk_session *s, const rk_run_opts *o, const char *cmd);
+void rk_session_close(rk_session *s);
+
+/* "prompt: N tokens in S s (T tok/s) | generation: ... | peak memory: M MiB" */
+void rk_print_speed(FILE *out, const rk_gen_stats *st);
+
+#endif
