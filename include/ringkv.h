@@ -85,6 +85,9 @@ void rk_model_free(rk_model *model);
 void rk_model_describe(const rk_model *model, char *buf, size_t buf_size);
 
 int32_t rk_model_n_vocab(const rk_model *model);
+/* Weight bytes one decode step reads: every layer matrix and the output matrix in full, plus
+ * one embedding row. (Decode speed × this = achieved memory bandwidth.) */
+size_t rk_model_decode_bytes(const rk_model *model);
 int64_t rk_model_n_ctx_train(const rk_model *model);
 rk_token rk_model_token_bos(const rk_model *model); /* -1 when the model has none */
 rk_token rk_model_token_eos(const rk_model *model); /* -1 when the model has none */
@@ -104,6 +107,19 @@ rk_status rk_tokenize(const rk_model *model, const char *text, size_t text_len, 
  * bytes (no NUL terminator). Returns -1 for an id outside the vocabulary. */
 int32_t rk_token_to_piece(const rk_model *model, rk_token token, int render_special, char *buf,
                           int32_t buf_size);
+
+/* One message of a conversation. */
+typedef struct rk_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* UTF-8, NUL-terminated */
+} rk_chat_message;
+
+/* Renders a conversation with the model's chat template (ChatML, Llama 3 or Gemma, chosen
+ * from tokenizer.chat_template). `add_assistant_prompt`: end with the opening of the
+ * assistant's turn. *out (malloc'd, NUL-terminated) belongs to the caller.
+ * RK_ERR_UNSUPPORTED when the model has no chat template ringkv knows. */
+rk_status rk_chat_format(const rk_model *model, const rk_chat_message *messages, size_t n,
+                         int add_assistant_prompt, char **out, rk_error *err);
 
 typedef struct rk_context_params {
     int64_t n_ctx;    /* tokens the context holds; 0 = the model's training context */
