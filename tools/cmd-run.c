@@ -79,7 +79,7 @@ int rk_cmd_run(int argc, char **argv) {
     }
     if (rc == 0) {
         rk_gen_stats st;
-        if (rk_generate(sess.ctx, sess.model, sess.sampler, tokens, n, n_predict, stdout, &st, &err) != RK_OK) {
+        if (rk_generate(sess.ctx, sess.model, sess.sampler, tokens, n, n_predict, stdout, NULL, &st, &err) != RK_OK) {
             fprintf(stderr, "\nrun: %s\n", err.msg);
             rc = 1;
         }

@@ -10,16 +10,19 @@ double rk_now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void print_piece(const rk_model *model, rk_token t, FILE *out) {
+static void print_piece(const rk_model *model, rk_token t, FILE *out, FILE *tee) {
     char buf[256];
     int32_t len = rk_token_to_piece(model, t, 0, buf, sizeof buf);
-    if (len > 0) fwrite(buf, 1, (size_t)(len < (int32_t)sizeof buf ? len : (int32_t)sizeof buf), out);
+    if (len <= 0) return;
+    size_t n = (size_t)(len < (int32_t)sizeof buf ? len : (int32_t)sizeof buf);
+    fwrite(buf, 1, n, out);
     fflush(out);
+    if (tee) fwrite(buf, 1, n, tee);
 }
 
 rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sampler,
                       const rk_token *prompt, size_t n, int64_t n_predict, FILE *out,
-                      rk_gen_stats *stats, rk_error *err) {
+                      FILE *tee, rk_gen_stats *stats, rk_error *err) {
     memset(stats, 0, sizeof *stats);
     double t0 = rk_now_seconds();
     rk_status s = RK_OK;
@@ -40,7 +43,7 @@ rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sample
             stats->stopped_by_eog = 1;
             break;
         }
-        print_piece(model, t, out);
+        print_piece(model, t, out, tee);
         stats->n_generated++;
         if (n_predict >= 0 && stats->n_generated >= n_predict) break;
         if (rk_context_n_past(ctx) >= rk_context_n_ctx(ctx)) {

@@ -19,10 +19,10 @@ typedef struct rk_gen_stats {
 /* Evaluates `prompt` (n tokens, may be 0 when the context already ends where generation
  * should start... then the last logits are used) and generates up to n_predict tokens
  * (-1: until EOG or the context is full), writing each piece to `out` as it is made.
- * `generated` (may be NULL) receives the ids, up to gen_cap. Returns RK_OK or an error. */
+ * `tee` (may be NULL) receives a copy of the text. Returns RK_OK or an error. */
 rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sampler,
                       const rk_token *prompt, size_t n, int64_t n_predict, FILE *out,
-                      rk_gen_stats *stats, rk_error *err);
+                      FILE *tee, rk_gen_stats *stats, rk_error *err);
 
 /* Seconds on a monotonic clock. */
 double rk_now_seconds(void);

@@ -97,3 +97,17 @@ void rk_model_describe(const rk_model *m, char *buf, size_t size) {
 
 int32_t rk_model_n_vocab(const rk_model *m) { return (int32_t)rk_tok_n_vocab(m->tok); }
 int64_t rk_model_n_ctx_train(const rk_model *m) { return m->hp.n_ctx_train; }
+
+static size_t matrix_bytes(const rk_matrix *w) { return (size_t)w->n_out * w->row_bytes; }
+
+size_t rk_model_decode_bytes(const rk_model *m) {
+    if (!m->layers) return 0;
+    const rk_hparams *hp = &m->hp;
+    size_t total = matrix_bytes(&m->output) + rk_type_row_bytes(m->token_embd->type, hp->n_embd);
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        const rk_layer *L = &m->layers[il];
+        const rk_matrix *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += matrix_bytes(ws[i]);
+    }
+    return total;
+}

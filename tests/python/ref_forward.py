@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""Independent NumPy reference forward pass for GGUF models (arch `llama` and `gemma3`).
+
+Written from the model definitions (llama.cpp graph builders / HF transformers modeling code),
+not from ringkv's C sources. Weights are dequantised to float32 with the `gguf` package
+(`gguf.quants.dequantize`) and cached in memory; ALL activations and matmuls are computed in
+float64 (weights are upcast from their exact float32 dequantised values), so the only error in
+the reference is the quantisation of the stored weights themselves.
+
+    python3 tests/python/ref_forward.py --model M.gguf --tokens 1,2,3 --out ref.npy
+
+writes the logits as an (n_tokens x n_vocab) float32 .npy file (row i = logits after token i).
+With --out ending in `.f32` it writes raw little-endian float32 (row-major) instead, the same
+layout as `ringkv eval logits`.
+
+Architecture summary (what the reference implements). Sources: llama.cpp src/models/gemma3*.cpp,
+llama_model_rope_type(), the gemma3 hparams loader (swa pattern 6, swa rope base 10000, attention
+scale), is_masked_swa(), convert_hf_to_gguf.py (Gemma3 norm_shift = 1), HF modeling_gemma3.
+
+llama (SmolLM2, Llama 2/3 ...):
+  x = tok_embd[t]
+  per layer: h = x + Wo·attn(rope_norm(Wq·rms(x)*w), rope_norm(Wk·rms(x)*w), Wv·rms(x)*w)
+             x = h + Wdown·(silu(Wgate·n) * Wup·n),  n = rms(h)*ffn_norm
+  logits = (output.weight or tok_embd) · (rms(x)*output_norm)
+  RoPE "normal" mode: rotate adjacent pairs (2i, 2i+1) -- the HF->GGUF converter permutes the
+  rows of q/k so that llama.cpp's adjacent-pair rotation equals HF's half-split rotation.
+  attention scale 1/sqrt(head_dim); GQA: query head h uses kv head h // (n_head / n_head_kv).
+
+gemma3:
+  x = tok_embd[t] * sqrt(n_embd)
+  per layer: a = rms(x)*attn_norm
+             q = rope_neox(rms_head(Wq·a)*attn_q_norm), k = rope_neox(rms_head(Wk·a)*attn_k_norm)
+             q *= 1/sqrt(key_length)   (27B: 1/sqrt(n_embd/n_head))
+             h = x + rms(Wo·attn(q,k,Wv·a))*post_attention_norm
+             x = h + rms(Wdown·(gelu_tanh(Wgate·n) * Wup·n))*post_ffw_norm,  n = rms(h)*ffn_norm
+  logits = tok_embd · (rms(x)*output_norm)   (tied; no final logit softcapping)
+  Norm weights in the GGUF already include Gemma's "+1" (convert_hf_to_gguf adds 1 to every
+  *norm.weight), so every norm is plain x/rms(x)*w.
+  RoPE NEOX mode: pairs (i, i + n_rot/2).
+  Layer il is global (full causal attention, rope base gemma3.rope.freq_base) when
+  il % 6 == 5, otherwise sliding-window (rope base 10000, key at position p0 is visible from query
+  position p1 iff 0 <= p1 - p0 < gemma3.attention.sliding_window).
+"""
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+
+try:
+    import gguf
+except ImportError:  # pragma: no cover - reported by callers
+    gguf = None
+
+def _field(reader, key, default=None):
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    v = f.contents()
+    return v
+
+
+class Model:
+    """Lazily dequantised GGUF model + hyper-parameters."""
+
+    def __init__(self, path):
+        if gguf is None:
+            raise RuntimeError("the `gguf` Python package is required")
+        self.path = path
+        self.r = gguf.GGUFReader(path)
+        self.tensors = {t.name: t for t in self.r.tensors}
+        self._cache = {}
+        a = _field(self.r, "general.architecture")
+        self.arch = a
+        if a not in ("llama", "gemma3"):
+            raise ValueError(f"unsupported architecture {a!r}")
+        g = lambda k, d=None: _field(self.r, f"{a}.{k}", d)
+        self.n_layer = int(g("block_count"))
+        self.n_embd = int(g("embedding_length"))
+        self.n_ff = int(g("feed_forward_length"))
+        self.n_head = int(g("attention.head_count"))
+        self.n_head_kv = int(g("attention.head_count_kv", self.n_head))
+        self.head_dim_k = int(g("attention.key_length", self.n_embd // self.n_head))
+        self.head_dim_v = int(g("attention.value_length", self.head_dim_k))
+        self.n_rot = int(g("rope.dimension_count", self.head_dim_k))
+        self.rope_base = float(g("rope.freq_base", 10000.0))
+        self.eps = float(g("attention.layer_norm_rms_epsilon", 1e-5))
+        scaling = g("rope.scaling.type")
+        factor = g("rope.scaling.factor")
+        if (scaling not in (None, "none")) and factor not in (None, 1.0):
+            if scaling == "linear":
+                self.rope_freq_scale = 1.0 / float(factor)
+            else:
+                raise ValueError(f"rope scaling {scaling!r} not implemented in the reference")
+        else:
+            self.rope_freq_scale = 1.0
+        emb = self.tensors["token_embd.weight"]
+        self.n_vocab = int(emb.shape[1])
+        if a == "gemma3":
+            self.n_swa = int(g("attention.sliding_window"))
+            self.swa_pattern = 6
+            self.rope_base_swa = 10000.0
+            if self.n_layer == 62:  # 27B: query_pre_attn_scalar = n_embd / n_head
+                self.attn_scale = 1.0 / math.sqrt(self.n_embd / self.n_head)
+            else:
+                self.attn_scale = 1.0 / math.sqrt(self.head_dim_k)
+            # Gemma 3 has no final logit softcapping (HF config: None; llama.cpp's sliding-window
+            # gemma3 graph never applies it), so a stray GGUF key is ignored like llama.cpp does.
+            self.final_softcap = None
+        else:
+            self.attn_scale = 1.0 / math.sqrt(self.head_dim_k)
+            self.final_softcap = None
+
+    # ---- weights -------------------------------------------------------------------------
+    def has(self, name):
+        return name in self.tensors
+
+    def w(self, name):
+        """float32 dequantised weight; matrices are (n_out, n_in), so y = W @ x."""
+        if name not in self._cache:
+            t = self.tensors[name]
+            d = gguf.quants.dequantize(t.data, t.tensor_type)
+            d = np.ascontiguousarray(d, dtype=np.float32)
+            self._cache[name] = d
+        return self._cache[name]
+
+    def weight_qtype(self, name):
+        return self.tensors[name].tensor_type
+
+    def is_swa(self, il):
+        return self.arch == "gemma3" and (il % self.swa_pattern) < (self.swa_pattern - 1)
+
+
+# ---- building blocks (float64) ---------------------------------------------------------------
+
+def rms_norm(x, w, eps):
+    ms = np.mean(x * x, axis=-1, keepdims=True)
+    return x / np.sqrt(ms + x.dtype.type(eps)) * w.astype(x.dtype)
+
+
+def rope(x, pos, n_rot, base, mode, freq_scale=1.0):
+    """x: (T, H, D) float64; rotate the first n_rot dims of each head.
+    mode 'norm': pairs (2i, 2i+1); mode 'neox': pairs (i, i + n_rot/2).
+    theta_i = pos * freq_scale * base^(-2i/n_rot), i in [0, n_rot/2)."""
+    half = n_rot // 2
+    inv = base ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)
+    ang = (np.asarray(pos, dtype=np.float64) * freq_scale)[:, None] * inv[None, :]  # (T, half)
+    c = np.cos(ang)[:, None, :].astype(x.dtype)
+    s = np.sin(ang)[:, None, :].astype(x.dtype)
+    out = x.copy()
+    if mode == "norm":
+        x0 = x[..., 0:n_rot:2]
+        x1 = x[..., 1:n_rot:2]
+        out[..., 0:n_rot:2] = x0 * c - x1 * s
+        out[..., 1:n_rot:2] = x0 * s + x1 * c
+    elif mode == "neox":
+        x0 = x[..., :half]
+        x1 = x[..., half:n_rot]
+        out[..., :half] = x0 * c - x1 * s
+        out[..., half:n_rot] = x0 * s + x1 * c
+    else:
+        raise ValueError(mode)
+    return out
+
+
+def gelu_tanh(x):
+    k = x.dtype.type(math.sqrt(2.0 / math.pi))
+    return 0.5 * x * (1.0 + np.tanh(k * (x + x.dtype.type(0.044715) * x * x * x)))
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def quantize_act_q8(x, block):
+    """Simulate 8-bit symmetric per-block activation quantisation (like ggml's Q8_0/Q8_1/Q8_K
+    vec_dot types): scale = amax/127 per `block` consecutive values, round to nearest."""
+    shp = x.shape
+    n = shp[-1]
+    if n % block:
+        return x
+    xb = x.reshape(-1, n // block, block)
+    amax = np.max(np.abs(xb), axis=-1, keepdims=True)
+    d = amax / 127.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(d > 0, np.round(xb / np.where(d > 0, d, 1.0)), 0.0)
+    return (q * d).reshape(shp)
+
+
+class Forward:
+    """Reference forward pass. Options (for measuring tolerances / bug sensitivity only):
+       act_q8: quantise activations to 8 bits before each weight matmul (llama.cpp-like),
+       kv_f16: round K and V to float16 (llama.cpp's default KV cache type),
+       rope_mode: override the rope pairing ('norm'/'neox'),
+       norm_shift: add this to gemma norm weights (e.g. 1.0 to simulate a double +1 bug),
+       dtype: compute dtype (float64 default; float32 to measure a plain float32 path)."""
+
+    def __init__(self, model, act_q8=False, kv_f16=False, rope_mode=None, norm_shift=0.0,
+                 dtype=np.float64):
+        self.m = model
+        self.dt = np.dtype(dtype)
+        self.act_q8 = act_q8
+        self.kv_f16 = kv_f16
+        self.rope_mode = rope_mode or ("neox" if model.arch == "gemma3" else "norm")
+        self.norm_shift = norm_shift
+
+    def mm(self, name, x):
+        W = self.m.w(name)
+        if self.act_q8:
+            qt = self.m.weight_qtype(name)
+            # K-quants use 256-value Q8_K activation blocks, the rest 32-value Q8_0/Q8_1 blocks
+            kq = qt.name.endswith("_K")
+            x = quantize_act_q8(x, 256 if kq else 32)
+        return x @ W.T.astype(self.dt)
+
+    def nw(self, name):
+        w = self.m.w(name).astype(self.dt)
+        if self.m.arch == "gemma3" and self.norm_shift:
+            w = w + self.norm_shift
+        return w
+
+    def attention(self, q, k, v, pos, il):
+        """q: (T, H, Dk), k: (T, Hkv, Dk), v: (T, Hkv, Dv); causal (+ sliding window)."""
+        m = self.m
+        T = q.shape[0]
+        if self.kv_f16:
+            k = k.astype(np.float16).astype(self.dt)
+            v = v.astype(np.float16).astype(self.dt)
+        group = m.n_head // m.n_head_kv
+        p = np.asarray(pos)
+        diff = p[:, None] - p[None, :]           # query pos - key pos
+        allowed = diff >= 0
+        if m.is_swa(il):
+            allowed &= diff < m.n_swa
+        out = np.empty((T, m.n_head, v.shape[2]), dtype=self.dt)
+        for h in range(m.n_head):
+            kh = k[:, h // group, :]
+            vh = v[:, h // group, :]
+            s = q[:, h, :] @ kh.T                 # scale already applied to q
+            s = np.where(allowed, s, -np.inf)
+            s = s - s.max(axis=1, keepdims=True)
+            e = np.exp(s)
+            e /= e.sum(axis=1, keepdims=True)
+            out[:, h, :] = e @ vh
+        return out.reshape(T, -1)
+
+    def layer_llama(self, x, pos, il):
+        m = self.m
+        b = f"blk.{il}."
+        T = x.shape[0]
+        a = rms_norm(x, m.w(b + "attn_norm.weight"), m.eps)
+        q = self.mm(b + "attn_q.weight", a).reshape(T, m.n_head, m.head_dim_k)
+        k = self.mm(b + "attn_k.weight", a).reshape(T, m.n_head_kv, m.head_dim_k)
+        v = self.mm(b + "attn_v.weight", a).reshape(T, m.n_head_kv, m.head_dim_v)
+        q = rope(q, pos, m.n_rot, m.rope_base, self.rope_mode, m.rope_freq_scale)
+        k = rope(k, pos, m.n_rot, m.rope_base, self.rope_mode, m.rope_freq_scale)
+        q = q * m.attn_scale
+        att = self.attention(q, k, v, pos, il)
+        h = x + self.mm(b + "attn_output.weight", att)
+        n = rms_norm(h, m.w(b + "ffn_norm.weight"), m.eps)
+        f = silu(self.mm(b + "ffn_gate.weight", n)) * self.mm(b + "ffn_up.weight", n)
+        return h + self.mm(b + "ffn_down.weight", f)
+
+    def layer_gemma3(self, x, pos, il):
+        m = self.m
+        b = f"blk.{il}."
+        T = x.shape[0]
+        base = m.rope_base_swa if m.is_swa(il) else m.rope_base
+        a = rms_norm(x, self.nw(b + "attn_norm.weight"), m.eps)
+        q = self.mm(b + "attn_q.weight", a).reshape(T, m.n_head, m.head_dim_k)
+        k = self.mm(b + "attn_k.weight", a).reshape(T, m.n_head_kv, m.head_dim_k)
+        v = self.mm(b + "attn_v.weight", a).reshape(T, m.n_head_kv, m.head_dim_v)
+        q = rms_norm(q, self.nw(b + "attn_q_norm.weight"), m.eps)
+        k = rms_norm(k, self.nw(b + "attn_k_norm.weight"), m.eps)
+        q = rope(q, pos, m.n_rot, base, self.rope_mode, 1.0 if m.is_swa(il) else m.rope_freq_scale)
+        k = rope(k, pos, m.n_rot, base, self.rope_mode, 1.0 if m.is_swa(il) else m.rope_freq_scale)
+        q = q * m.attn_scale
+        att = self.attention(q, k, v, pos, il)
+        o = self.mm(b + "attn_output.weight", att)
+        h = x + rms_norm(o, self.nw(b + "post_attention_norm.weight"), m.eps)
+        n = rms_norm(h, self.nw(b + "ffn_norm.weight"), m.eps)
+        f = gelu_tanh(self.mm(b + "ffn_gate.weight", n)) * self.mm(b + "ffn_up.weight", n)
+        d = self.mm(b + "ffn_down.weight", f)
+        return h + rms_norm(d, self.nw(b + "post_ffw_norm.weight"), m.eps)
+
+    def __call__(self, tokens, last_only=False):
+        m = self.m
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.min() < 0 or tokens.max() >= m.n_vocab:
+            raise ValueError("token id out of range")
+        pos = np.arange(len(tokens))
+        emb = m.w("token_embd.weight")
+        x = emb[tokens].astype(self.dt)
+        if m.arch == "gemma3":
+            x = x * self.dt.type(math.sqrt(m.n_embd))
+        for il in range(m.n_layer):
+            x = self.layer_gemma3(x, pos, il) if m.arch == "gemma3" else self.layer_llama(x, pos, il)
+        if last_only:
+            x = x[-1:]
+        onw = self.nw("output_norm.weight") if m.arch == "gemma3" else m.w("output_norm.weight")
+        x = rms_norm(x, onw, m.eps)
+        out_name = "output.weight" if m.has("output.weight") else "token_embd.weight"
+        if self.act_q8:
+            kq = m.weight_qtype(out_name).name.endswith("_K")
+            x = quantize_act_q8(x, 256 if kq else 32)
+        W = m.w(out_name)
+        logits = np.empty((x.shape[0], W.shape[0]), dtype=self.dt)
+        step = 32768
+        for i in range(0, W.shape[0], step):
+            logits[:, i:i + step] = x @ W[i:i + step].T.astype(self.dt)
+        if m.final_softcap:
+            c = float(m.final_softcap)
+            logits = c * np.tanh(logits / c)
+        return logits
+
+
+def reference_logits(model_path, tokens, **opts):
+    """Convenience wrapper: float32 (n_tokens, n_vocab) logits."""
+    m = model_path if isinstance(model_path, Model) else Model(model_path)
+    return Forward(m, **opts)(tokens).astype(np.float32)
+
+
+def greedy(fwd, tokens, n):
+    toks = list(tokens)
+    for _ in range(n):
+        lg = fwd(toks, last_only=True)[0]
+        toks.append(int(np.argmax(lg)))
+    return toks[len(tokens):]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", "-m", required=True)
+    ap.add_argument("--tokens", required=True, help="comma-separated token ids")
+    ap.add_argument("--out", required=True, help=".npy (default) or .f32 raw little-endian")
+    ap.add_argument("--act-q8", action="store_true", help="simulate 8-bit activation quantisation")
+    ap.add_argument("--kv-f16", action="store_true", help="round K/V to float16")
+    args = ap.parse_args(argv)
+    toks = [int(t) for t in args.tokens.split(",") if t.strip()]
+    t0 = time.time()
+    m = Model(args.model)
+    lg = Forward(m, act_q8=args.act_q8, kv_f16=args.kv_f16)(toks).astype(np.float32)
+    if args.out.endswith(".f32"):
+        lg.astype("<f4").tofile(args.out)
+    else:
+        np.save(args.out, lg)
+    print(f"ref_forward: arch={m.arch} n_tokens={len(toks)} n_vocab={m.n_vocab} "
+          f"time={time.time() - t0:.1f}s -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

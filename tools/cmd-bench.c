@@ -1,0 +1,97 @@
+/*
+ * cmd-bench.c — `ringkv bench [-m MODEL] [-t THREADS] [-p N_PROMPT] [-n N_GEN] [-r REPS]`:
+ * llama-bench's two measurements on random tokens: prompt processing (N_PROMPT tokens from an
+ * empty context, in micro-batches) and decode (a short prompt, then N_GEN single-token steps
+ * with greedy sampling). Prints one CSV line per test: test,threads,tokens,seconds,tok_per_s,
+ * decode_bytes_per_token. The best of REPS runs is reported (as llama-bench reports the mean;
+ * both are printed).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/threadpool.h"
+#include "tools/commands.h"
+#include "tools/generate.h"
+#include "tools/opts.h"
+#include "tools/run-opts.h"
+
+static uint64_t next_rand(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Seconds for one run: prompt processing of n tokens (decode = 0) or n decode steps. */
+static int run_once(rk_session *s, int decode, int64_t n, uint64_t *seed, double *seconds) {
+    rk_error err;
+    const int32_t V = rk_model_n_vocab(s->model);
+    rk_token *toks = malloc((size_t)(n > 8 ? n : 8) * sizeof *toks);
+    if (!toks) return 1;
+    for (int64_t i = 0; i < (n > 8 ? n : 8); i++) toks[i] = (rk_token)(next_rand(seed) % (uint64_t)V);
+    int rc = 0;
+    if (rk_context_truncate(s->ctx, 0, &err) != RK_OK) rc = 1;
+    double t0 = rk_now_seconds();
+    if (!rc && !decode && rk_context_eval(s->ctx, toks, (size_t)n, 0, &err) != RK_OK) rc = 1;
+    if (!rc && decode) {
+        if (rk_context_eval(s->ctx, toks, 8, 0, &err) != RK_OK) rc = 1; /* a short prompt */
+        t0 = rk_now_seconds();
+        for (int64_t i = 0; i < n && !rc; i++) {
+            rk_token t = rk_sampler_sample(s->sampler, rk_context_logits(s->ctx, -1));
+            if (rk_context_eval(s->ctx, &t, 1, 0, &err) != RK_OK) rc = 1;
+        }
+    }
+    *seconds = rk_now_seconds() - t0;
+    if (rc) fprintf(stderr, "bench: %s\n", err.msg);
+    free(toks);
+    return rc;
+}
+
+int rk_cmd_bench(int argc, char **argv) {
+    rk_run_opts o;
+    rk_run_opts_init(&o);
+    o.sampling.temperature = 0.0f;
+    int64_t n_prompt = 512, n_gen = 128, reps = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int used = rk_run_opts_parse(&o, "bench", argc, argv, i);
+        if (used < 0) return 2;
+        if (used > 0) { i += used - 1; continue; }
+        int64_t *target = rk_opt_is(a, "-p", "--n-prompt") ? &n_prompt
+                          : rk_opt_is(a, "-n", "--n-gen")  ? &n_gen
+                          : rk_opt_is(a, "-r", "--reps")   ? &reps
+                                                           : NULL;
+        if (!target) {
+            fprintf(stderr, "bench: unknown option '%s'\nusage: ringkv bench [-m MODEL] [-t N] [-p N_PROMPT] [-n N_GEN] [-r REPS]\n", a);
+            return 2;
+        }
+        if (!rk_opt_int("bench", a, v, 0, 1 << 20, target)) return 2;
+        i++;
+    }
+    o.ctx.n_ctx = n_prompt + n_gen + 16;
+    rk_session s;
+    if (rk_session_open(&s, &o, "bench") != 0) return 1;
+    uint64_t seed = 0x2545F4914F6CDD1Dull;
+    size_t bytes = rk_model_decode_bytes(s.model);
+    int threads = o.ctx.n_threads ? o.ctx.n_threads : rk_cpu_count();
+    printf("test,threads,tokens,best_seconds,best_tok_per_s,mean_tok_per_s,decode_bytes_per_token\n");
+    int rc = 0;
+    for (int decode = 0; decode <= 1 && !rc; decode++) {
+        int64_t n = decode ? n_gen : n_prompt;
+        if (n == 0) continue;
+        double best = 1e30, sum_rate = 0;
+        double warm;
+        rc = run_once(&s, decode, decode ? 4 : 32, &seed, &warm); /* warm-up: page in weights */
+        for (int64_t r = 0; r < reps && !rc; r++) {
+            double sec;
+            rc = run_once(&s, decode, n, &seed, &sec);
+            if (sec < best) best = sec;
+            sum_rate += n / sec;
+        }
+        if (!rc)
+            printf("%s%lld,%d,%lld,%.4f,%.2f,%.2f,%zu\n", decode ? "tg" : "pp", (long long)n, threads,
+                   (long long)n, best, n / best, sum_rate / reps, bytes);
+    }
+    rk_session_close(&s);
+    return rc;
+}
