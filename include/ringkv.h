@@ -121,6 +121,10 @@ typedef struct rk_chat_message {
 rk_status rk_chat_format(const rk_model *model, const rk_chat_message *messages, size_t n,
                          int add_assistant_prompt, char **out, rk_error *err);
 
+/* 1 when a printer should drop the leading space of the first piece after BOS (SentencePiece
+ * vocabularies add a space prefix the text did not have; llama2.c and llama.cpp drop it). */
+int rk_model_strips_leading_space(const rk_model *model);
+
 typedef struct rk_context_params {
     int64_t n_ctx;    /* tokens the context holds; 0 = the model's training context */
     int n_threads;    /* compute threads; 0 = all cores */

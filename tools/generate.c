@@ -10,14 +10,20 @@ double rk_now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void print_piece(const rk_model *model, rk_token t, FILE *out, FILE *tee) {
+/* Prints token t; `prev` is the token before it (for SentencePiece's space after BOS). */
+static void print_piece(const rk_model *model, rk_token prev, rk_token t, FILE *out, FILE *tee) {
     char buf[256];
     int32_t len = rk_token_to_piece(model, t, 0, buf, sizeof buf);
     if (len <= 0) return;
     size_t n = (size_t)(len < (int32_t)sizeof buf ? len : (int32_t)sizeof buf);
-    fwrite(buf, 1, n, out);
+    const char *p = buf;
+    if (prev == rk_model_token_bos(model) && rk_model_strips_leading_space(model) && *p == ' ') {
+        p++;
+        n--;
+    }
+    fwrite(p, 1, n, out);
     fflush(out);
-    if (tee) fwrite(buf, 1, n, tee);
+    if (tee) fwrite(p, 1, n, tee);
 }
 
 rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sampler,
@@ -33,6 +39,7 @@ rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sample
     }
     stats->n_prompt = (int64_t)n;
     stats->prompt_seconds = rk_now_seconds() - t0;
+    rk_token prev = n > 0 ? prompt[n - 1] : -1;
     double t1 = rk_now_seconds();
     while (n_predict < 0 || stats->n_generated < n_predict) {
         const float *logits = rk_context_logits(ctx, -1);
@@ -43,7 +50,8 @@ rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sample
             stats->stopped_by_eog = 1;
             break;
         }
-        print_piece(model, t, out, tee);
+        print_piece(model, prev, t, out, tee);
+        prev = t;
         stats->n_generated++;
         if (n_predict >= 0 && stats->n_generated >= n_predict) break;
         if (rk_context_n_past(ctx) >= rk_context_n_ctx(ctx)) {

@@ -3,6 +3,7 @@
 #ifndef RK_TOOLS_OPTS_H
 #define RK_TOOLS_OPTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* 1 when arg equals the short or the long spelling (either may be NULL). */

@@ -81,14 +81,16 @@ rk_status rk_pool_create(int n_threads, rk_pool **out, rk_error *err) {
     }
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
+        if (wa) {
+            wa->pool = pool;
+            wa->ith = i;
+        }
         if (!wa || pthread_create(&pool->threads[i], NULL, worker_main, wa) != 0) {
             free(wa);
             pool->n_threads = i; /* only join the ones that started */
             rk_pool_free(pool);
             return rk_error_set(err, RK_ERR_NO_MEMORY, "threads: cannot start thread %d", i);
         }
-        wa->pool = pool;
-        wa->ith = i;
     }
     *out = pool;
     return RK_OK;

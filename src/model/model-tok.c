@@ -40,3 +40,7 @@ rk_status rk_chat_format(const rk_model *model, const rk_chat_message *messages,
     if (msgs != small) free(msgs);
     return s;
 }
+
+int rk_model_strips_leading_space(const rk_model *model) {
+    return rk_tok_strips_leading_space(model->tok);
+}

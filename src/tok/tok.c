@@ -479,6 +479,10 @@ int rk_tok_is_eog(const rk_tok *tok, rk_token id) {
     return bsearch(&id, tok->eog, tok->n_eog, sizeof id, cmp_token) != NULL;
 }
 
+int rk_tok_strips_leading_space(const rk_tok *tok) {
+    return tok->type == RK_TOK_SPM && tok->add_space_prefix;
+}
+
 unsigned rk_tok_attr(const rk_tok *tok, rk_token id) {
     return (id >= 0 && id < tok->n_vocab) ? tok->attr[id] : 0;
 }

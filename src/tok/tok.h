@@ -75,6 +75,9 @@ rk_token rk_tok_pad(const rk_tok *tok);
 /* 1 when encoding with add_special prepends BOS / appends EOS. */
 int rk_tok_add_bos(const rk_tok *tok);
 int rk_tok_add_eos(const rk_tok *tok);
+/* 1 for SentencePiece vocabularies that add a space prefix: the first piece after BOS (or at
+ * the start of a text) carries a space the text did not have, and printers drop it. */
+int rk_tok_strips_leading_space(const rk_tok *tok);
 /* 1 when `id` ends generation: EOS, EOT, EOM, or a token whose text is one of the known
  * end-of-turn markers (<|im_end|>, <end_of_turn>, <|eot_id|>, <|endoftext|>, ...). */
 int rk_tok_is_eog(const rk_tok *tok, rk_token id);

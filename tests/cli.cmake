@@ -1,0 +1,7 @@
+# End-to-end tests of the `ringkv` command (tests/python/test_cli.py).
+#   test-cli-golden  llama2.c stories260K → GGUF → `ringkv run` prints the golden text exactly
+#   test-cli-errors  bad files, flags and text: clear message, non-zero exit, no crash
+if(Python3_Interpreter_FOUND)
+  ringkv_add_script_test(test-cli-golden ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/python/test_cli.py golden)
+  ringkv_add_script_test(test-cli-errors ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/python/test_cli.py errors)
+endif()
