@@ -38,10 +38,10 @@ typedef struct l2c_config {
 
 typedef struct l2c_vocab {
     int32_t n;
-    char **text;     /* (n) escaped pieces, NUL-terminated */
-    size_t *len;     /* (n) */
-    float *score;    /* (n) */
-    int32_t *type;   /* (n) llama token types */
+    char **text;   /* (n) escaped pieces, NUL-terminated */
+    size_t *len;   /* (n) */
+    float *score;  /* (n) */
+    int32_t *type; /* (n) llama token types */
 } l2c_vocab;
 
 /* ---- checkpoint ---- */
@@ -49,8 +49,9 @@ typedef struct l2c_vocab {
 static rk_status check_range(const char *path, const char *what, int64_t v, int64_t lo, int64_t hi,
                              rk_error *err) {
     if (v < lo || v > hi)
-        return rk_error_set(err, RK_ERR_FORMAT, "convert: '%s': header field %s = %lld is outside [%lld, %lld]",
-                            path, what, (long long)v, (long long)lo, (long long)hi);
+        return rk_error_set(err, RK_ERR_FORMAT,
+                            "convert: '%s': header field %s = %lld is outside [%lld, %lld]", path,
+                            what, (long long)v, (long long)lo, (long long)hi);
     return RK_OK;
 }
 
@@ -63,10 +64,13 @@ static rk_status parse_config(const char *path, const uint8_t *p, size_t size, l
     int32_t h[7];
     memcpy(h, p, sizeof h);
     if ((uint32_t)h[0] == MAGIC_AK42)
-        return rk_error_set(err, RK_ERR_UNSUPPORTED,
-                            "convert: '%s' is a llama2.c export of version %d (magic \"ak42\"); only the legacy "
-                            "format (export.py --version 0) is supported", path, h[1]);
-    *c = (l2c_config){h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -(int64_t)h[5] : h[5], h[6], h[5] > 0, 0, 0};
+        return rk_error_set(
+            err, RK_ERR_UNSUPPORTED,
+            "convert: '%s' is a llama2.c export of version %d (magic \"ak42\"); only the legacy "
+            "format (export.py --version 0) is supported",
+            path, h[1]);
+    *c = (l2c_config){h[0], h[1],     h[2], h[3], h[4], h[5] < 0 ? -(int64_t)h[5] : h[5],
+                      h[6], h[5] > 0, 0,    0};
     rk_status s;
     if ((s = check_range(path, "dim", c->dim, 1, 1 << 16, err)) ||
         (s = check_range(path, "hidden_dim", c->hidden, 1, 1 << 20, err)) ||
@@ -77,10 +81,12 @@ static rk_status parse_config(const char *path, const uint8_t *p, size_t size, l
         (s = check_range(path, "seq_len", c->seq_len, 1, 1 << 24, err)))
         return s;
     if (c->dim % c->n_heads != 0 || (c->dim / c->n_heads) % 2 != 0)
-        return rk_error_set(err, RK_ERR_FORMAT, "convert: '%s': dim %lld is not n_heads %lld times an even head size",
+        return rk_error_set(err, RK_ERR_FORMAT,
+                            "convert: '%s': dim %lld is not n_heads %lld times an even head size",
                             path, (long long)c->dim, (long long)c->n_heads);
     if (c->n_heads % c->n_kv_heads != 0)
-        return rk_error_set(err, RK_ERR_FORMAT, "convert: '%s': n_heads %lld is not a multiple of n_kv_heads %lld",
+        return rk_error_set(err, RK_ERR_FORMAT,
+                            "convert: '%s': n_heads %lld is not a multiple of n_kv_heads %lld",
                             path, (long long)c->n_heads, (long long)c->n_kv_heads);
     c->head_size = c->dim / c->n_heads;
     c->kv_dim = c->head_size * c->n_kv_heads;
@@ -92,22 +98,23 @@ static rk_status parse_config(const char *path, const uint8_t *p, size_t size, l
 static uint64_t expected_floats(const l2c_config *c) {
     uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden, L = (uint64_t)c->n_layers;
     uint64_t kv = (uint64_t)c->kv_dim, v = (uint64_t)c->vocab;
-    uint64_t n = v * d                           /* token_embedding_table */
-               + L * d                           /* rms_att_weight */
-               + L * d * d + 2 * L * d * kv      /* wq, wk, wv */
-               + L * d * d                       /* wo */
-               + L * d                           /* rms_ffn_weight */
-               + 3 * L * d * h                   /* w1, w2, w3 */
-               + d                               /* rms_final_weight */
-               + (uint64_t)c->seq_len * (uint64_t)c->head_size; /* freq_cis_real + imag */
-    if (!c->shared) n += v * d;                  /* wcls */
+    uint64_t n = v * d                                            /* token_embedding_table */
+                 + L * d                                          /* rms_att_weight */
+                 + L * d * d + 2 * L * d * kv                     /* wq, wk, wv */
+                 + L * d * d                                      /* wo */
+                 + L * d                                          /* rms_ffn_weight */
+                 + 3 * L * d * h                                  /* w1, w2, w3 */
+                 + d                                              /* rms_final_weight */
+                 + (uint64_t)c->seq_len * (uint64_t)c->head_size; /* freq_cis_real + imag */
+    if (!c->shared) n += v * d;                                   /* wcls */
     return n;
 }
 
 /* Maps the checkpoint read-only. *map / *size describe the mapping (munmap when done). */
 static rk_status map_file(const char *path, const uint8_t **map, size_t *size, rk_error *err) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return rk_error_set(err, RK_ERR_IO, "convert: cannot open '%s': %s", path, strerror(errno));
+    if (fd < 0)
+        return rk_error_set(err, RK_ERR_IO, "convert: cannot open '%s': %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -122,7 +129,8 @@ static rk_status map_file(const char *path, const uint8_t **map, size_t *size, r
     void *m = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
-    if (m == MAP_FAILED) return rk_error_set(err, RK_ERR_IO, "convert: cannot map '%s': %s", path, strerror(e));
+    if (m == MAP_FAILED)
+        return rk_error_set(err, RK_ERR_IO, "convert: cannot map '%s': %s", path, strerror(e));
     *map = m;
     return RK_OK;
 }
@@ -131,7 +139,8 @@ static rk_status map_file(const char *path, const uint8_t **map, size_t *size, r
 
 static void vocab_free(l2c_vocab *v) {
     if (v->text)
-        for (int32_t i = 0; i < v->n; i++) free(v->text[i]);
+        for (int32_t i = 0; i < v->n; i++)
+            free(v->text[i]);
     free(v->text);
     free(v->len);
     free(v->score);
@@ -164,12 +173,16 @@ static char *read_small_file(const char *path, size_t *out_size, rk_error *err) 
 /* Replaces ' ' by U+2581 (what SentencePiece stores) and NUL-terminates. */
 static char *escape_spaces(const char *s, size_t n, size_t *out_len) {
     size_t spaces = 0;
-    for (size_t i = 0; i < n; i++) spaces += s[i] == ' ';
+    for (size_t i = 0; i < n; i++)
+        spaces += s[i] == ' ';
     char *t = malloc(n + 2 * spaces + 1), *q = t;
     if (!t) return NULL;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == ' ') { memcpy(q, "\xe2\x96\x81", 3); q += 3; }
-        else *q++ = s[i];
+        if (s[i] == ' ') {
+            memcpy(q, "\xe2\x96\x81", 3);
+            q += 3;
+        } else
+            *q++ = s[i];
     }
     *q = '\0';
     *out_len = (size_t)(q - t);
@@ -186,7 +199,10 @@ static int is_byte_token(const char *s, size_t n) {
 static rk_status add_token(l2c_vocab *v, int32_t id, const char *s, size_t n, rk_error *err) {
     const char *fixed = id == 0 ? "<unk>" : id == 1 ? "<s>" : id == 2 ? "</s>" : NULL;
     v->type[id] = id == 0 ? 2 : id <= 2 ? 3 : n == 0 ? 3 : is_byte_token(s, n) ? 6 : 1;
-    if (fixed) { s = fixed; n = strlen(fixed); }
+    if (fixed) {
+        s = fixed;
+        n = strlen(fixed);
+    }
     if (!(v->text[id] = escape_spaces(s, n, &v->len[id])))
         return rk_error_set(err, RK_ERR_NO_MEMORY, "convert: out of memory");
     return RK_OK;
@@ -196,11 +212,13 @@ static rk_status parse_vocab(const char *path, const uint8_t *p, size_t size, in
                              l2c_vocab *v, rk_error *err) {
     memset(v, 0, sizeof *v);
     if (size < 4)
-        return rk_error_set(err, RK_ERR_FORMAT, "convert: tokenizer '%s' is %zu bytes, too short", path, size);
+        return rk_error_set(err, RK_ERR_FORMAT, "convert: tokenizer '%s' is %zu bytes, too short",
+                            path, size);
     int32_t max_len;
     memcpy(&max_len, p, 4);
     if (max_len < 1 || max_len > (1 << 16))
-        return rk_error_set(err, RK_ERR_FORMAT, "convert: tokenizer '%s': max_token_length %d is outside [1, 65536]",
+        return rk_error_set(err, RK_ERR_FORMAT,
+                            "convert: tokenizer '%s': max_token_length %d is outside [1, 65536]",
                             path, max_len);
     v->n = n_vocab;
     v->text = calloc((size_t)n_vocab, sizeof *v->text);
@@ -213,26 +231,32 @@ static rk_status parse_vocab(const char *path, const uint8_t *p, size_t size, in
     for (int32_t id = 0; id < n_vocab; id++) {
         int32_t len;
         if (size - pos < 8)
-            return rk_error_set(err, RK_ERR_FORMAT,
-                                "convert: tokenizer '%s' ends at token %d but the checkpoint has %d tokens",
-                                path, id, n_vocab);
+            return rk_error_set(
+                err, RK_ERR_FORMAT,
+                "convert: tokenizer '%s' ends at token %d but the checkpoint has %d tokens", path,
+                id, n_vocab);
         memcpy(&v->score[id], p + pos, 4);
         memcpy(&len, p + pos + 4, 4);
         pos += 8;
         if (!isfinite(v->score[id]))
-            return rk_error_set(err, RK_ERR_FORMAT, "convert: tokenizer '%s': token %d has a non-finite score", path, id);
+            return rk_error_set(err, RK_ERR_FORMAT,
+                                "convert: tokenizer '%s': token %d has a non-finite score", path,
+                                id);
         if (len < 0 || len > max_len || (size_t)len > size - pos)
             return rk_error_set(err, RK_ERR_FORMAT,
-                                "convert: tokenizer '%s': token %d has length %d (max_token_length %d, %zu bytes left)",
+                                "convert: tokenizer '%s': token %d has length %d (max_token_length "
+                                "%d, %zu bytes left)",
                                 path, id, len, max_len, size - pos);
         rk_status s = add_token(v, id, (const char *)p + pos, (size_t)len, err);
         if (s != RK_OK) return s;
         pos += (size_t)len;
     }
     if (pos != size)
-        return rk_error_set(err, RK_ERR_FORMAT,
-                            "convert: tokenizer '%s' has %zu bytes after its %d tokens: it does not match the "
-                            "checkpoint's vocab_size %d", path, size - pos, n_vocab, n_vocab);
+        return rk_error_set(
+            err, RK_ERR_FORMAT,
+            "convert: tokenizer '%s' has %zu bytes after its %d tokens: it does not match the "
+            "checkpoint's vocab_size %d",
+            path, size - pos, n_vocab, n_vocab);
     return RK_OK;
 }
 
@@ -256,7 +280,8 @@ static void add_hparams(rk_gguf_writer *w, const l2c_config *c, const char *name
 
 static void add_vocab(rk_gguf_writer *w, const l2c_vocab *v) {
     rk_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama");
-    rk_gguf_writer_add_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->text, v->len, (size_t)v->n);
+    rk_gguf_writer_add_str_array(w, "tokenizer.ggml.tokens", (const char *const *)v->text, v->len,
+                                 (size_t)v->n);
     rk_gguf_writer_add_f32_array(w, "tokenizer.ggml.scores", v->score, (size_t)v->n);
     rk_gguf_writer_add_i32_array(w, "tokenizer.ggml.token_type", v->type, (size_t)v->n);
     rk_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1);
@@ -276,8 +301,8 @@ static void take(rk_gguf_writer *w, const char *name, const float **cur, int64_t
 }
 
 /* Per-layer tensors of one llama2.c section (all layers are stored one after another). */
-static void take_layers(rk_gguf_writer *w, const l2c_config *c, const char *suffix, const float **cur,
-                        int64_t ne0, int64_t ne1) {
+static void take_layers(rk_gguf_writer *w, const l2c_config *c, const char *suffix,
+                        const float **cur, int64_t ne0, int64_t ne1) {
     char name[96];
     for (int64_t l = 0; l < c->n_layers; l++) {
         snprintf(name, sizeof name, "blk.%lld.%s.weight", (long long)l, suffix);
@@ -317,7 +342,7 @@ rk_status rk_convert_llama2c(const char *checkpoint, const char *tokenizer, cons
     const uint8_t *map = NULL;
     size_t map_size = 0, tok_size = 0;
     char *tok = NULL, name_buf[256];
-    l2c_config c;
+    l2c_config c = {0};
     l2c_vocab v = {0};
     rk_gguf_writer *w = NULL;
     rk_status s = map_file(checkpoint, &map, &map_size, err);
@@ -325,15 +350,18 @@ rk_status rk_convert_llama2c(const char *checkpoint, const char *tokenizer, cons
     if (s == RK_OK) {
         uint64_t want = HEADER_BYTES + 4 * expected_floats(&c);
         if ((uint64_t)map_size != want)
-            s = rk_error_set(err, RK_ERR_FORMAT,
-                             "convert: '%s' is %zu bytes but its header (dim %lld, hidden %lld, %lld layers, "
-                             "%lld/%lld heads, vocab %lld %s, seq_len %lld) implies %llu bytes",
-                             checkpoint, map_size, (long long)c.dim, (long long)c.hidden, (long long)c.n_layers,
-                             (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.vocab,
-                             c.shared ? "shared" : "unshared", (long long)c.seq_len, (unsigned long long)want);
+            s = rk_error_set(
+                err, RK_ERR_FORMAT,
+                "convert: '%s' is %zu bytes but its header (dim %lld, hidden %lld, %lld layers, "
+                "%lld/%lld heads, vocab %lld %s, seq_len %lld) implies %llu bytes",
+                checkpoint, map_size, (long long)c.dim, (long long)c.hidden, (long long)c.n_layers,
+                (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.vocab,
+                c.shared ? "shared" : "unshared", (long long)c.seq_len, (unsigned long long)want);
     }
-    if (s == RK_OK && !(tok = read_small_file(tokenizer, &tok_size, err))) s = err ? err->code : RK_ERR_IO;
-    if (s == RK_OK) s = parse_vocab(tokenizer, (const uint8_t *)tok, tok_size, (int32_t)c.vocab, &v, err);
+    if (s == RK_OK && !(tok = read_small_file(tokenizer, &tok_size, err)))
+        s = err ? err->code : RK_ERR_IO;
+    if (s == RK_OK)
+        s = parse_vocab(tokenizer, (const uint8_t *)tok, tok_size, (int32_t)c.vocab, &v, err);
     if (s == RK_OK) s = rk_gguf_writer_create(&w, err);
     if (s == RK_OK) {
         if (!name) default_name(checkpoint, name_buf, sizeof name_buf);
@@ -352,20 +380,23 @@ rk_status rk_convert_llama2c(const char *checkpoint, const char *tokenizer, cons
 /* ---- command line ---- */
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: ringkv convert --llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin -o OUT.gguf [--name NAME]\n"
-               "  converts a llama2.c checkpoint (legacy format, fp32) and its tokenizer.bin into a\n"
-               "  GGUF file (architecture llama, all tensors F32)\n"
-               "  --name NAME   general.name (default: the checkpoint's file name)\n");
+    fprintf(f,
+            "usage: ringkv convert --llama2c CHECKPOINT.bin --tokenizer TOKENIZER.bin -o OUT.gguf "
+            "[--name NAME]\n"
+            "  converts a llama2.c checkpoint (legacy format, fp32) and its tokenizer.bin into a\n"
+            "  GGUF file (architecture llama, all tensors F32)\n"
+            "  --name NAME   general.name (default: the checkpoint's file name)\n");
 }
 
 int rk_cmd_convert(int argc, char **argv) {
     const char *ckpt = NULL, *tok = NULL, *out = NULL, *name = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **dst = !strcmp(a, "--llama2c") ? &ckpt
-                         : !strcmp(a, "--tokenizer") ? &tok
-                         : (!strcmp(a, "-o") || !strcmp(a, "--output")) ? &out
-                         : !strcmp(a, "--name") ? &name : NULL;
+        const char **dst = !strcmp(a, "--llama2c")                        ? &ckpt
+                           : !strcmp(a, "--tokenizer")                    ? &tok
+                           : (!strcmp(a, "-o") || !strcmp(a, "--output")) ? &out
+                           : !strcmp(a, "--name")                         ? &name
+                                                                          : NULL;
         if (dst && i + 1 < argc) {
             *dst = argv[++i];
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
