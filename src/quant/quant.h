@@ -35,6 +35,14 @@ typedef void (*rk_dequant_row_fn)(const void *src, float *dst, int64_t n);
 typedef void (*rk_quantize_row_fn)(const float *src, void *dst, int64_t n);
 /* Returns dot(weight row, activation row); both hold n elements. */
 typedef float (*rk_vec_dot_fn)(int64_t n, const void *w, const void *act);
+/* Batched dot for prompt processing: nw weight rows (w_row_bytes apart) against na activation
+ * rows (act_row_bytes apart, already quantised to act_type), each holding n elements:
+ *     out[a*out_stride + r] = dot(weight row r, activation row a)   for r < nw, a < na.
+ * Kernels keep a small tile of rows in registers so each weight block is loaded once per tile;
+ * the result equals vec_dot row by row up to float summation order. */
+typedef void (*rk_vec_dot_tile_fn)(int64_t n, const void *w, size_t w_row_bytes, int nw,
+                                   const void *act, size_t act_row_bytes, int na, float *out,
+                                   size_t out_stride);
 
 typedef struct rk_quant_ops {
     uint32_t type;                  /* the weight type these ops are for */
@@ -42,11 +50,23 @@ typedef struct rk_quant_ops {
     rk_dequant_row_fn dequant_row;  /* weight type -> float */
     rk_quantize_row_fn quantize_act;/* float -> act_type */
     rk_vec_dot_fn vec_dot;          /* weight type · act_type */
+    rk_vec_dot_tile_fn vec_dot_tile;/* batched vec_dot; never NULL */
 } rk_quant_ops;
+
+/* Pairings (as llama.cpp): Q4_0/Q5_0/Q8_0 · Q8_0; Q4_1/Q5_1 · Q8_1 (d and s = d*sum(q));
+ * Q2_K..Q6_K · Q8_K; F32 · F32; F16 · F32 and BF16 · F32 (activations stay fp32: as fast, since
+ * the weight bytes dominate, and more accurate than rounding x to 16 bits). Q8_0/Q8_1/Q8_K also
+ * have ops of their own (dequant_row, and quantize_act into themselves) so they can be tested
+ * and used as storage. Activation quantisation rounds half to even. */
 
 /* Ops for weight `type` at `level` (falls back to lower levels for kernels a level lacks).
  * Returns NULL when ringkv cannot compute with that type. The table is static and const. */
 const rk_quant_ops *rk_quant_get_ops(uint32_t type, rk_simd_level level);
+
+/* A vec_dot kernel `level` has for `type` but rk_quant_get_ops() does not choose, because a
+ * lower level's measured faster (e.g. the AVX-512 Q4_1/Q8_0 dots on Zen 4, which splits 512-bit
+ * ops in two); NULL when there is none. For parity tests and bench-quant. */
+rk_vec_dot_fn rk_quant_get_spare_dot(uint32_t type, rk_simd_level level);
 
 /* Scalar conversions used everywhere. */
 float rk_fp16_to_fp32(uint16_t h);

@@ -1,0 +1,339 @@
+/*
+ * quant-avx2.c — AVX2/FMA/F16C kernels for the float formats and the legacy 32-element blocks:
+ * dot products (integer maddubs/madd per block, one fma per block into float accumulators, two
+ * blocks per iteration), activation quantisation to Q8_0/Q8_1 (same bytes as the scalar
+ * reference), and register-tiled batched dots for Q4_1 and Q8_0 (2 weight rows x 4 activation
+ * rows per tile). Compiled with -mavx2 -mfma -mf16c; only called when the CPU has them.
+ */
+#include <immintrin.h>
+
+#include "quant/quant-impl.h"
+#include "quant/quant-simd-avx2.h"
+
+/* ---- float formats --------------------------------------------------------------------- */
+
+float rk_q_dot_f32_avx2(int64_t n, const void *w, const void *act) {
+    const float *x = w, *y = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float s = rk_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+static inline __m256 load_f16x8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline __m256 load_bf16x8(const uint16_t *p) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+float rk_q_dot_f16_avx2(int64_t n, const void *w, const void *act) {
+    const uint16_t *x = w;
+    const float *y = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(load_f16x8(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_f16x8(x + i), _mm256_loadu_ps(y + i), a0);
+    float s = rk_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += rk_fp16_to_fp32(x[i]) * y[i];
+    return s;
+}
+
+float rk_q_dot_bf16_avx2(int64_t n, const void *w, const void *act) {
+    const uint16_t *x = w;
+    const float *y = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(load_bf16x8(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(load_bf16x8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_bf16x8(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_bf16x8(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16x8(x + i), _mm256_loadu_ps(y + i), a0);
+    float s = rk_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += rk_bf16_to_fp32(x[i]) * y[i];
+    return s;
+}
+
+void rk_q_dequant_f16_avx2(const void *src, float *dst, int64_t n) {
+    const uint16_t *s = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_f16x8(s + i));
+    for (; i < n; i++) dst[i] = rk_fp16_to_fp32(s[i]);
+}
+void rk_q_dequant_bf16_avx2(const void *src, float *dst, int64_t n) {
+    const uint16_t *s = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_bf16x8(s + i));
+    for (; i < n; i++) dst[i] = rk_bf16_to_fp32(s[i]);
+}
+
+/* ---- legacy block dots ------------------------------------------------------------------ */
+/* Each block: 32 int8 products summed to 8 int32 lanes, converted, scaled by d_w*d_a. */
+
+static inline __m256 scale2(uint16_t dw, uint16_t da) {
+    return _mm256_set1_ps(rk_h2f(dw) * rk_h2f(da));
+}
+
+float rk_q_dot_q4_0_avx2(int64_t n, const void *w, const void *act) {
+    const block_q4_0 *x = w;
+    const block_q8_0 *y = act;
+    const int64_t nb = n / QK;
+    const __m256i off = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i q0 = _mm256_sub_epi8(rk_nibbles32(x[i].qs), off);
+        const __m256i q1 = _mm256_sub_epi8(rk_nibbles32(x[i + 1].qs), off);
+        const __m256i p0 = rk_dot_ss8(q0, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p1 = rk_dot_ss8(q1, _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        const __m256i q0 = _mm256_sub_epi8(rk_nibbles32(x[i].qs), off);
+        const __m256i p0 = rk_dot_ss8(q0, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return rk_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+float rk_q_dot_q4_1_avx2(int64_t n, const void *w, const void *act) {
+    const block_q4_1 *x = w;
+    const block_q8_1 *y = act;
+    const int64_t nb = n / QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float summs = 0.0f;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i p0 = rk_dot_us8(rk_nibbles32(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p1 = rk_dot_us8(rk_nibbles32(x[i + 1].qs), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
+        summs += rk_h2f(x[i].m) * rk_h2f(y[i].s) + rk_h2f(x[i + 1].m) * rk_h2f(y[i + 1].s);
+    }
+    for (; i < nb; i++) {
+        const __m256i p0 = rk_dot_us8(rk_nibbles32(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        summs += rk_h2f(x[i].m) * rk_h2f(y[i].s);
+    }
+    return rk_hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
+}
+
+/* Q5_0: nibble | 0xF0 where the fifth bit is clear is exactly (q5 - 16) as int8. */
+static inline __m256i q5_0_bytes(const block_q5_0 *b) {
+    const __m256i hi = _mm256_andnot_si256(rk_bits32(b->qh), _mm256_set1_epi8((char)0xF0));
+    return _mm256_or_si256(rk_nibbles32(b->qs), hi);
+}
+float rk_q_dot_q5_0_avx2(int64_t n, const void *w, const void *act) {
+    const block_q5_0 *x = w;
+    const block_q8_0 *y = act;
+    const int64_t nb = n / QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i p0 = rk_dot_ss8(q5_0_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p1 = rk_dot_ss8(q5_0_bytes(&x[i + 1]), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        const __m256i p0 = rk_dot_ss8(q5_0_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return rk_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static inline __m256i q5_1_bytes(const block_q5_1 *b) {
+    const __m256i hi = _mm256_and_si256(rk_bits32(b->qh), _mm256_set1_epi8(0x10));
+    return _mm256_or_si256(rk_nibbles32(b->qs), hi);
+}
+float rk_q_dot_q5_1_avx2(int64_t n, const void *w, const void *act) {
+    const block_q5_1 *x = w;
+    const block_q8_1 *y = act;
+    const int64_t nb = n / QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float summs = 0.0f;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i p0 = rk_dot_us8(q5_1_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p1 = rk_dot_us8(q5_1_bytes(&x[i + 1]), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
+        summs += rk_h2f(x[i].m) * rk_h2f(y[i].s) + rk_h2f(x[i + 1].m) * rk_h2f(y[i + 1].s);
+    }
+    for (; i < nb; i++) {
+        const __m256i p0 = rk_dot_us8(q5_1_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        summs += rk_h2f(x[i].m) * rk_h2f(y[i].s);
+    }
+    return rk_hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
+}
+
+float rk_q_dot_q8_0_avx2(int64_t n, const void *w, const void *act) {
+    const block_q8_0 *x = w;
+    const block_q8_0 *y = act;
+    const int64_t nb = n / QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i p0 = rk_dot_ss8(_mm256_loadu_si256((const __m256i *)x[i].qs),
+                                      _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p1 = rk_dot_ss8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs),
+                                      _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        const __m256i p0 = rk_dot_ss8(_mm256_loadu_si256((const __m256i *)x[i].qs),
+                                      _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return rk_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- activation quantisation ------------------------------------------------------------ */
+
+/* One block of 32 floats -> 32 int8 (same expressions as the scalar q8_block). Returns d and
+ * the sum of the quants in *sum. */
+static inline float q8_block32(const float *x, int8_t *q, int *sum) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[k]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float am = _mm_cvtss_f32(m4);
+    const __m256 id = _mm256_set1_ps(am != 0.0f ? 127.0f / am : 0.0f);
+    __m256i i32[4];
+    for (int k = 0; k < 4; k++)
+        i32[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id),
+                                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i s = _mm256_add_epi32(_mm256_add_epi32(i32[0], i32[1]), _mm256_add_epi32(i32[2], i32[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_hadd_epi32(s4, s4);
+    s4 = _mm_hadd_epi32(s4, s4);
+    *sum = _mm_cvtsi128_si32(s4);
+    /* pack 4x8 int32 -> 32 int8 in order (packs work per 128-bit lane, then fix lane order) */
+    const __m256i p01 = _mm256_packs_epi32(i32[0], i32[1]);
+    const __m256i p23 = _mm256_packs_epi32(i32[2], i32[3]);
+    __m256i b = _mm256_packs_epi16(p01, p23);
+    b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, b);
+    return am / 127.0f;
+}
+
+void rk_q_quantize_q8_0_avx2(const float *src, void *dst, int64_t n) {
+    block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / QK; i++) {
+        int sum;
+        b[i].d = rk_fp32_to_fp16(q8_block32(src + i * QK, b[i].qs, &sum));
+    }
+}
+void rk_q_quantize_q8_1_avx2(const float *src, void *dst, int64_t n) {
+    block_q8_1 *b = dst;
+    for (int64_t i = 0; i < n / QK; i++) {
+        int sum;
+        const float d = q8_block32(src + i * QK, b[i].qs, &sum);
+        b[i].d = rk_fp32_to_fp16(d);
+        b[i].s = rk_fp32_to_fp16(d * (float)sum);
+    }
+}
+
+/* ---- register-tiled batched dots --------------------------------------------------------- */
+/* 2 weight rows x 4 activation rows: each weight block is unpacked once and used 4 times, each
+ * activation block is loaded once and used twice; 8 float accumulators stay in registers. */
+
+#define TILE_DRIVER(NAME, DOT, KERNEL)                                                         \
+    void NAME(int64_t n, const void *w, size_t wrb, int nw, const void *act, size_t arb, int na, \
+              float *out, size_t os) {                                                         \
+        const char *W = w, *A = act;                                                           \
+        int r = 0;                                                                             \
+        for (; r + 2 <= nw; r += 2) {                                                          \
+            int a = 0;                                                                         \
+            for (; a + 4 <= na; a += 4)                                                        \
+                KERNEL(n, W + (size_t)r * wrb, wrb, A + (size_t)a * arb, arb, out + (size_t)a * os + r, os); \
+            for (; a < na; a++)                                                                \
+                for (int k = 0; k < 2; k++)                                                    \
+                    out[(size_t)a * os + (size_t)(r + k)] =                                    \
+                        DOT(n, W + (size_t)(r + k) * wrb, A + (size_t)a * arb);               \
+        }                                                                                      \
+        for (; r < nw; r++)                                                                    \
+            for (int a = 0; a < na; a++)                                                       \
+                out[(size_t)a * os + (size_t)r] = DOT(n, W + (size_t)r * wrb, A + (size_t)a * arb); \
+    }
+
+static void tile2x4_q4_1(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,
+                         float *out, size_t os) {
+    const block_q4_1 *x[2] = {(const block_q4_1 *)w, (const block_q4_1 *)(w + wrb)};
+    const block_q8_1 *y[4];
+    for (int a = 0; a < 4; a++) y[a] = (const block_q8_1 *)(act + (size_t)a * arb);
+    __m256 acc[2][4];
+    float summ[2][4] = {{0}};
+    for (int r = 0; r < 2; r++)
+        for (int a = 0; a < 4; a++) acc[r][a] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK; i++) {
+        const __m256i q0 = rk_nibbles32(x[0][i].qs), q1 = rk_nibbles32(x[1][i].qs);
+        const __m256 d0 = _mm256_set1_ps(rk_h2f(x[0][i].d)), d1 = _mm256_set1_ps(rk_h2f(x[1][i].d));
+        const float m0 = rk_h2f(x[0][i].m), m1 = rk_h2f(x[1][i].m);
+        for (int a = 0; a < 4; a++) {
+            const __m256i ya = _mm256_loadu_si256((const __m256i *)y[a][i].qs);
+            const __m256 da = _mm256_set1_ps(rk_h2f(y[a][i].d));
+            const float sa = rk_h2f(y[a][i].s);
+            acc[0][a] = _mm256_fmadd_ps(_mm256_mul_ps(d0, da), _mm256_cvtepi32_ps(rk_dot_us8(q0, ya)), acc[0][a]);
+            acc[1][a] = _mm256_fmadd_ps(_mm256_mul_ps(d1, da), _mm256_cvtepi32_ps(rk_dot_us8(q1, ya)), acc[1][a]);
+            summ[0][a] += m0 * sa;
+            summ[1][a] += m1 * sa;
+        }
+    }
+    for (int a = 0; a < 4; a++)
+        for (int r = 0; r < 2; r++) out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]) + summ[r][a];
+}
+TILE_DRIVER(rk_q_tile_q4_1_avx2, rk_q_dot_q4_1_avx2, tile2x4_q4_1)
+
+static void tile2x4_q8_0(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,
+                         float *out, size_t os) {
+    const block_q8_0 *x[2] = {(const block_q8_0 *)w, (const block_q8_0 *)(w + wrb)};
+    const block_q8_0 *y[4];
+    for (int a = 0; a < 4; a++) y[a] = (const block_q8_0 *)(act + (size_t)a * arb);
+    __m256 acc[2][4];
+    for (int r = 0; r < 2; r++)
+        for (int a = 0; a < 4; a++) acc[r][a] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK; i++) {
+        /* sign trick once per weight block: |w| as unsigned, and the sign moved onto y */
+        const __m256i q0 = _mm256_loadu_si256((const __m256i *)x[0][i].qs);
+        const __m256i q1 = _mm256_loadu_si256((const __m256i *)x[1][i].qs);
+        const __m256i ax0 = _mm256_abs_epi8(q0), ax1 = _mm256_abs_epi8(q1);
+        const __m256 d0 = _mm256_set1_ps(rk_h2f(x[0][i].d)), d1 = _mm256_set1_ps(rk_h2f(x[1][i].d));
+        for (int a = 0; a < 4; a++) {
+            const __m256i ya = _mm256_loadu_si256((const __m256i *)y[a][i].qs);
+            const __m256 da = _mm256_set1_ps(rk_h2f(y[a][i].d));
+            const __m256i p0 = rk_madd_ones(_mm256_maddubs_epi16(ax0, _mm256_sign_epi8(ya, q0)));
+            const __m256i p1 = rk_madd_ones(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(ya, q1)));
+            acc[0][a] = _mm256_fmadd_ps(_mm256_mul_ps(d0, da), _mm256_cvtepi32_ps(p0), acc[0][a]);
+            acc[1][a] = _mm256_fmadd_ps(_mm256_mul_ps(d1, da), _mm256_cvtepi32_ps(p1), acc[1][a]);
+        }
+    }
+    for (int a = 0; a < 4; a++)
+        for (int r = 0; r < 2; r++) out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]);
+}
+TILE_DRIVER(rk_q_tile_q8_0_avx2, rk_q_dot_q8_0_avx2, tile2x4_q8_0)

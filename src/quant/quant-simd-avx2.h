@@ -1,0 +1,75 @@
+/*
+ * quant-simd-avx2.h — small AVX2 helpers shared by the *-avx2.c and *-avx512.c kernel files
+ * (include only from files compiled with at least -mavx2 -mfma -mf16c).
+ */
+#ifndef RK_QUANT_SIMD_AVX2_H
+#define RK_QUANT_SIMD_AVX2_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+/* fp16 -> fp32 with F16C (exact, same as rk_fp16_to_fp32). */
+static inline float rk_h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+static inline float rk_hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 16 bytes of packed nibbles -> 32 bytes: low nibbles (elements 0-15), then high (16-31). */
+static inline __m256i rk_nibbles32(const uint8_t *qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes, 0xFF where bit e of the (little-endian) word is set. */
+static inline __m256i rk_bits32(const uint8_t *p) {
+    uint32_t x;
+    memcpy(&x, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+static inline __m256i rk_madd_ones(__m256i p16) {
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+/* unsigned bytes (< 128) x signed bytes -> 8 int32 sums of 4 products */
+static inline __m256i rk_dot_us8(__m256i u, __m256i s) {
+    return rk_madd_ones(_mm256_maddubs_epi16(u, s));
+}
+/* signed x signed via |x| and sign(y, x) */
+static inline __m256i rk_dot_ss8(__m256i x, __m256i y) {
+    return rk_madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x)));
+}
+
+static inline float rk_hsum_ps128(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* A 256-bit vector of int16 whose low 128-bit lane is all word 2k of s and whose high lane is
+ * all word 2k+1 (s holds 16 int16 scales): scales for two consecutive groups of 16 elements. */
+static inline __m256i rk_scale_pair(__m256i s, int k) {
+    const __m256i d = _mm256_permutevar8x32_epi32(s, _mm256_set1_epi32(k));
+    return _mm256_shuffle_epi8(d, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                   2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+}
+
+/* sum over groups of mins[g] * (bsums[2g] + bsums[2g+1]) for the 8 groups of Q4_K/Q5_K,
+ * scaled: returns 4 float lanes to add into an accumulator. */
+static inline __m128 rk_k4_mins(const uint8_t *mins8, const int16_t *bsums, float scale) {
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mins8));
+    const __m128i b0 = _mm_loadu_si128((const __m128i *)bsums), b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(b0, b1));
+    return _mm_mul_ps(_mm_set1_ps(scale), _mm_cvtepi32_ps(prod));
+}
+
+#endif
