@@ -64,8 +64,9 @@ const char *rk_opt_default_model(void) {
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            snprintf(path, sizeof path, "%s/../models/%s", exe, DEFAULT_MODEL_FILE);
-            if (access(path, R_OK) == 0) return path;
+            int len = snprintf(path, sizeof path, "%.*s/../models/%s", PATH_MAX / 2, exe,
+                               DEFAULT_MODEL_FILE);
+            if (len > 0 && len < (int)sizeof path && access(path, R_OK) == 0) return path;
         }
     }
     snprintf(path, sizeof path, "models/%s", DEFAULT_MODEL_FILE);

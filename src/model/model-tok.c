@@ -1,6 +1,4 @@
 /* model-tok.c — the public tokenizer calls of ringkv.h, over the model's rk_tok. */
-#include <stdlib.h>
-
 #include "core/error.h"
 #include "model/model.h"
 
@@ -28,17 +26,7 @@ rk_status rk_chat_format(const rk_model *model, const rk_chat_message *messages,
                          int add_assistant_prompt, char **out, rk_error *err) {
     if (!model || (!messages && n) || !out)
         return rk_error_set(err, RK_ERR_INVALID_ARG, "chat: NULL argument");
-    /* rk_chat_message and rk_chat_msg have the same two fields; copy to keep the types apart. */
-    rk_chat_msg small[16];
-    rk_chat_msg *msgs = n <= 16 ? small : malloc(n * sizeof *msgs);
-    if (!msgs) return rk_error_set(err, RK_ERR_NO_MEMORY, "chat: out of memory");
-    for (size_t i = 0; i < n; i++) {
-        msgs[i].role = messages[i].role;
-        msgs[i].content = messages[i].content;
-    }
-    rk_status s = rk_tok_chat_format(model->tok, msgs, n, add_assistant_prompt, out, err);
-    if (msgs != small) free(msgs);
-    return s;
+    return rk_tok_chat_format(model->tok, messages, n, add_assistant_prompt, out, err);
 }
 
 int rk_model_strips_leading_space(const rk_model *model) {

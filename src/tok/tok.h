@@ -116,10 +116,8 @@ rk_status rk_tok_decode(const rk_tok *tok, const rk_token *ids, size_t n, int re
 
 /* ---- chat templates ---- */
 
-typedef struct rk_chat_msg {
-    const char *role;    /* "system", "user", "assistant" (others are passed through) */
-    const char *content; /* UTF-8, NUL-terminated */
-} rk_chat_msg;
+/* A message (role, content) of a conversation: the public rk_chat_message. */
+typedef rk_chat_message rk_chat_msg;
 
 typedef enum rk_chat_kind {
     RK_CHAT_NONE = 0,
