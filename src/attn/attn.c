@@ -10,6 +10,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "quant/quant.h"
+
 void rk_attn_partial_init(rk_attn_partial *p, float *o_storage, int64_t dv) {
     p->m = -INFINITY;
     p->l = 0.0f;
@@ -39,14 +41,25 @@ void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv) {
 
 int64_t rk_attn_scratch_floats(int64_t dv) { return RK_KV_PAGE_TOKENS + 2 * dv; }
 
-static float dot(const float *a, const float *b, int64_t n) {
+static float dot_scalar(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
 
-void rk_attn_head(const rk_kv_cache *kv, int64_t layer, int64_t kv_head, const float *q,
-                  float scale, int64_t t0, int64_t t1, float *out, float *scratch) {
+static void axpy_scalar(float *o, float w, const float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) o[i] += w * v[i];
+}
+
+static const rk_attn_ops ops_scalar = {dot_scalar, axpy_scalar};
+static const rk_attn_ops ops_avx2 = {rk_attn_dot_avx2, rk_attn_axpy_avx2};
+
+const rk_attn_ops *rk_attn_get_ops(int simd_level) {
+    return simd_level >= RK_SIMD_AVX2 ? &ops_avx2 : &ops_scalar;
+}
+
+void rk_attn_head(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,
+                  const float *q, float scale, int64_t t0, int64_t t1, float *out, float *scratch) {
     const rk_kv_dims *d = rk_kv_get_dims(kv);
     const int64_t dk = d->head_dim_k, dv = d->head_dim_v;
     float *scores = scratch;
@@ -61,7 +74,7 @@ void rk_attn_head(const rk_kv_cache *kv, int64_t layer, int64_t kv_head, const f
         const int64_t ks = d->n_head_kv * dk, vs = d->n_head_kv * dv;
         float m = -INFINITY;
         for (int64_t t = 0; t < p1 - p0; t++) {
-            scores[t] = scale * dot(q, k + t * ks, dk);
+            scores[t] = scale * ops->dot(q, k + t * ks, dk);
             if (scores[t] > m) m = scores[t];
         }
         float l = 0.0f;
@@ -69,8 +82,7 @@ void rk_attn_head(const rk_kv_cache *kv, int64_t layer, int64_t kv_head, const f
         for (int64_t t = 0; t < p1 - p0; t++) {
             float e = expf(scores[t] - m);
             l += e;
-            const float *vt = v + t * vs;
-            for (int64_t i = 0; i < dv; i++) page.o[i] += e * vt[i];
+            ops->axpy(page.o, e, v + t * vs, dv);
         }
         page.m = m;
         page.l = l;

@@ -30,12 +30,24 @@ void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv)
 /* out = o / l; zeros when the partial is empty. */
 void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv);
 
+/* The inner loops, per SIMD level (scalar reference and AVX2/FMA). */
+typedef struct rk_attn_ops {
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *o, float w, const float *v, int64_t n); /* o += w * v */
+} rk_attn_ops;
+
+/* Ops for `simd_level` (an rk_simd_level from quant.h); static, never NULL. */
+const rk_attn_ops *rk_attn_get_ops(int simd_level);
+
+float rk_attn_dot_avx2(const float *a, const float *b, int64_t n);
+void rk_attn_axpy_avx2(float *o, float w, const float *v, int64_t n);
+
 /* Scratch floats rk_attn_head needs. */
 int64_t rk_attn_scratch_floats(int64_t dv);
 
 /* out (dv floats) = softmax(scale * q·K[t0..t1)) V over positions [t0, t1) of `layer`, KV head
  * `kv_head`. q has head_dim_k floats. Requires t0 < t1 and the positions reserved. */
-void rk_attn_head(const rk_kv_cache *kv, int64_t layer, int64_t kv_head, const float *q,
-                  float scale, int64_t t0, int64_t t1, float *out, float *scratch);
+void rk_attn_head(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,
+                  const float *q, float scale, int64_t t0, int64_t t1, float *out, float *scratch);
 
 #endif

@@ -66,6 +66,7 @@ rk_status rk_context_create(const rk_model *model, const rk_context_params *para
     rk_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return rk_error_set(err, RK_ERR_NO_MEMORY, "context: out of memory");
     ctx->model = model;
+    ctx->attn_ops = rk_attn_get_ops(model->simd);
     ctx->n_ctx = p.n_ctx;
     ctx->n_ubatch = p.n_ubatch < p.n_ctx ? p.n_ubatch : p.n_ctx;
     rk_kv_dims dims = {hp->n_layer, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v, p.n_ctx};

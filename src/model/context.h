@@ -14,6 +14,7 @@ struct rk_context {
     const rk_model *model;
     rk_pool *pool;
     rk_kv_cache *kv;
+    const rk_attn_ops *attn_ops;
     int64_t n_ctx;
     int64_t n_past;
     int64_t n_ubatch;

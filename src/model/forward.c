@@ -41,7 +41,7 @@ static void attention_rows(void *arg, int ith, int nth) {
         int64_t pos = job->pos0 + i;
         int64_t t0 = 0;
         if (local && pos + 1 > hp->sliding_window) t0 = pos + 1 - hp->sliding_window;
-        rk_attn_head(ctx->kv, job->layer, h / group, ctx->q + i * q_dim + h * hp->head_dim_k,
+        rk_attn_head(ctx->attn_ops, ctx->kv, job->layer, h / group, ctx->q + i * q_dim + h * hp->head_dim_k,
                      hp->attn_scale, t0, pos + 1, ctx->att + i * a_dim + h * hp->head_dim_v,
                      scratch);
     }
