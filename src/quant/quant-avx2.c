@@ -310,30 +310,47 @@ static void tile2x4_q4_1(int64_t n, const char *w, size_t wrb, const char *act, 
 }
 TILE_DRIVER(rk_q_tile_q4_1_avx2, rk_q_dot_q4_1_avx2, tile2x4_q4_1)
 
-static void tile2x4_q8_0(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,
-                         float *out, size_t os) {
-    const block_q8_0 *x[2] = {(const block_q8_0 *)w, (const block_q8_0 *)(w + wrb)};
-    const block_q8_0 *y[4];
-    for (int a = 0; a < 4; a++) y[a] = (const block_q8_0 *)(act + (size_t)a * arb);
-    __m256 acc[2][4];
-    for (int r = 0; r < 2; r++)
-        for (int a = 0; a < 4; a++) acc[r][a] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK; i++) {
-        /* sign trick once per weight block: |w| as unsigned, and the sign moved onto y */
-        const __m256i q0 = _mm256_loadu_si256((const __m256i *)x[0][i].qs);
-        const __m256i q1 = _mm256_loadu_si256((const __m256i *)x[1][i].qs);
-        const __m256i ax0 = _mm256_abs_epi8(q0), ax1 = _mm256_abs_epi8(q1);
-        const __m256 d0 = _mm256_set1_ps(rk_h2f(x[0][i].d)), d1 = _mm256_set1_ps(rk_h2f(x[1][i].d));
-        for (int a = 0; a < 4; a++) {
-            const __m256i ya = _mm256_loadu_si256((const __m256i *)y[a][i].qs);
-            const __m256 da = _mm256_set1_ps(rk_h2f(y[a][i].d));
-            const __m256i p0 = rk_madd_ones(_mm256_maddubs_epi16(ax0, _mm256_sign_epi8(ya, q0)));
-            const __m256i p1 = rk_madd_ones(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(ya, q1)));
-            acc[0][a] = _mm256_fmadd_ps(_mm256_mul_ps(d0, da), _mm256_cvtepi32_ps(p0), acc[0][a]);
-            acc[1][a] = _mm256_fmadd_ps(_mm256_mul_ps(d1, da), _mm256_cvtepi32_ps(p1), acc[1][a]);
-        }
+/* Formats whose weights are signed 8-bit after unpacking and pair with Q8_0 activations
+ * (Q4_0, Q5_0, Q8_0): BYTES(block) gives the 32 int8 weights. The sign trick runs once per
+ * weight block: |w| as unsigned, and the sign moved onto y. */
+#define TILE2X4_SIGNED(NAME, BLOCK, BYTES)                                                      \
+    static void NAME(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,         \
+                     float *out, size_t os) {                                                   \
+        const BLOCK *x[2] = {(const BLOCK *)w, (const BLOCK *)(w + wrb)};                       \
+        const block_q8_0 *y[4];                                                                 \
+        for (int a = 0; a < 4; a++) y[a] = (const block_q8_0 *)(act + (size_t)a * arb);         \
+        __m256 acc[2][4];                                                                       \
+        for (int r = 0; r < 2; r++)                                                             \
+            for (int a = 0; a < 4; a++) acc[r][a] = _mm256_setzero_ps();                        \
+        for (int64_t i = 0; i < n / QK; i++) {                                                  \
+            const __m256i q0 = BYTES(&x[0][i]), q1 = BYTES(&x[1][i]);                          \
+            const __m256i ax0 = _mm256_abs_epi8(q0), ax1 = _mm256_abs_epi8(q1);                 \
+            const __m256 d0 = _mm256_set1_ps(rk_h2f(x[0][i].d));                                \
+            const __m256 d1 = _mm256_set1_ps(rk_h2f(x[1][i].d));                                \
+            for (int a = 0; a < 4; a++) {                                                       \
+                const __m256i ya = _mm256_loadu_si256((const __m256i *)y[a][i].qs);             \
+                const __m256 da = _mm256_set1_ps(rk_h2f(y[a][i].d));                            \
+                const __m256i p0 = rk_madd_ones(_mm256_maddubs_epi16(ax0, _mm256_sign_epi8(ya, q0))); \
+                const __m256i p1 = rk_madd_ones(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(ya, q1))); \
+                acc[0][a] = _mm256_fmadd_ps(_mm256_mul_ps(d0, da), _mm256_cvtepi32_ps(p0), acc[0][a]); \
+                acc[1][a] = _mm256_fmadd_ps(_mm256_mul_ps(d1, da), _mm256_cvtepi32_ps(p1), acc[1][a]); \
+            }                                                                                   \
+        }                                                                                       \
+        for (int a = 0; a < 4; a++)                                                             \
+            for (int r = 0; r < 2; r++)                                                         \
+                out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]);                        \
     }
-    for (int a = 0; a < 4; a++)
-        for (int r = 0; r < 2; r++) out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]);
+
+static inline __m256i q8_0_bytes(const block_q8_0 *b) {
+    return _mm256_loadu_si256((const __m256i *)b->qs);
 }
+static inline __m256i q4_0_bytes(const block_q4_0 *b) {
+    return _mm256_sub_epi8(rk_nibbles32(b->qs), _mm256_set1_epi8(8));
+}
+
+TILE2X4_SIGNED(tile2x4_q8_0, block_q8_0, q8_0_bytes)
 TILE_DRIVER(rk_q_tile_q8_0_avx2, rk_q_dot_q8_0_avx2, tile2x4_q8_0)
+TILE2X4_SIGNED(tile2x4_q5_0, block_q5_0, q5_0_bytes)
+TILE_DRIVER(rk_q_tile_q5_0_avx2, rk_q_dot_q5_0_avx2, tile2x4_q5_0)
+TILE2X4_SIGNED(tile2x4_q4_0, block_q4_0, q4_0_bytes)
+TILE_DRIVER(rk_q_tile_q4_0_avx2, rk_q_dot_q4_0_avx2, tile2x4_q4_0)

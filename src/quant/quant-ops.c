@@ -51,10 +51,10 @@ RK_Q_TILE_GENERIC(tile_q8_K_self, dot_q8_K_self)
 #if defined(__x86_64__) && defined(__GNUC__)
 #define RK_Q_HAVE_X86 1
 #define TILE_AVX2(f) RK_Q_TILE_GENERIC(tile_##f##_avx2, rk_q_dot_##f##_avx2)
-TILE_AVX2(f32) TILE_AVX2(f16) TILE_AVX2(bf16) TILE_AVX2(q4_0) TILE_AVX2(q5_0) TILE_AVX2(q5_1)
+TILE_AVX2(f32) TILE_AVX2(f16) TILE_AVX2(bf16) TILE_AVX2(q5_1)
 TILE_AVX2(q2_K) TILE_AVX2(q3_K) TILE_AVX2(q4_K) TILE_AVX2(q5_K) TILE_AVX2(q6_K)
 #define TILE_AVX512(f) RK_Q_TILE_GENERIC(tile_##f##_avx512, rk_q_dot_##f##_avx512)
-TILE_AVX512(f32) TILE_AVX512(q5_0) TILE_AVX512(q4_K) TILE_AVX512(q5_K) TILE_AVX512(q6_K)
+TILE_AVX512(f32) TILE_AVX512(q4_K) TILE_AVX512(q5_K) TILE_AVX512(q6_K)
 #endif
 
 #define T(t) RK_TYPE_##t
@@ -82,9 +82,9 @@ static const rk_quant_ops ops_avx2[] = {
     {T(F32), T(F32), rk_q_dequant_f32_ref, rk_q_quantize_f32_ref, rk_q_dot_f32_avx2, tile_f32_avx2},
     {T(F16), T(F32), rk_q_dequant_f16_avx2, rk_q_quantize_f32_ref, rk_q_dot_f16_avx2, tile_f16_avx2},
     {T(BF16), T(F32), rk_q_dequant_bf16_avx2, rk_q_quantize_f32_ref, rk_q_dot_bf16_avx2, tile_bf16_avx2},
-    {T(Q4_0), T(Q8_0), rk_q_dequant_q4_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q4_0_avx2, tile_q4_0_avx2},
+    {T(Q4_0), T(Q8_0), rk_q_dequant_q4_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q4_0_avx2, rk_q_tile_q4_0_avx2},
     {T(Q4_1), T(Q8_1), rk_q_dequant_q4_1_ref, rk_q_quantize_q8_1_avx2, rk_q_dot_q4_1_avx2, rk_q_tile_q4_1_avx2},
-    {T(Q5_0), T(Q8_0), rk_q_dequant_q5_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q5_0_avx2, tile_q5_0_avx2},
+    {T(Q5_0), T(Q8_0), rk_q_dequant_q5_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q5_0_avx2, rk_q_tile_q5_0_avx2},
     {T(Q5_1), T(Q8_1), rk_q_dequant_q5_1_ref, rk_q_quantize_q8_1_avx2, rk_q_dot_q5_1_avx2, tile_q5_1_avx2},
     {T(Q8_0), T(Q8_0), rk_q_dequant_q8_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q8_0_avx2, rk_q_tile_q8_0_avx2},
     {T(Q8_1), T(Q8_1), rk_q_dequant_q8_1_ref, rk_q_quantize_q8_1_avx2, dot_q8_1_self, tile_q8_1_self},
@@ -104,9 +104,9 @@ static const rk_quant_ops ops_avx512[] = {
     {T(F32), T(F32), rk_q_dequant_f32_ref, rk_q_quantize_f32_ref, rk_q_dot_f32_avx512, tile_f32_avx512},
     {T(F16), T(F32), rk_q_dequant_f16_avx2, rk_q_quantize_f32_ref, rk_q_dot_f16_avx2, tile_f16_avx2},
     {T(BF16), T(F32), rk_q_dequant_bf16_avx2, rk_q_quantize_f32_ref, rk_q_dot_bf16_avx2, tile_bf16_avx2},
-    {T(Q4_0), T(Q8_0), rk_q_dequant_q4_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q4_0_avx2, tile_q4_0_avx2},
+    {T(Q4_0), T(Q8_0), rk_q_dequant_q4_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q4_0_avx2, rk_q_tile_q4_0_avx2},
     {T(Q4_1), T(Q8_1), rk_q_dequant_q4_1_ref, rk_q_quantize_q8_1_avx2, rk_q_dot_q4_1_avx2, rk_q_tile_q4_1_avx2},
-    {T(Q5_0), T(Q8_0), rk_q_dequant_q5_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q5_0_avx512, tile_q5_0_avx512},
+    {T(Q5_0), T(Q8_0), rk_q_dequant_q5_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q5_0_avx512, rk_q_tile_q5_0_avx2},
     {T(Q5_1), T(Q8_1), rk_q_dequant_q5_1_ref, rk_q_quantize_q8_1_avx2, rk_q_dot_q5_1_avx2, tile_q5_1_avx2},
     {T(Q8_0), T(Q8_0), rk_q_dequant_q8_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q8_0_avx2, rk_q_tile_q8_0_avx2},
     {T(Q8_1), T(Q8_1), rk_q_dequant_q8_1_ref, rk_q_quantize_q8_1_avx2, dot_q8_1_self, tile_q8_1_self},
