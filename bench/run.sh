@@ -13,6 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 quick=${1:-}
 ./bench/build-llama-cpp.sh >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target ringkv-cli bench-membw >/dev/null
 lcpp=.cache/llama.cpp/build/bin
 mkdir -p .cache/bench bench/results

@@ -1,0 +1,149 @@
+/*
+ * test-attn.c — the merge operator and paged attention against a naive float64 reference.
+ *   - merge: associativity and commutativity on random partials, empty partials on either side,
+ *     partials whose maxima are -inf, and very different maxima (no overflow).
+ *   - attention over the paged KV cache at lengths that cross page boundaries (1, 255, 256, 257,
+ *     700), with GQA head mapping and a sliding-window range, scalar and AVX2 inner loops.
+ *   - KV cache truncate/reserve bookkeeping.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "quant/quant.h"
+#include "test-util.h"
+
+static uint64_t rng = 0x1234567;
+static float frand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+#define DV 8
+
+/* A partial over n random (score, value) pairs, and its exact float64 summary. */
+static void make_partial(rk_attn_partial *p, float *o, int n, float shift, double *ref_num, double *ref_den,
+                         double ref_max) {
+    rk_attn_partial_init(p, o, DV);
+    for (int i = 0; i < n; i++) {
+        float s = frand() * 4 + shift, v[DV];
+        for (int j = 0; j < DV; j++) v[j] = frand();
+        float o1[DV];
+        rk_attn_partial single = {s, 1.0f, o1};
+        memcpy(o1, v, sizeof v);
+        rk_attn_merge(p, &single, DV);
+        double w = exp((double)s - ref_max);
+        *ref_den += w;
+        for (int j = 0; j < DV; j++) ref_num[j] += w * v[j];
+    }
+}
+
+static void test_merge(void) {
+    for (int trial = 0; trial < 50; trial++) {
+        double num[DV] = {0}, den = 0, ref_max = 200.0;
+        float oa[DV], ob[DV], oc[DV];
+        rk_attn_partial a, b, c;
+        /* shifts far apart: exp(s) alone would overflow float */
+        make_partial(&a, oa, 1 + trial % 5, 150.0f, num, &den, ref_max);
+        make_partial(&b, ob, trial % 4, -50.0f, num, &den, ref_max); /* may be empty */
+        make_partial(&c, oc, 3, 180.0f, num, &den, ref_max);
+        /* ((a+b)+c) vs (a+(b+c)): associativity; b+c before a also exercises commutativity */
+        float o1[DV], o2[DV], t1[DV], t2[DV];
+        rk_attn_partial x, y;
+        rk_attn_partial_init(&x, t1, DV);
+        rk_attn_merge(&x, &a, DV);
+        rk_attn_merge(&x, &b, DV);
+        rk_attn_merge(&x, &c, DV);
+        rk_attn_finish(&x, o1, DV);
+        rk_attn_partial_init(&y, t2, DV);
+        rk_attn_merge(&y, &b, DV);
+        rk_attn_merge(&y, &c, DV);
+        rk_attn_merge(&a, &y, DV);
+        rk_attn_finish(&a, o2, DV);
+        for (int j = 0; j < DV; j++) {
+            double ref = num[j] / den;
+            CHECK_MSG(fabs(o1[j] - ref) < 1e-5 && fabs(o2[j] - ref) < 1e-5, "trial %d j %d: %g %g vs %g",
+                      trial, j, o1[j], o2[j], ref);
+            CHECK(isfinite(o1[j]));
+        }
+    }
+    /* empty with empty stays empty and finishes to zeros */
+    float e1[DV], e2[DV], out[DV];
+    rk_attn_partial p, q;
+    rk_attn_partial_init(&p, e1, DV);
+    rk_attn_partial_init(&q, e2, DV);
+    rk_attn_merge(&p, &q, DV);
+    CHECK(p.l == 0.0f && isinf(p.m) && p.m < 0);
+    rk_attn_finish(&p, out, DV);
+    for (int j = 0; j < DV; j++) CHECK(out[j] == 0.0f);
+}
+
+/* naive float64 attention of one query over positions [t0, t1) */
+static void naive(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float *q, float scale,
+                  int64_t t0, int64_t t1, int64_t dk, int64_t dv, double *out) {
+    double m = -INFINITY, den = 0;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *k = rk_kv_key(kv, layer, t) + kvh * dk;
+        double s = 0;
+        for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
+        if (s * scale > m) m = s * scale;
+    }
+    for (int64_t j = 0; j < dv; j++) out[j] = 0;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *k = rk_kv_key(kv, layer, t) + kvh * dk;
+        const float *v = rk_kv_value(kv, layer, t) + kvh * dv;
+        double s = 0;
+        for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
+        double w = exp(s * scale - m);
+        den += w;
+        for (int64_t j = 0; j < dv; j++) out[j] += w * v[j];
+    }
+    for (int64_t j = 0; j < dv; j++) out[j] /= den;
+}
+
+static void test_paged_attention(void) {
+    const int64_t dk = 64, dv = 48, n_kv = 2, n_ctx = 800;
+    rk_kv_dims dims = {2, n_kv, dk, dv, n_ctx};
+    rk_kv_cache *kv;
+    rk_error err;
+    CHECK(rk_kv_create(&dims, &kv, &err) == RK_OK);
+    CHECK(rk_kv_reserve(kv, n_ctx + 1, &err) == RK_ERR_CONTEXT_FULL);
+    CHECK(rk_kv_reserve(kv, 700, &err) == RK_OK);
+    for (int64_t l = 0; l < 2; l++)
+        for (int64_t t = 0; t < 700; t++) {
+            float *k = rk_kv_key(kv, l, t), *v = rk_kv_value(kv, l, t);
+            for (int64_t i = 0; i < n_kv * dk; i++) k[i] = frand() * 3;
+            for (int64_t i = 0; i < n_kv * dv; i++) v[i] = frand();
+        }
+    float q[64], out[48], scratch[RK_KV_PAGE_TOKENS + 2 * 48];
+    double ref[48];
+    for (int i = 0; i < 64; i++) q[i] = frand();
+    const int64_t lens[] = {1, 255, 256, 257, 700};
+    for (int level = RK_SIMD_SCALAR; level <= (int)rk_cpu_simd_level() && level <= RK_SIMD_AVX2; level++) {
+        const rk_attn_ops *ops = rk_attn_get_ops(level);
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            for (int64_t window = 0; window <= 300; window += 300) {
+                int64_t t1 = lens[li], t0 = window && t1 > window ? t1 - window : 0;
+                rk_attn_head(ops, kv, 1, 1, q, 0.125f, t0, t1, out, scratch);
+                naive(kv, 1, 1, q, 0.125f, t0, t1, dk, dv, ref);
+                double max_err = 0;
+                for (int j = 0; j < dv; j++) max_err = fmax(max_err, fabs(out[j] - ref[j]));
+                CHECK_MSG(max_err < 1e-5, "level %d range [%lld, %lld): max error %g", level,
+                          (long long)t0, (long long)t1, max_err);
+            }
+        }
+    }
+    size_t before = rk_kv_bytes(kv);
+    rk_kv_truncate(kv, 300); /* keeps 2 pages of 256 */
+    CHECK(rk_kv_bytes(kv) < before);
+    CHECK(rk_kv_reserve(kv, 700, &err) == RK_OK && rk_kv_bytes(kv) == before);
+    rk_kv_free(kv);
+}
+
+int main(void) {
+    test_merge();
+    test_paged_attention();
+    return rk_test_finish("test-attn");
+}
