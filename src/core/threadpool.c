@@ -8,13 +8,15 @@
 #include "core/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "core/error.h"
 
-#define SPIN_ITERATIONS 200000
+#define SPIN_ITERATIONS 200000 /* pause loops before sleeping (~ a millisecond) */
+#define SPIN_BEFORE_YIELD 2000 /* then yield the core, in case threads outnumber cores */
 
 struct rk_pool {
     int n_threads;
@@ -50,7 +52,10 @@ static void *worker_main(void *p) {
         while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
                !atomic_load(&pool->stop)) {
             if (++spins < SPIN_ITERATIONS) {
-                cpu_relax();
+                if (spins < SPIN_BEFORE_YIELD)
+                    cpu_relax();
+                else
+                    sched_yield();
                 continue;
             }
             pthread_mutex_lock(&pool->mutex);
@@ -124,7 +129,12 @@ void rk_pool_run(rk_pool *pool, rk_pool_fn fn, void *arg) {
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
     fn(arg, 0, pool->n_threads);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < SPIN_BEFORE_YIELD)
+            cpu_relax();
+        else
+            sched_yield();
+    }
 }
 
 void rk_pool_split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {

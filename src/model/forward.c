@@ -108,10 +108,11 @@ static void ffn_block(rk_context *ctx, int64_t il, int64_t n) {
     for (int64_t i = 0; i < n; i++) rk_rmsnorm(ctx->xb + i * E, ctx->x + i * E, L->ffn_norm, E, hp->norm_eps);
     rk_matmul(ctx->pool, &L->w_gate, ctx->xb, E, n, ctx->hb, F, ctx->mm_scratch);
     rk_matmul(ctx->pool, &L->w_up, ctx->xb, E, n, ctx->hb2, F, ctx->mm_scratch);
+    const bool simd = m->simd >= RK_SIMD_AVX2;
     if (hp->gelu)
-        rk_geglu(ctx->hb, ctx->hb2, n * F);
+        (simd ? rk_geglu_avx2 : rk_geglu)(ctx->hb, ctx->hb2, n * F);
     else
-        rk_swiglu(ctx->hb, ctx->hb2, n * F);
+        (simd ? rk_swiglu_avx2 : rk_swiglu)(ctx->hb, ctx->hb2, n * F);
     rk_matmul(ctx->pool, &L->w_down, ctx->hb, F, n, ctx->xb, E, ctx->mm_scratch);
     for (int64_t i = 0; i < n; i++) {
         float *d = ctx->xb + i * E;

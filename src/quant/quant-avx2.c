@@ -135,11 +135,6 @@ float rk_q_dot_q4_1_avx2(int64_t n, const void *w, const void *act) {
     return rk_hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
 }
 
-/* Q5_0: nibble | 0xF0 where the fifth bit is clear is exactly (q5 - 16) as int8. */
-static inline __m256i q5_0_bytes(const block_q5_0 *b) {
-    const __m256i hi = _mm256_andnot_si256(rk_bits32(b->qh), _mm256_set1_epi8((char)0xF0));
-    return _mm256_or_si256(rk_nibbles32(b->qs), hi);
-}
 float rk_q_dot_q5_0_avx2(int64_t n, const void *w, const void *act) {
     const block_q5_0 *x = w;
     const block_q8_0 *y = act;
@@ -147,13 +142,13 @@ float rk_q_dot_q5_0_avx2(int64_t n, const void *w, const void *act) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        const __m256i p0 = rk_dot_ss8(q5_0_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        const __m256i p1 = rk_dot_ss8(q5_0_bytes(&x[i + 1]), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        const __m256i p0 = rk_dot_ss8(rk_q5_0_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p1 = rk_dot_ss8(rk_q5_0_bytes(&x[i + 1]), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
         acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
         acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
     }
     for (; i < nb; i++) {
-        const __m256i p0 = rk_dot_ss8(q5_0_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p0 = rk_dot_ss8(rk_q5_0_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
         acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
     }
     return rk_hsum_ps(_mm256_add_ps(acc0, acc1));
@@ -263,25 +258,6 @@ void rk_q_quantize_q8_1_avx2(const float *src, void *dst, int64_t n) {
 /* 2 weight rows x 4 activation rows: each weight block is unpacked once and used 4 times, each
  * activation block is loaded once and used twice; 8 float accumulators stay in registers. */
 
-#define TILE_DRIVER(NAME, DOT, KERNEL)                                                         \
-    void NAME(int64_t n, const void *w, size_t wrb, int nw, const void *act, size_t arb, int na, \
-              float *out, size_t os) {                                                         \
-        const char *W = w, *A = act;                                                           \
-        int r = 0;                                                                             \
-        for (; r + 2 <= nw; r += 2) {                                                          \
-            int a = 0;                                                                         \
-            for (; a + 4 <= na; a += 4)                                                        \
-                KERNEL(n, W + (size_t)r * wrb, wrb, A + (size_t)a * arb, arb, out + (size_t)a * os + r, os); \
-            for (; a < na; a++)                                                                \
-                for (int k = 0; k < 2; k++)                                                    \
-                    out[(size_t)a * os + (size_t)(r + k)] =                                    \
-                        DOT(n, W + (size_t)(r + k) * wrb, A + (size_t)a * arb);               \
-        }                                                                                      \
-        for (; r < nw; r++)                                                                    \
-            for (int a = 0; a < na; a++)                                                       \
-                out[(size_t)a * os + (size_t)r] = DOT(n, W + (size_t)r * wrb, A + (size_t)a * arb); \
-    }
-
 static void tile2x4_q4_1(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,
                          float *out, size_t os) {
     const block_q4_1 *x[2] = {(const block_q4_1 *)w, (const block_q4_1 *)(w + wrb)};
@@ -308,7 +284,7 @@ static void tile2x4_q4_1(int64_t n, const char *w, size_t wrb, const char *act, 
     for (int a = 0; a < 4; a++)
         for (int r = 0; r < 2; r++) out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]) + summ[r][a];
 }
-TILE_DRIVER(rk_q_tile_q4_1_avx2, rk_q_dot_q4_1_avx2, tile2x4_q4_1)
+RK_Q_TILE_DRIVER(rk_q_tile_q4_1_avx2, rk_q_dot_q4_1_avx2, tile2x4_q4_1, 2, 4)
 
 /* Formats whose weights are signed 8-bit after unpacking and pair with Q8_0 activations
  * (Q4_0, Q5_0, Q8_0): BYTES(block) gives the 32 int8 weights. The sign trick runs once per
@@ -341,16 +317,9 @@ TILE_DRIVER(rk_q_tile_q4_1_avx2, rk_q_dot_q4_1_avx2, tile2x4_q4_1)
                 out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]);                        \
     }
 
-static inline __m256i q8_0_bytes(const block_q8_0 *b) {
-    return _mm256_loadu_si256((const __m256i *)b->qs);
-}
-static inline __m256i q4_0_bytes(const block_q4_0 *b) {
-    return _mm256_sub_epi8(rk_nibbles32(b->qs), _mm256_set1_epi8(8));
-}
-
-TILE2X4_SIGNED(tile2x4_q8_0, block_q8_0, q8_0_bytes)
-TILE_DRIVER(rk_q_tile_q8_0_avx2, rk_q_dot_q8_0_avx2, tile2x4_q8_0)
-TILE2X4_SIGNED(tile2x4_q5_0, block_q5_0, q5_0_bytes)
-TILE_DRIVER(rk_q_tile_q5_0_avx2, rk_q_dot_q5_0_avx2, tile2x4_q5_0)
-TILE2X4_SIGNED(tile2x4_q4_0, block_q4_0, q4_0_bytes)
-TILE_DRIVER(rk_q_tile_q4_0_avx2, rk_q_dot_q4_0_avx2, tile2x4_q4_0)
+TILE2X4_SIGNED(tile2x4_q8_0, block_q8_0, rk_q8_0_bytes)
+RK_Q_TILE_DRIVER(rk_q_tile_q8_0_avx2, rk_q_dot_q8_0_avx2, tile2x4_q8_0, 2, 4)
+TILE2X4_SIGNED(tile2x4_q5_0, block_q5_0, rk_q5_0_bytes)
+RK_Q_TILE_DRIVER(rk_q_tile_q5_0_avx2, rk_q_dot_q5_0_avx2, tile2x4_q5_0, 2, 4)
+TILE2X4_SIGNED(tile2x4_q4_0, block_q4_0, rk_q4_0_bytes)
+RK_Q_TILE_DRIVER(rk_q_tile_q4_0_avx2, rk_q_dot_q4_0_avx2, tile2x4_q4_0, 2, 4)

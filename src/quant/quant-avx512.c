@@ -161,3 +161,51 @@ float rk_q_dot_q8_0_avx512(int64_t n, const void *w, const void *act) {
     if (i < nb) s += rk_q_dot_q8_0_avx2(QK, &x[i], &y[i]);
     return s;
 }
+
+/* ---- register-tiled batched dots with VNNI --------------------------------------------- */
+/* 4 weight rows x 4 activation rows for the signed formats that pair with Q8_0 activations.
+ * Per weight block and activation block one vpdpbusd (256-bit, AVX-512VL) does the 32
+ * multiply-adds: |w| as unsigned times y carrying w's sign. 16 float accumulators plus the
+ * unpacked weights fit in the 32 vector registers AVX-512 provides. */
+#define TILE4X4_VNNI(NAME, BLOCK, BYTES)                                                         \
+    static void NAME(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,         \
+                     float *out, size_t os) {                                                   \
+        const BLOCK *x[4];                                                                      \
+        const block_q8_0 *y[4];                                                                 \
+        for (int k = 0; k < 4; k++) {                                                           \
+            x[k] = (const BLOCK *)(w + (size_t)k * wrb);                                        \
+            y[k] = (const block_q8_0 *)(act + (size_t)k * arb);                                 \
+        }                                                                                       \
+        __m256 acc[4][4];                                                                       \
+        for (int r = 0; r < 4; r++)                                                             \
+            for (int a = 0; a < 4; a++) acc[r][a] = _mm256_setzero_ps();                        \
+        for (int64_t i = 0; i < n / QK; i++) {                                                  \
+            __m256i q[4], aq[4];                                                                \
+            float dw[4];                                                                        \
+            for (int r = 0; r < 4; r++) {                                                       \
+                q[r] = BYTES(&x[r][i]);                                                         \
+                aq[r] = _mm256_abs_epi8(q[r]);                                                  \
+                dw[r] = rk_h2f(x[r][i].d);                                                      \
+            }                                                                                   \
+            for (int a = 0; a < 4; a++) {                                                       \
+                const __m256i ya = _mm256_loadu_si256((const __m256i *)y[a][i].qs);             \
+                const float da = rk_h2f(y[a][i].d);                                             \
+                for (int r = 0; r < 4; r++) {                                                   \
+                    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq[r],        \
+                                                          _mm256_sign_epi8(ya, q[r]));          \
+                    acc[r][a] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * da), _mm256_cvtepi32_ps(p), \
+                                                acc[r][a]);                                     \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+        for (int a = 0; a < 4; a++)                                                             \
+            for (int r = 0; r < 4; r++)                                                         \
+                out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]);                        \
+    }
+
+TILE4X4_VNNI(tile4x4_q8_0_vnni, block_q8_0, rk_q8_0_bytes)
+RK_Q_TILE_DRIVER(rk_q_tile_q8_0_avx512, rk_q_dot_q8_0_avx2, tile4x4_q8_0_vnni, 4, 4)
+TILE4X4_VNNI(tile4x4_q5_0_vnni, block_q5_0, rk_q5_0_bytes)
+RK_Q_TILE_DRIVER(rk_q_tile_q5_0_avx512, rk_q_dot_q5_0_avx512, tile4x4_q5_0_vnni, 4, 4)
+TILE4X4_VNNI(tile4x4_q4_0_vnni, block_q4_0, rk_q4_0_bytes)
+RK_Q_TILE_DRIVER(rk_q_tile_q4_0_avx512, rk_q_dot_q4_0_avx2, tile4x4_q4_0_vnni, 4, 4)

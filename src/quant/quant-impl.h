@@ -146,6 +146,12 @@ void rk_q_tile_q4_1_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, c
                          size_t act_row_bytes, int na, float *out, size_t out_stride);
 void rk_q_tile_q8_0_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
                          size_t act_row_bytes, int na, float *out, size_t out_stride);
+void rk_q_tile_q8_0_avx512(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
+void rk_q_tile_q5_0_avx512(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
+void rk_q_tile_q4_0_avx512(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
 void rk_q_tile_q5_0_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
                          size_t act_row_bytes, int na, float *out, size_t out_stride);
 void rk_q_tile_q4_0_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "quant/quant-impl.h"
+
 /* fp16 -> fp32 with F16C (exact, same as rk_fp16_to_fp32). */
 static inline float rk_h2f(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -71,5 +73,41 @@ static inline __m128 rk_k4_mins(const uint8_t *mins8, const int16_t *bsums, floa
     const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(b0, b1));
     return _mm_mul_ps(_mm_set1_ps(scale), _mm_cvtepi32_ps(prod));
 }
+
+
+/* Signed 8-bit weights of one block of the formats that pair with Q8_0 activations. */
+/* Q5_0: nibble | 0xF0 where the fifth bit is clear is exactly (q5 - 16) as int8. */
+static inline __m256i rk_q5_0_bytes(const block_q5_0 *b) {
+    const __m256i hi = _mm256_andnot_si256(rk_bits32(b->qh), _mm256_set1_epi8((char)0xF0));
+    return _mm256_or_si256(rk_nibbles32(b->qs), hi);
+}
+static inline __m256i rk_q8_0_bytes(const block_q8_0 *b) {
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+static inline __m256i rk_q4_0_bytes(const block_q4_0 *b) {
+    return _mm256_sub_epi8(rk_nibbles32(b->qs), _mm256_set1_epi8(8));
+}
+
+
+/* vec_dot_tile from a register-tiled KERNEL over TW weight rows x TA activation rows; rows
+ * left over at the edges go through DOT. */
+#define RK_Q_TILE_DRIVER(NAME, DOT, KERNEL, TW, TA)                                             \
+    void NAME(int64_t n, const void *w, size_t wrb, int nw, const void *act, size_t arb, int na, \
+              float *out, size_t os) {                                                         \
+        const char *W = w, *A = act;                                                           \
+        int r = 0;                                                                             \
+        for (; r + (TW) <= nw; r += (TW)) {                                                    \
+            int a = 0;                                                                         \
+            for (; a + (TA) <= na; a += (TA))                                                  \
+                KERNEL(n, W + (size_t)r * wrb, wrb, A + (size_t)a * arb, arb, out + (size_t)a * os + r, os); \
+            for (; a < na; a++)                                                                \
+                for (int k = 0; k < (TW); k++)                                                 \
+                    out[(size_t)a * os + (size_t)(r + k)] =                                    \
+                        DOT(n, W + (size_t)(r + k) * wrb, A + (size_t)a * arb);               \
+        }                                                                                      \
+        for (; r < nw; r++)                                                                    \
+            for (int a = 0; a < na; a++)                                                       \
+                out[(size_t)a * os + (size_t)r] = DOT(n, W + (size_t)r * wrb, A + (size_t)a * arb); \
+    }
 
 #endif

@@ -48,5 +48,8 @@ void rk_rope_cos_sin(float *cos_sin, int64_t pos, int64_t rot_dim, float freq_ba
 /* gate[i] = act(gate[i]) * up[i]; act = SiLU (swiglu) or tanh-approximated GELU (geglu). */
 void rk_swiglu(float *gate, const float *up, int64_t n);
 void rk_geglu(float *gate, const float *up, int64_t n);
+/* The same with AVX2/FMA (a polynomial exp; relative error ~1e-6 against the scalar ones). */
+void rk_swiglu_avx2(float *gate, const float *up, int64_t n);
+void rk_geglu_avx2(float *gate, const float *up, int64_t n);
 
 #endif
