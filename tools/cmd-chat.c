@@ -125,8 +125,8 @@ int rk_cmd_chat(int argc, char **argv) {
         }
         if (len == 0) continue;
         if (!history_add(&h, "user", line)) { rc = 1; break; }
-        rk_gen_stats st;
-        if (feed_conversation(&s, &h, &cached, &n_cached, &st) != 0) {
+        rk_gen_stats fed, st;
+        if (feed_conversation(&s, &h, &cached, &n_cached, &fed) != 0) {
             history_clear(&h, h.n - 1);
             continue;
         }
@@ -136,6 +136,8 @@ int rk_cmd_chat(int argc, char **argv) {
         rk_error err;
         rk_status gs = rk_generate(s.ctx, s.model, s.sampler, NULL, 0, n_predict, stdout, tee, &st, &err);
         if (tee) fclose(tee);
+        st.n_prompt = fed.n_prompt; /* new prompt tokens this turn (the rest was cached) */
+        st.prompt_seconds = fed.prompt_seconds;
         fputc('\n', stdout);
         if (gs != RK_OK) fprintf(stderr, "chat: %s\n", err.msg);
         if (!history_add(&h, "assistant", reply ? reply : "")) rc = 1;

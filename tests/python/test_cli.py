@@ -8,7 +8,10 @@ errors   bad input of every kind gives a clear message on stderr and a non-zero 
          quantisation type, unsupported architecture, prompt longer than the context, invalid
          UTF-8, bad flags.
 
-Usage: test_cli.py golden|errors   (RINGKV_BIN, RINGKV_TESTDATA from CTest)
+chat     two turns of `ringkv chat` with the default model: the first reply equals `run` on the
+         same ChatML rendering; the second turn answers too; /quit exits cleanly.
+
+Usage: test_cli.py golden|errors|chat   (RINGKV_BIN, RINGKV_TESTDATA from CTest)
 """
 import os
 import struct
@@ -46,6 +49,30 @@ def test_golden(tmp):
             print(f"threads {threads}: rc={rc}\n got: {text!r}\nwant: {GOLDEN!r}\n{err}")
             return 1
     print("golden text reproduced with 1 and 2 threads")
+    return 0
+
+
+def test_chat(tmp):
+    """Two turns of `ringkv chat` on the default instruct model, greedy, then /quit."""
+    model = os.path.join(os.environ.get("RINGKV_MODELS", "models"), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not os.path.exists(model):
+        print(f"{model} not cached")
+        return 77
+    rc, out, err = run(["chat", "-m", model, "--temp", "0", "-n", "12", "-c", "1024"],
+                       stdin=b"What is the capital of France?\nAnd of Italy?\n/quit\n")
+    text = out.decode("utf-8", "replace")
+    replies = [line for line in text.split("\n") if line.strip()]
+    # the first reply must be what `run` generates greedily from the same ChatML rendering
+    # (SmolLM2's template adds its default system prompt)
+    rendered = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+                "Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+                "<|im_start|>assistant\n")
+    rc2, out2, _ = run(["run", "-m", model, "--temp", "0", "-n", "12", "-p", rendered])
+    expected = out2.decode("utf-8", "replace").strip()
+    print(f"exit {rc}; replies: {replies!r}; run gives {expected!r}")
+    if rc != 0 or rc2 != 0 or len(replies) < 2 or replies[0].strip() != expected or err.count("generation:") != 2:
+        print(err)
+        return 1
     return 0
 
 
@@ -114,7 +141,7 @@ def main():
         print(f"{BIN} not built")
         return 77
     with tempfile.TemporaryDirectory() as tmp:
-        return {"golden": test_golden, "errors": test_errors}[sys.argv[1]](tmp)
+        return {"golden": test_golden, "errors": test_errors, "chat": test_chat}[sys.argv[1]](tmp)
 
 
 if __name__ == "__main__":
