@@ -139,6 +139,7 @@ int rk_cmd_chat(int argc, char **argv) {
         st.n_prompt = fed.n_prompt; /* new prompt tokens this turn (the rest was cached) */
         st.prompt_seconds = fed.prompt_seconds;
         fputc('\n', stdout);
+        fflush(stdout);
         if (gs != RK_OK) fprintf(stderr, "chat: %s\n", err.msg);
         if (!history_add(&h, "assistant", reply ? reply : "")) rc = 1;
         free(reply);
