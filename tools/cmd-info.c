@@ -30,7 +30,7 @@ int rk_cmd_info(int argc, char **argv) {
     }
     printf("file: %s (GGUF v%u, %zu bytes)\n", path, rk_gguf_version(g), rk_gguf_file_size(g));
     printf("\nmetadata (%lld keys):\n", (long long)rk_gguf_kv_count(g));
-    char buf[256];
+    char buf[512];
     for (int64_t i = 0; i < rk_gguf_kv_count(g); i++) {
         rk_gguf_kv_format(g, i, buf, sizeof buf);
         printf("  %-48s %s\n", rk_gguf_kv_key(g, i), buf);

@@ -85,13 +85,17 @@ void rk_model_describe(const rk_model *m, char *buf, size_t size) {
         snprintf(buf, size, "vocabulary only: %lld tokens", (long long)rk_tok_n_vocab(m->tok));
         return;
     }
+    char window[96] = "";
+    if (hp->sliding_window)
+        snprintf(window, sizeof window, ", sliding window %lld (rope base %g) on local layers",
+                 (long long)hp->sliding_window, (double)hp->rope_base_local);
     snprintf(buf, size,
              "arch %s, %lld layers, n_embd %lld, %lld heads (%lld kv) of %lld, n_ff %lld, vocab "
-             "%lld, trained context %lld, rope base %g%s, SIMD %s",
+             "%lld, trained context %lld, rope base %g%s%s, norm eps %g, SIMD %s",
              hp->arch_name, (long long)hp->n_layer, (long long)hp->n_embd, (long long)hp->n_head,
              (long long)hp->n_head_kv, (long long)hp->head_dim_k, (long long)hp->n_ff,
              (long long)hp->n_vocab, (long long)hp->n_ctx_train, (double)hp->rope_base,
-             hp->sliding_window ? " (+ sliding-window layers)" : "",
+             hp->rope_neox ? " (NeoX pairs)" : "", window, (double)hp->norm_eps,
              rk_simd_level_name(m->simd));
 }
 
