@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Independent NumPy reference forward pass for GGUF models (arch `llama` and `gemma3`).
+"""Independent NumPy reference forward pass for GGUF models (arch `llama`, `qwen2`, `qwen3`,
+`gemma3`).
 
 Written from the model definitions (llama.cpp graph builders / HF transformers modeling code),
 not from ringkv's C sources. Weights are dequantised to float32 with the `gguf` package
@@ -25,6 +26,19 @@ llama (SmolLM2, Llama 2/3 ...):
   RoPE "normal" mode: rotate adjacent pairs (2i, 2i+1) -- the HF->GGUF converter permutes the
   rows of q/k so that llama.cpp's adjacent-pair rotation equals HF's half-split rotation.
   attention scale 1/sqrt(head_dim); GQA: query head h uses kv head h // (n_head / n_head_kv).
+
+qwen2 (llama.cpp src/models/qwen2.cpp; llama_model_rope_type() -> NEOX):
+  as llama, but q = Wq·a + bq, k = Wk·a + bk, v = Wv·a + bv (biases required), then RoPE in
+  NEOX mode (pairs (i, i + n_rot/2)); optional attn_output.bias / output.bias are added when
+  present (llama.cpp: TENSOR_NOT_REQUIRED; Qwen2 checkpoints have none).
+
+qwen3 (llama.cpp src/models/qwen3.cpp; rope type NEOX):
+  as llama, but q = rope_neox(rms_head(Wq·a)*attn_q_norm), k = rope_neox(rms_head(Wk·a)*attn_k_norm)
+  (per-head RMSNorm over head_dim with the model's rms eps, BEFORE RoPE), no biases; head_dim =
+  qwen3.attention.key_length may differ from n_embd/n_head (Wq: n_head*head_dim x n_embd,
+  Wo: n_embd x n_head*head_dim); attention scale 1/sqrt(head_dim).
+  In the llama family any bq/bk/bv/bo tensor present in the file is added (llama.cpp's llama
+  graph does the same).
 
 gemma3:
   x = tok_embd[t] * sqrt(n_embd)
@@ -74,7 +88,7 @@ class Model:
         self._cache = {}
         a = _field(self.r, "general.architecture")
         self.arch = a
-        if a not in ("llama", "gemma3"):
+        if a not in ("llama", "qwen2", "qwen3", "gemma3"):
             raise ValueError(f"unsupported architecture {a!r}")
         g = lambda k, d=None: _field(self.r, f"{a}.{k}", d)
         self.n_layer = int(g("block_count"))
@@ -189,31 +203,65 @@ def quantize_act_q8(x, block):
     return (q * d).reshape(shp)
 
 
+def quantize_act_q8_0_ggml(x):
+    """ggml's quantize_row_q8_0 exactly: per 32 values d = amax/127 (float32), q = round(x * (1/d))
+    in float32, and the stored scale d rounded to float16 -- so a Q8_0 x Q8_0 dot product equals
+    sum(qw*qx) * f16(dw) * f16(dx) up to float summation order."""
+    shp = x.shape
+    n = shp[-1]
+    if n % 32:
+        return x
+    xb = x.astype(np.float32).reshape(-1, n // 32, 32)
+    d = (np.max(np.abs(xb), axis=-1, keepdims=True) / np.float32(127)).astype(np.float32)
+    inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, np.float32(1)), np.float32(0))
+    q = np.round(xb * inv.astype(np.float32))
+    return (q * d.astype(np.float16).astype(np.float64)).reshape(shp).astype(x.dtype)
+
+
 class Forward:
     """Reference forward pass. Options (for measuring tolerances / bug sensitivity only):
        act_q8: quantise activations to 8 bits before each weight matmul (llama.cpp-like),
        kv_f16: round K and V to float16 (llama.cpp's default KV cache type),
        rope_mode: override the rope pairing ('norm'/'neox'),
        norm_shift: add this to gemma norm weights (e.g. 1.0 to simulate a double +1 bug),
-       dtype: compute dtype (float64 default; float32 to measure a plain float32 path)."""
+       dtype: compute dtype (float64 default; float32 to measure a plain float32 path),
+       act_q8_exact: with act_q8, quantise the activations of Q8_0 weights exactly like ggml
+                     (float16 block scales, quantize_act_q8_0_ggml); other types as act_q8,
+       ablate: names of architecture features to switch OFF, for negative controls only:
+               'qkv_bias' (ignore q/k/v biases), 'qk_norm' (skip qwen3's per-head q/k norm)."""
 
     def __init__(self, model, act_q8=False, kv_f16=False, rope_mode=None, norm_shift=0.0,
-                 dtype=np.float64):
+                 dtype=np.float64, act_q8_exact=False, ablate=()):
         self.m = model
+        self.act_q8_exact = act_q8_exact
+        self.ablate = frozenset(ablate)
         self.dt = np.dtype(dtype)
         self.act_q8 = act_q8
         self.kv_f16 = kv_f16
-        self.rope_mode = rope_mode or ("neox" if model.arch == "gemma3" else "norm")
+        self.rope_mode = rope_mode or ("norm" if model.arch == "llama" else "neox")
         self.norm_shift = norm_shift
 
     def mm(self, name, x):
         W = self.m.w(name)
         if self.act_q8:
-            qt = self.m.weight_qtype(name)
-            # K-quants use 256-value Q8_K activation blocks, the rest 32-value Q8_0/Q8_1 blocks
-            kq = qt.name.endswith("_K")
-            x = quantize_act_q8(x, 256 if kq else 32)
+            x = self.quant_act(x, self.m.weight_qtype(name))
         return x @ W.T.astype(self.dt)
+
+    def quant_act(self, x, qt):
+        if self.act_q8_exact and qt.name == "Q8_0":
+            return quantize_act_q8_0_ggml(x)
+        # K-quants use 256-value Q8_K activation blocks, the rest 32-value Q8_0/Q8_1 blocks
+        return quantize_act_q8(x, 256 if qt.name.endswith("_K") else 32)
+
+    def bias(self, name, y):
+        """y + bias when the model has tensor `name` (required for qwen2's q/k/v)."""
+        if self.m.has(name):
+            if "qkv_bias" in self.ablate and not name.endswith("attn_output.bias"):
+                return y
+            return y + self.m.w(name).astype(self.dt)
+        if self.m.arch == "qwen2" and name.rsplit(".", 2)[-2] in ("attn_q", "attn_k", "attn_v"):
+            raise ValueError(f"qwen2 model without {name}")
+        return y
 
     def nw(self, name):
         w = self.m.w(name).astype(self.dt)
@@ -251,14 +299,20 @@ class Forward:
         b = f"blk.{il}."
         T = x.shape[0]
         a = rms_norm(x, m.w(b + "attn_norm.weight"), m.eps)
-        q = self.mm(b + "attn_q.weight", a).reshape(T, m.n_head, m.head_dim_k)
-        k = self.mm(b + "attn_k.weight", a).reshape(T, m.n_head_kv, m.head_dim_k)
-        v = self.mm(b + "attn_v.weight", a).reshape(T, m.n_head_kv, m.head_dim_v)
+        q = self.bias(b + "attn_q.bias", self.mm(b + "attn_q.weight", a))
+        k = self.bias(b + "attn_k.bias", self.mm(b + "attn_k.weight", a))
+        v = self.bias(b + "attn_v.bias", self.mm(b + "attn_v.weight", a))
+        q = q.reshape(T, m.n_head, m.head_dim_k)
+        k = k.reshape(T, m.n_head_kv, m.head_dim_k)
+        v = v.reshape(T, m.n_head_kv, m.head_dim_v)
+        if m.arch == "qwen3" and "qk_norm" not in self.ablate:  # per-head RMSNorm, before RoPE
+            q = rms_norm(q, m.w(b + "attn_q_norm.weight"), m.eps)
+            k = rms_norm(k, m.w(b + "attn_k_norm.weight"), m.eps)
         q = rope(q, pos, m.n_rot, m.rope_base, self.rope_mode, m.rope_freq_scale)
         k = rope(k, pos, m.n_rot, m.rope_base, self.rope_mode, m.rope_freq_scale)
         q = q * m.attn_scale
         att = self.attention(q, k, v, pos, il)
-        h = x + self.mm(b + "attn_output.weight", att)
+        h = x + self.bias(b + "attn_output.bias", self.mm(b + "attn_output.weight", att))
         n = rms_norm(h, m.w(b + "ffn_norm.weight"), m.eps)
         f = silu(self.mm(b + "ffn_gate.weight", n)) * self.mm(b + "ffn_up.weight", n)
         return h + self.mm(b + "ffn_down.weight", f)
@@ -303,13 +357,14 @@ class Forward:
         x = rms_norm(x, onw, m.eps)
         out_name = "output.weight" if m.has("output.weight") else "token_embd.weight"
         if self.act_q8:
-            kq = m.weight_qtype(out_name).name.endswith("_K")
-            x = quantize_act_q8(x, 256 if kq else 32)
+            x = self.quant_act(x, m.weight_qtype(out_name))
         W = m.w(out_name)
         logits = np.empty((x.shape[0], W.shape[0]), dtype=self.dt)
         step = 32768
         for i in range(0, W.shape[0], step):
             logits[:, i:i + step] = x @ W[i:i + step].T.astype(self.dt)
+        if m.arch == "qwen2" and m.has("output.bias"):
+            logits = logits + m.w("output.bias").astype(self.dt)
         if m.final_softcap:
             c = float(m.final_softcap)
             logits = c * np.tanh(logits / c)

@@ -11,7 +11,9 @@ errors   bad input of every kind gives a clear message on stderr and a non-zero 
 chat     two turns of `ringkv chat` with the default model: the first reply equals `run` on the
          same ChatML rendering; the second turn answers too; /quit exits cleanly.
 
-Usage: test_cli.py golden|errors|chat   (RINGKV_BIN, RINGKV_TESTDATA from CTest)
+threads  logits are bit-identical with 1, 2 and 3 threads.
+
+Usage: test_cli.py golden|errors|chat|threads   (RINGKV_BIN, RINGKV_TESTDATA from CTest)
 """
 import os
 import struct
@@ -74,6 +76,26 @@ def test_chat(tmp):
         print(err)
         return 1
     return 0
+
+
+def test_threads(tmp):
+    """Logits do not depend on the thread count (work is split on tile boundaries)."""
+    model = os.path.join(os.environ.get("RINGKV_MODELS", "models"), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not os.path.exists(model):
+        print(f"{model} not cached")
+        return 77
+    tokens = ",".join(str(10 + 37 * i % 4000) for i in range(45))
+    outs = []
+    for t in ("1", "2", "3"):
+        path = os.path.join(tmp, f"logits-{t}.f32")
+        rc, _, err = run(["eval", "logits", "-m", model, "--tokens", tokens, "--out", path, "-t", t, "-ub", "16"])
+        if rc != 0:
+            print(err)
+            return 1
+        outs.append(open(path, "rb").read())
+    same = outs[0] == outs[1] == outs[2]
+    print(f"logits with 1, 2 and 3 threads identical: {same}")
+    return 0 if same else 1
 
 
 def expect_failure(name, args, must_contain, stdin=None):
@@ -141,7 +163,7 @@ def main():
         print(f"{BIN} not built")
         return 77
     with tempfile.TemporaryDirectory() as tmp:
-        return {"golden": test_golden, "errors": test_errors, "chat": test_chat}[sys.argv[1]](tmp)
+        return {"golden": test_golden, "errors": test_errors, "chat": test_chat, "threads": test_threads}[sys.argv[1]](tmp)
 
 
 if __name__ == "__main__":

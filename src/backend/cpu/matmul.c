@@ -44,13 +44,19 @@ static void dot_rows(void *arg, int ith, int nth) {
     matmul_job *job = arg;
     const rk_matrix *w = job->w;
     int64_t begin, end;
-    rk_pool_split(w->n_out, ith, nth, &begin, &end);
     const uint8_t *wdata = w->data;
     if (job->n_rows == 1) {
+        rk_pool_split(w->n_out, ith, nth, &begin, &end);
         for (int64_t o = begin; o < end; o++)
             job->y[o] = w->ops->vec_dot(w->n_in, wdata + o * w->row_bytes, job->act);
         return;
     }
+    /* split in whole tiles so tile boundaries, and so the rounding of every output, do not
+     * depend on the thread count */
+    int64_t n_tiles = (w->n_out + TILE_W - 1) / TILE_W;
+    rk_pool_split(n_tiles, ith, nth, &begin, &end);
+    begin *= TILE_W;
+    end = end * TILE_W < w->n_out ? end * TILE_W : w->n_out;
     for (int64_t o0 = begin; o0 < end; o0 += ROW_BLOCK) {
         int64_t o1 = o0 + ROW_BLOCK < end ? o0 + ROW_BLOCK : end;
         for (int64_t a0 = 0; a0 < job->n_rows; a0 += TILE_A) {
