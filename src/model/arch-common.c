@@ -56,7 +56,7 @@ rk_status rk_arch_read_common(const rk_gguf *g, const char *arch, rk_hparams *hp
                             (long long)hp->n_head, (long long)hp->n_head_kv);
     int64_t def_head = hp->n_embd / hp->n_head;
     if ((s = get_dim(g, arch, "attention.key_length", def_head, 1, 4096, &hp->head_dim_k, err)) ||
-        (s = get_dim(g, arch, "attention.value_length", hp->head_dim_k, 1, 4096, &hp->head_dim_v,
+        (s = get_dim(g, arch, "attention.value_length", def_head, 1, 4096, &hp->head_dim_v,
                      err)) ||
         (s = get_dim(g, arch, "rope.dimension_count", hp->head_dim_k, 2, hp->head_dim_k,
                      &hp->rot_dim, err)))

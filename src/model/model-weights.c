@@ -97,9 +97,27 @@ static rk_status bind_layer(rk_model *m, int64_t il, rk_error *err) {
     return RK_OK;
 }
 
+/* Tensors some converters write that this forward pass does not apply: refusing the file is
+ * better than silently computing something else. */
+static rk_status refuse_unused_biases(const rk_model *m, rk_error *err) {
+    if (rk_gguf_find_tensor(m->gguf, "output.bias"))
+        return rk_error_set(err, RK_ERR_UNSUPPORTED, "model: tensor 'output.bias' is not supported");
+    char name[96];
+    for (int64_t il = 0; il < m->hp.n_layer; il++) {
+        const char *kinds[] = {"attn_output.bias", "ffn_up.bias", "ffn_down.bias", "ffn_gate.bias"};
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            snprintf(name, sizeof name, "blk.%lld.%s", (long long)il, kinds[k]);
+            if (rk_gguf_find_tensor(m->gguf, name))
+                return rk_error_set(err, RK_ERR_UNSUPPORTED, "model: tensor '%s' is not supported", name);
+        }
+    }
+    return RK_OK;
+}
+
 rk_status rk_model_bind_weights(rk_model *m, rk_error *err) {
     const rk_hparams *hp = &m->hp;
-    rk_status s;
+    rk_status s = refuse_unused_biases(m, err);
+    if (s) return s;
     if ((s = bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->output, err)))
         return s;
     m->token_embd = rk_gguf_find_tensor(m->gguf, "token_embd.weight");

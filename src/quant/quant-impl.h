@@ -156,6 +156,19 @@ void rk_q_tile_q5_0_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, c
                          size_t act_row_bytes, int na, float *out, size_t out_stride);
 void rk_q_tile_q4_0_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
                          size_t act_row_bytes, int na, float *out, size_t out_stride);
+/* register-tiled K-quant tiles (quant-kquant-avx2.c, quant-kquant-avx512.c) */
+void rk_q_tile_q4_K_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
+void rk_q_tile_q5_K_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
+void rk_q_tile_q6_K_avx2(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
+void rk_q_tile_q4_K_avx512(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
+void rk_q_tile_q5_K_avx512(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
+void rk_q_tile_q6_K_avx512(int64_t n, const void *w, size_t w_row_bytes, int nw, const void *act,
+                         size_t act_row_bytes, int na, float *out, size_t out_stride);
 
 /* AVX-512 F/BW/VL/DQ/VNNI (quant-avx512.c, quant-kquant-avx512.c) */
 float rk_q_dot_f32_avx512(int64_t n, const void *w, const void *act);

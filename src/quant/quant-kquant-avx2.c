@@ -206,9 +206,9 @@ float rk_q_dot_q3_K_avx2(int64_t n, const void *w, const void *act) {
 #define KQ_MACC(acc, sc, p) _mm256_add_epi32((acc), _mm256_madd_epi16((sc), (p)))
 #endif
 
-/* Q4_K (QH 0) / Q5_K (QH 1): groups of 32 with 6-bit scales and mins. Group g's quants are the
+/* Q4_K (QH 0) / Q5_K (QH 1, QHP(block) its qh): groups of 32 with 6-bit scales and mins. Group g's quants are the
  * low (g even) or high (g odd) nibbles of qs[32*(g/2) ...], plus bit g of qh as 0x10 for Q5_K. */
-#define KQ_TILE_K45(NAME, BLOCK, QH, TW, TA)                                                    \
+#define KQ_TILE_K45(NAME, BLOCK, QH, QHP, TW, TA)                                                    \
     static void NAME(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,         \
                      float *out, size_t os) {                                                   \
         const BLOCK *x[TW];                                                                     \
@@ -226,13 +226,14 @@ float rk_q_dot_q3_K_avx2(int64_t n, const void *w, const void *act) {
                 rk_q_unpack_k4_scales(x[r][i].scales, sm[r]);                                   \
                 for (int a = 0; a < (TA); a++) sumi[r][a] = _mm256_setzero_si256();             \
             }                                                                                   \
+            _Pragma("GCC unroll 8")                                                             \
             for (int g = 0; g < 8; g++) {                                                       \
                 __m256i q[TW], s[TW];                                                           \
                 for (int r = 0; r < (TW); r++) {                                                \
                     const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[r][i].qs + 32 * (g / 2))); \
                     q[r] = _mm256_and_si256(g & 1 ? _mm256_srli_epi16(bits, 4) : bits, m4);     \
                     if (QH) {                                                                   \
-                        const __m256i hb = _mm256_loadu_si256((const __m256i *)x[r][i].qh);     \
+                        const __m256i hb = _mm256_loadu_si256((const __m256i *)QHP(&x[r][i]));     \
                         const __m256i h5 = g <= 4 ? _mm256_slli_epi16(hb, 4 - g)               \
                                                   : _mm256_srli_epi16(hb, g - 4);               \
                         q[r] = _mm256_or_si256(q[r], _mm256_and_si256(h5, m16));                \
@@ -290,6 +291,7 @@ float rk_q_dot_q3_K_avx2(int64_t n, const void *w, const void *act) {
                 for (int a = 0; a < (TA); a++)                                                  \
                     sumi[r][a] = _mm256_madd_epi16(scm, _mm256_loadu_si256((const __m256i *)y[a][i].bsums)); \
             }                                                                                   \
+            _Pragma("GCC unroll 8")                                                             \
             for (int c = 0; c < 8; c++) {                                                       \
                 const int h = c / 4, k = c % 4;                                                 \
                 __m256i q[TW], s[TW];                                                           \
@@ -318,9 +320,11 @@ float rk_q_dot_q3_K_avx2(int64_t n, const void *w, const void *act) {
             for (int r = 0; r < (TW); r++) out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]); \
     }
 
-KQ_TILE_K45(tile2x4_q4_K, block_q4_K, 0, 2, 4)
+static inline const uint8_t *kq_no_qh(const block_q4_K *b) { return b->qs; } /* unused */
+static inline const uint8_t *kq_qh(const block_q5_K *b) { return b->qh; }
+KQ_TILE_K45(tile2x4_q4_K, block_q4_K, 0, kq_no_qh, 2, 4)
 RK_Q_TILE_DRIVER(rk_q_tile_q4_K_avx2, rk_q_dot_q4_K_avx2, tile2x4_q4_K, 2, 4)
-KQ_TILE_K45(tile2x4_q5_K, block_q5_K, 1, 2, 4)
+KQ_TILE_K45(tile2x4_q5_K, block_q5_K, 1, kq_qh, 2, 4)
 RK_Q_TILE_DRIVER(rk_q_tile_q5_K_avx2, rk_q_dot_q5_K_avx2, tile2x4_q5_K, 2, 4)
 KQ_TILE_Q6(tile2x4_q6_K, 2, 4)
 RK_Q_TILE_DRIVER(rk_q_tile_q6_K_avx2, rk_q_dot_q6_K_avx2, tile2x4_q6_K, 2, 4)

@@ -52,9 +52,9 @@ RK_Q_TILE_GENERIC(tile_q8_K_self, dot_q8_K_self)
 #define RK_Q_HAVE_X86 1
 #define TILE_AVX2(f) RK_Q_TILE_GENERIC(tile_##f##_avx2, rk_q_dot_##f##_avx2)
 TILE_AVX2(f32) TILE_AVX2(f16) TILE_AVX2(bf16) TILE_AVX2(q5_1)
-TILE_AVX2(q2_K) TILE_AVX2(q3_K) TILE_AVX2(q4_K) TILE_AVX2(q5_K) TILE_AVX2(q6_K)
+TILE_AVX2(q2_K) TILE_AVX2(q3_K)
 #define TILE_AVX512(f) RK_Q_TILE_GENERIC(tile_##f##_avx512, rk_q_dot_##f##_avx512)
-TILE_AVX512(f32) TILE_AVX512(q4_K) TILE_AVX512(q5_K) TILE_AVX512(q6_K)
+TILE_AVX512(f32)
 #endif
 
 #define T(t) RK_TYPE_##t
@@ -90,9 +90,9 @@ static const rk_quant_ops ops_avx2[] = {
     {T(Q8_1), T(Q8_1), rk_q_dequant_q8_1_ref, rk_q_quantize_q8_1_avx2, dot_q8_1_self, tile_q8_1_self},
     {T(Q2_K), T(Q8_K), rk_q_dequant_q2_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q2_K_avx2, tile_q2_K_avx2},
     {T(Q3_K), T(Q8_K), rk_q_dequant_q3_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q3_K_avx2, tile_q3_K_avx2},
-    {T(Q4_K), T(Q8_K), rk_q_dequant_q4_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q4_K_avx2, tile_q4_K_avx2},
-    {T(Q5_K), T(Q8_K), rk_q_dequant_q5_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q5_K_avx2, tile_q5_K_avx2},
-    {T(Q6_K), T(Q8_K), rk_q_dequant_q6_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q6_K_avx2, tile_q6_K_avx2},
+    {T(Q4_K), T(Q8_K), rk_q_dequant_q4_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q4_K_avx2, rk_q_tile_q4_K_avx2},
+    {T(Q5_K), T(Q8_K), rk_q_dequant_q5_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q5_K_avx2, rk_q_tile_q5_K_avx2},
+    {T(Q6_K), T(Q8_K), rk_q_dequant_q6_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q6_K_avx2, rk_q_tile_q6_K_avx2},
     {T(Q8_K), T(Q8_K), rk_q_dequant_q8_K_ref, rk_q_quantize_q8_K_avx2, dot_q8_K_self, tile_q8_K_self},
 };
 
@@ -112,9 +112,9 @@ static const rk_quant_ops ops_avx512[] = {
     {T(Q8_1), T(Q8_1), rk_q_dequant_q8_1_ref, rk_q_quantize_q8_1_avx2, dot_q8_1_self, tile_q8_1_self},
     {T(Q2_K), T(Q8_K), rk_q_dequant_q2_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q2_K_avx2, tile_q2_K_avx2},
     {T(Q3_K), T(Q8_K), rk_q_dequant_q3_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q3_K_avx2, tile_q3_K_avx2},
-    {T(Q4_K), T(Q8_K), rk_q_dequant_q4_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q4_K_avx512, tile_q4_K_avx512},
-    {T(Q5_K), T(Q8_K), rk_q_dequant_q5_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q5_K_avx512, tile_q5_K_avx512},
-    {T(Q6_K), T(Q8_K), rk_q_dequant_q6_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q6_K_avx512, tile_q6_K_avx512},
+    {T(Q4_K), T(Q8_K), rk_q_dequant_q4_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q4_K_avx512, rk_q_tile_q4_K_avx512},
+    {T(Q5_K), T(Q8_K), rk_q_dequant_q5_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q5_K_avx512, rk_q_tile_q5_K_avx512},
+    {T(Q6_K), T(Q8_K), rk_q_dequant_q6_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q6_K_avx512, rk_q_tile_q6_K_avx512},
     {T(Q8_K), T(Q8_K), rk_q_dequant_q8_K_ref, rk_q_quantize_q8_K_avx2, dot_q8_K_self, tile_q8_K_self},
 };
 #endif

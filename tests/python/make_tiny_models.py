@@ -105,7 +105,8 @@ def write_model(path, arch, n_layer, head_dim, tied, qtype, rope_base, eps, seed
     w.add_rope_dimension_count(head_dim)
     w.add_rope_freq_base(rope_base)
     w.add_layer_norm_rms_eps(eps)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "Q8_0" else gguf.LlamaFileType.ALL_F32)
+    ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "Q8_0" else gguf.LlamaFileType.ALL_F32
+    w.add_file_type(ftype)
 
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("llama-bpe" if arch == "llama" else "qwen2")

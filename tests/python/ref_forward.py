@@ -33,7 +33,8 @@ qwen2 (llama.cpp src/models/qwen2.cpp; llama_model_rope_type() -> NEOX):
   present (llama.cpp: TENSOR_NOT_REQUIRED; Qwen2 checkpoints have none).
 
 qwen3 (llama.cpp src/models/qwen3.cpp; rope type NEOX):
-  as llama, but q = rope_neox(rms_head(Wq·a)*attn_q_norm), k = rope_neox(rms_head(Wk·a)*attn_k_norm)
+  as llama, but q = rope_neox(rms_head(Wq·a)*attn_q_norm),
+                k = rope_neox(rms_head(Wk·a)*attn_k_norm)
   (per-head RMSNorm over head_dim with the model's rms eps, BEFORE RoPE), no biases; head_dim =
   qwen3.attention.key_length may differ from n_embd/n_head (Wq: n_head*head_dim x n_embd,
   Wo: n_embd x n_head*head_dim); attention scale 1/sqrt(head_dim).
@@ -97,8 +98,14 @@ class Model:
         self.n_head = int(g("attention.head_count"))
         self.n_head_kv = int(g("attention.head_count_kv", self.n_head))
         self.head_dim_k = int(g("attention.key_length", self.n_embd // self.n_head))
-        self.head_dim_v = int(g("attention.value_length", self.head_dim_k))
+        # llama.cpp: both default to n_embd / n_head independently (value_length does NOT
+        # default to key_length)
+        self.head_dim_v = int(g("attention.value_length", self.n_embd // self.n_head))
         self.n_rot = int(g("rope.dimension_count", self.head_dim_k))
+        if a in ("qwen2", "qwen3") and not (self.head_dim_v == self.head_dim_k == self.n_rot):
+            # llama.cpp's qwen2/qwen3 graphs assert n_embd_head_v == n_embd_head_k == n_rot
+            raise ValueError(f"{a}: key_length {self.head_dim_k}, value_length {self.head_dim_v} "
+                             f"and rope.dimension_count {self.n_rot} must be equal")
         self.rope_base = float(g("rope.freq_base", 10000.0))
         self.eps = float(g("attention.layer_norm_rms_epsilon", 1e-5))
         scaling = g("rope.scaling.type")
