@@ -4,10 +4,13 @@
  * as in decode), reported as GB/s of weight bytes read; and the batched tile (8 activation
  * rows, as in prefill) as GB/s of weight bytes times activation rows ("effective").
  *
- *     bench-quant [N [ROWS [SECONDS]]]      defaults 4096 4096 0.3
+ *     bench-quant [N [ROWS [SECONDS [FORMAT,...]]]]   defaults 4096 4096 0.3 all
+ *
+ * FORMAT names as printed (e.g. Q4_K,Q6_K) limit the run to those formats.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "quant/quant.h"
@@ -23,6 +26,7 @@ int main(int argc, char **argv) {
     const int64_t n = argc > 1 ? atoll(argv[1]) : 4096;
     const int rows = argc > 2 ? atoi(argv[2]) : 4096;
     const double secs = argc > 3 ? atof(argv[3]) : 0.3;
+    const char *only = argc > 4 ? argv[4] : NULL;
     const uint32_t types[] = {RK_TYPE_F32, RK_TYPE_F16, RK_TYPE_BF16, RK_TYPE_Q4_0, RK_TYPE_Q4_1,
                               RK_TYPE_Q5_0, RK_TYPE_Q5_1, RK_TYPE_Q8_0, RK_TYPE_Q2_K, RK_TYPE_Q3_K,
                               RK_TYPE_Q4_K, RK_TYPE_Q5_K, RK_TYPE_Q6_K};
@@ -40,6 +44,11 @@ int main(int argc, char **argv) {
     for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
         const size_t wrb = rk_type_row_bytes(types[t], n);
         if (!wrb) continue;
+        if (only) { /* a comma-separated list of format names */
+            const char *name = rk_type_get_info(types[t])->name, *p = strstr(only, name);
+            const size_t len = strlen(name);
+            if (!p || (p != only && p[-1] != ',') || (p[len] != '\0' && p[len] != ',')) continue;
+        }
         uint8_t *w = malloc(wrb * (size_t)rows);
         tq_fill_weights(&r, types[t], w, n * rows, 0);
         printf("%-6s %10.1f", rk_type_get_info(types[t])->name, (double)(wrb * (size_t)rows) / 1e6);

@@ -208,7 +208,7 @@ float rk_q_dot_q3_K_avx2(int64_t n, const void *w, const void *act) {
 
 /* Q4_K (QH 0) / Q5_K (QH 1, QHP(block) its qh): groups of 32 with 6-bit scales and mins. Group g's quants are the
  * low (g even) or high (g odd) nibbles of qs[32*(g/2) ...], plus bit g of qh as 0x10 for Q5_K. */
-#define KQ_TILE_K45(NAME, BLOCK, QH, QHP, TW, TA)                                                    \
+#define KQ_TILE_K45(NAME, BLOCK, QH, QHP, TW, TA)                                               \
     static void NAME(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,         \
                      float *out, size_t os) {                                                   \
         const BLOCK *x[TW];                                                                     \

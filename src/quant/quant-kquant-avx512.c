@@ -112,12 +112,13 @@ float rk_q_dot_q6_K_avx512(int64_t n, const void *w, const void *act) {
 /* ---- register-tiled batched dots with VNNI ---------------------------------------------- */
 /* The tiles of quant-kquant-avx2.c on 256-bit registers (this EPYC splits 512-bit ops in two),
  * with vpdpwssd (AVX-512VL VNNI) doing the multiply-by-group-scale and accumulate in one
- * instruction; the 32 vector registers hold a 4x4 tile. */
+ * instruction; the 32 vector registers hold a 4x4 tile (Q6_K, with more unpacking work per
+ * row, measured as fast or faster with 2x4). */
 #define KQ_MACC(acc, sc, p) _mm256_dpwssd_epi32((acc), (p), (sc))
 
 /* Q4_K (QH 0) / Q5_K (QH 1, QHP(block) its qh): groups of 32 with 6-bit scales and mins. Group g's quants are the
  * low (g even) or high (g odd) nibbles of qs[32*(g/2) ...], plus bit g of qh as 0x10 for Q5_K. */
-#define KQ_TILE_K45(NAME, BLOCK, QH, QHP, TW, TA)                                                    \
+#define KQ_TILE_K45(NAME, BLOCK, QH, QHP, TW, TA)                                               \
     static void NAME(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,         \
                      float *out, size_t os) {                                                   \
         const BLOCK *x[TW];                                                                     \
@@ -235,5 +236,5 @@ KQ_TILE_K45(tile4x4_q4_K, block_q4_K, 0, kq_no_qh, 4, 4)
 RK_Q_TILE_DRIVER(rk_q_tile_q4_K_avx512, rk_q_dot_q4_K_avx512, tile4x4_q4_K, 4, 4)
 KQ_TILE_K45(tile4x4_q5_K, block_q5_K, 1, kq_qh, 4, 4)
 RK_Q_TILE_DRIVER(rk_q_tile_q5_K_avx512, rk_q_dot_q5_K_avx512, tile4x4_q5_K, 4, 4)
-KQ_TILE_Q6(tile4x4_q6_K, 4, 4)
-RK_Q_TILE_DRIVER(rk_q_tile_q6_K_avx512, rk_q_dot_q6_K_avx512, tile4x4_q6_K, 4, 4)
+KQ_TILE_Q6(tile2x4_q6_K, 2, 4)
+RK_Q_TILE_DRIVER(rk_q_tile_q6_K_avx512, rk_q_dot_q6_K_avx512, tile2x4_q6_K, 2, 4)
