@@ -117,19 +117,23 @@ static void test_paged_attention(void) {
             for (int64_t i = 0; i < n_kv * dk; i++) k[i] = frand() * 3;
             for (int64_t i = 0; i < n_kv * dv; i++) v[i] = frand();
         }
-    float q[64], out[48], scratch[RK_KV_PAGE_TOKENS + 2 * 48];
+    float q[3 * 64], out[3 * 48], scratch[3 * (RK_KV_PAGE_TOKENS + 2 * 48)];
     double ref[48];
-    for (int i = 0; i < 64; i++) q[i] = frand();
+    for (int i = 0; i < 3 * 64; i++) q[i] = frand();
     const int64_t lens[] = {1, 255, 256, 257, 700};
     for (int level = RK_SIMD_SCALAR; level <= (int)rk_cpu_simd_level() && level <= RK_SIMD_AVX2; level++) {
         const rk_attn_ops *ops = rk_attn_get_ops(level);
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
             for (int64_t window = 0; window <= 300; window += 300) {
                 int64_t t1 = lens[li], t0 = window && t1 > window ? t1 - window : 0;
-                rk_attn_head(ops, kv, 1, 1, q, 0.125f, t0, t1, out, scratch);
-                naive(kv, 1, 1, q, 0.125f, t0, t1, dk, dv, ref);
                 double max_err = 0;
-                for (int j = 0; j < dv; j++) max_err = fmax(max_err, fabs(out[j] - ref[j]));
+                for (int64_t n_q = 1; n_q <= 3; n_q += 2) { /* one head, and a group of 3 */
+                    rk_attn_group(ops, kv, 1, 1, n_q, q, 0.125f, t0, t1, out, scratch);
+                    for (int64_t g = 0; g < n_q; g++) {
+                        naive(kv, 1, 1, q + g * dk, 0.125f, t0, t1, dk, dv, ref);
+                        for (int j = 0; j < dv; j++) max_err = fmax(max_err, fabs(out[g * dv + j] - ref[j]));
+                    }
+                }
                 CHECK_MSG(max_err < 1e-5, "level %d range [%lld, %lld): max error %g", level,
                           (long long)t0, (long long)t1, max_err);
             }

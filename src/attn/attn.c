@@ -1,9 +1,11 @@
 /*
  * attn.c — the merge operator and attention of one query head over paged KV (see attn.h).
  *
- * rk_attn_head walks the key range page by page: scores of the page's keys go into a
- * page-sized scratch, the page becomes a partial (its own max, sum and weighted values), and
- * the partial is merged into the running one. Work is O(range × head_dim), memory O(page).
+ * rk_attn_group walks the key range page by page for the query heads of one GQA group: scores
+ * of the page's keys go into a page-sized scratch per head, the page becomes one partial per
+ * head (its own max, sum and weighted values), and each is merged into the running partial.
+ * Each key and value row is read once for all heads of the group. Work is O(range × head_dim)
+ * per head, memory O(page).
  */
 #include "attn/attn.h"
 
@@ -39,8 +41,6 @@ void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv) {
     for (int64_t i = 0; i < dv; i++) out[i] = p->o[i] * inv;
 }
 
-int64_t rk_attn_scratch_floats(int64_t dv) { return RK_KV_PAGE_TOKENS + 2 * dv; }
-
 static float dot_scalar(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
@@ -58,36 +58,43 @@ const rk_attn_ops *rk_attn_get_ops(int simd_level) {
     return simd_level >= RK_SIMD_AVX2 ? &ops_avx2 : &ops_scalar;
 }
 
-void rk_attn_head(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,
-                  const float *q, float scale, int64_t t0, int64_t t1, float *out, float *scratch) {
+int64_t rk_attn_scratch_floats(int64_t n_q, int64_t dv) {
+    return n_q * (RK_KV_PAGE_TOKENS + 2 * dv);
+}
+
+void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,
+                   int64_t n_q, const float *q, float scale, int64_t t0, int64_t t1, float *out,
+                   float *scratch) {
     const rk_kv_dims *d = rk_kv_get_dims(kv);
     const int64_t dk = d->head_dim_k, dv = d->head_dim_v;
-    float *scores = scratch;
-    rk_attn_partial run, page;
-    rk_attn_partial_init(&run, scratch + RK_KV_PAGE_TOKENS, dv);
-    rk_attn_partial_init(&page, scratch + RK_KV_PAGE_TOKENS + dv, dv);
+    const int64_t ks = d->n_head_kv * dk, vs = d->n_head_kv * dv;
+    float *scores = scratch;                           /* (n_q, page) */
+    float *run_o = scores + n_q * RK_KV_PAGE_TOKENS;   /* (n_q, dv) */
+    float *page_o = run_o + n_q * dv;                  /* (n_q, dv) */
+    rk_attn_partial run[RK_ATTN_MAX_GROUP], page[RK_ATTN_MAX_GROUP];
+    for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&run[g], run_o + g * dv, dv);
     for (int64_t p0 = t0; p0 < t1;) {
         int64_t page_end = (p0 / RK_KV_PAGE_TOKENS + 1) * RK_KV_PAGE_TOKENS;
-        int64_t p1 = page_end < t1 ? page_end : t1;
+        int64_t p1 = page_end < t1 ? page_end : t1, len = p1 - p0;
         const float *k = rk_kv_key(kv, layer, p0) + kv_head * dk;
         const float *v = rk_kv_value(kv, layer, p0) + kv_head * dv;
-        const int64_t ks = d->n_head_kv * dk, vs = d->n_head_kv * dv;
-        float m = -INFINITY;
-        for (int64_t t = 0; t < p1 - p0; t++) {
-            scores[t] = scale * ops->dot(q, k + t * ks, dk);
-            if (scores[t] > m) m = scores[t];
+        for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&page[g], page_o + g * dv, dv);
+        for (int64_t t = 0; t < len; t++) { /* each key row once for all heads */
+            for (int64_t g = 0; g < n_q; g++) {
+                float s = scale * ops->dot(q + g * dk, k + t * ks, dk);
+                scores[g * RK_KV_PAGE_TOKENS + t] = s;
+                if (s > page[g].m) page[g].m = s;
+            }
         }
-        float l = 0.0f;
-        memset(page.o, 0, (size_t)dv * sizeof(float));
-        for (int64_t t = 0; t < p1 - p0; t++) {
-            float e = expf(scores[t] - m);
-            l += e;
-            ops->axpy(page.o, e, v + t * vs, dv);
+        for (int64_t t = 0; t < len; t++) { /* each value row once for all heads */
+            for (int64_t g = 0; g < n_q; g++) {
+                float e = expf(scores[g * RK_KV_PAGE_TOKENS + t] - page[g].m);
+                page[g].l += e;
+                ops->axpy(page[g].o, e, v + t * vs, dv);
+            }
         }
-        page.m = m;
-        page.l = l;
-        rk_attn_merge(&run, &page, dv);
+        for (int64_t g = 0; g < n_q; g++) rk_attn_merge(&run[g], &page[g], dv);
         p0 = p1;
     }
-    rk_attn_finish(&run, out, dv);
+    for (int64_t g = 0; g < n_q; g++) rk_attn_finish(&run[g], out + g * dv, dv);
 }

@@ -42,12 +42,18 @@ const rk_attn_ops *rk_attn_get_ops(int simd_level);
 float rk_attn_dot_avx2(const float *a, const float *b, int64_t n);
 void rk_attn_axpy_avx2(float *o, float w, const float *v, int64_t n);
 
-/* Scratch floats rk_attn_head needs. */
-int64_t rk_attn_scratch_floats(int64_t dv);
+/* Most query heads one rk_attn_group call takes. */
+#define RK_ATTN_MAX_GROUP 16
 
-/* out (dv floats) = softmax(scale * q·K[t0..t1)) V over positions [t0, t1) of `layer`, KV head
- * `kv_head`. q has head_dim_k floats. Requires t0 < t1 and the positions reserved. */
-void rk_attn_head(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,
-                  const float *q, float scale, int64_t t0, int64_t t1, float *out, float *scratch);
+/* Scratch floats rk_attn_group needs for n_q query heads. */
+int64_t rk_attn_scratch_floats(int64_t n_q, int64_t dv);
+
+/* Attention of n_q query heads that share KV head `kv_head` (GQA) over positions [t0, t1) of
+ * `layer`: out[g] (dv floats each, contiguous) = softmax(scale * q[g]·K) V, with q[g] at
+ * q + g * head_dim_k. Every key and value row is read once for all n_q heads. Requires
+ * 1 <= n_q <= RK_ATTN_MAX_GROUP, t0 < t1 and the positions reserved. */
+void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,
+                   int64_t n_q, const float *q, float scale, int64_t t0, int64_t t1, float *out,
+                   float *scratch);
 
 #endif

@@ -39,7 +39,11 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->hb = alloc_floats(U * hp->n_ff, &failed);
     ctx->hb2 = alloc_floats(U * hp->n_ff, &failed);
     ctx->cos_sin = alloc_floats(U * hp->rot_dim, &failed);
-    ctx->attn_scratch = alloc_floats(n_threads * rk_attn_scratch_floats(hp->head_dim_v), &failed);
+    const int64_t group = hp->n_head / hp->n_head_kv;
+    ctx->attn_max_group = 1;
+    for (int64_t d = 1; d <= group && d <= RK_ATTN_MAX_GROUP; d++)
+        if (group % d == 0) ctx->attn_max_group = d;
+    ctx->attn_scratch = alloc_floats(n_threads * rk_attn_scratch_floats(ctx->attn_max_group, hp->head_dim_v), &failed);
     /* Quantised activation rows take at most 4 bytes per element (F32 rows), plus block
      * headers for formats with large scales (Q8_K: 292 bytes per 256). */
     int64_t widest = max4(hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim_v, 1);

@@ -28,7 +28,8 @@ struct rk_context {
     float *hb;       /* (n_ubatch, n_ff) */
     float *hb2;      /* (n_ubatch, n_ff) */
     float *cos_sin;  /* (n_ubatch, rot_dim) for the current layer's RoPE base */
-    float *attn_scratch; /* (n_threads, rk_attn_scratch_floats) */
+    int64_t attn_max_group; /* query heads per attention work unit: a divisor of the GQA group */
+    float *attn_scratch; /* (n_threads, rk_attn_scratch_floats(attn_max_group, head_dim_v)) */
     void *mm_scratch;    /* quantised activations, the largest product needs */
     /* logits */
     float *logits;       /* (logits_cap, n_vocab) */

@@ -24,26 +24,28 @@ typedef struct attn_job {
     int64_t layer;
     int64_t n;       /* tokens in the micro-batch */
     int64_t pos0;    /* position of token 0 */
+    int64_t heads_per_unit; /* query heads of one GQA group handled together */
 } attn_job;
 
 static void attention_rows(void *arg, int ith, int nth) {
     attn_job *job = arg;
     rk_context *ctx = job->ctx;
     const rk_hparams *hp = &ctx->model->hp;
-    const int64_t group = hp->n_head / hp->n_head_kv;
+    const int64_t group = hp->n_head / hp->n_head_kv, hpu = job->heads_per_unit;
     const int64_t q_dim = hp->n_head * hp->head_dim_k, a_dim = hp->n_head * hp->head_dim_v;
     const bool local = hp->layer_is_local[job->layer];
-    float *scratch = ctx->attn_scratch + ith * rk_attn_scratch_floats(hp->head_dim_v);
+    float *scratch = ctx->attn_scratch + ith * rk_attn_scratch_floats(ctx->attn_max_group, hp->head_dim_v);
+    const int64_t units_per_token = hp->n_head / hpu;
     int64_t begin, end;
-    rk_pool_split(job->n * hp->n_head, ith, nth, &begin, &end);
+    rk_pool_split(job->n * units_per_token, ith, nth, &begin, &end);
     for (int64_t w = begin; w < end; w++) {
-        int64_t i = w / hp->n_head, h = w % hp->n_head;
+        int64_t i = w / units_per_token, h = (w % units_per_token) * hpu; /* first head */
         int64_t pos = job->pos0 + i;
         int64_t t0 = 0;
         if (local && pos + 1 > hp->sliding_window) t0 = pos + 1 - hp->sliding_window;
-        rk_attn_head(ctx->attn_ops, ctx->kv, job->layer, h / group, ctx->q + i * q_dim + h * hp->head_dim_k,
-                     hp->attn_scale, t0, pos + 1, ctx->att + i * a_dim + h * hp->head_dim_v,
-                     scratch);
+        rk_attn_group(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu,
+                      ctx->q + i * q_dim + h * hp->head_dim_k, hp->attn_scale, t0, pos + 1,
+                      ctx->att + i * a_dim + h * hp->head_dim_v, scratch);
     }
 }
 
@@ -90,7 +92,10 @@ static void attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0
         memcpy(rk_kv_key(ctx->kv, il, pos0 + i), ctx->k + i * k_dim, (size_t)k_dim * sizeof(float));
         memcpy(rk_kv_value(ctx->kv, il, pos0 + i), ctx->v + i * v_dim, (size_t)v_dim * sizeof(float));
     }
-    attn_job job = {ctx, il, n, pos0};
+    /* Whole GQA groups per work unit read each K/V row once per group; with few units
+     * (decode) single heads spread the work over the threads instead. */
+    int64_t hpu = n * hp->n_head_kv >= 2 * rk_pool_size(ctx->pool) ? ctx->attn_max_group : 1;
+    attn_job job = {ctx, il, n, pos0, hpu};
     rk_pool_run(ctx->pool, attention_rows, &job);
     rk_matmul(ctx->pool, &L->wo, ctx->att, hp->n_head * hp->head_dim_v, n, ctx->xb, E, ctx->mm_scratch);
     for (int64_t i = 0; i < n; i++) {
