@@ -163,11 +163,13 @@ float rk_q_dot_q8_0_avx512(int64_t n, const void *w, const void *act) {
 }
 
 /* ---- register-tiled batched dots with VNNI --------------------------------------------- */
-/* 4 weight rows x 4 activation rows for the signed formats that pair with Q8_0 activations.
- * Per weight block and activation block one vpdpbusd (256-bit, AVX-512VL) does the 32
- * multiply-adds: |w| as unsigned times y carrying w's sign. 16 float accumulators plus the
- * unpacked weights fit in the 32 vector registers AVX-512 provides. */
-#define TILE4X4_VNNI(NAME, BLOCK, BYTES)                                                         \
+/* 4 weight rows x 4 activation rows for the formats that pair with Q8_0 activations. The
+ * weights are taken as unsigned bytes u = q + OFFSET (Q4_0: the nibble, Q5_0: the 5-bit value,
+ * Q8_0: q ^ 0x80), so one vpdpbusd (256-bit, AVX-512VL) per weight block and activation block
+ * does the 32 multiply-adds with no sign fix-up; the offset's contribution OFFSET * sum(y) is
+ * computed once per activation block and is where that vpdpbusd starts accumulating from.
+ * 16 float accumulators plus the unpacked weights fit in AVX-512's 32 vector registers. */
+#define TILE4X4_VNNI(NAME, BLOCK, UBYTES, OFFSET)                                                \
     static void NAME(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,         \
                      float *out, size_t os) {                                                   \
         const BLOCK *x[4];                                                                      \
@@ -176,23 +178,24 @@ float rk_q_dot_q8_0_avx512(int64_t n, const void *w, const void *act) {
             x[k] = (const BLOCK *)(w + (size_t)k * wrb);                                        \
             y[k] = (const block_q8_0 *)(act + (size_t)k * arb);                                 \
         }                                                                                       \
+        const __m256i offset = _mm256_set1_epi8((char)(OFFSET));                                \
         __m256 acc[4][4];                                                                       \
         for (int r = 0; r < 4; r++)                                                             \
             for (int a = 0; a < 4; a++) acc[r][a] = _mm256_setzero_ps();                        \
         for (int64_t i = 0; i < n / QK; i++) {                                                  \
-            __m256i q[4], aq[4];                                                                \
+            __m256i u[4];                                                                       \
             float dw[4];                                                                        \
             for (int r = 0; r < 4; r++) {                                                       \
-                q[r] = BYTES(&x[r][i]);                                                         \
-                aq[r] = _mm256_abs_epi8(q[r]);                                                  \
+                u[r] = UBYTES(&x[r][i]);                                                        \
                 dw[r] = rk_h2f(x[r][i].d);                                                      \
             }                                                                                   \
             for (int a = 0; a < 4; a++) {                                                       \
                 const __m256i ya = _mm256_loadu_si256((const __m256i *)y[a][i].qs);             \
+                const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(),                    \
+                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), offset, ya));                   \
                 const float da = rk_h2f(y[a][i].d);                                             \
                 for (int r = 0; r < 4; r++) {                                                   \
-                    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aq[r],        \
-                                                          _mm256_sign_epi8(ya, q[r]));          \
+                    const __m256i p = _mm256_dpbusd_epi32(neg, u[r], ya);                       \
                     acc[r][a] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * da), _mm256_cvtepi32_ps(p), \
                                                 acc[r][a]);                                     \
                 }                                                                               \
@@ -203,9 +206,17 @@ float rk_q_dot_q8_0_avx512(int64_t n, const void *w, const void *act) {
                 out[(size_t)a * os + (size_t)r] = rk_hsum_ps(acc[r][a]);                        \
     }
 
-TILE4X4_VNNI(tile4x4_q8_0_vnni, block_q8_0, rk_q8_0_bytes)
+static inline __m256i q8_0_ubytes(const block_q8_0 *b) {
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b->qs), _mm256_set1_epi8((char)0x80));
+}
+static inline __m256i q5_0_ubytes(const block_q5_0 *b) {
+    return _mm256_or_si256(rk_nibbles32(b->qs), _mm256_and_si256(rk_bits32(b->qh), _mm256_set1_epi8(0x10)));
+}
+
+TILE4X4_VNNI(tile4x4_q8_0_vnni, block_q8_0, q8_0_ubytes, 128)
 RK_Q_TILE_DRIVER(rk_q_tile_q8_0_avx512, rk_q_dot_q8_0_avx2, tile4x4_q8_0_vnni, 4, 4)
-TILE4X4_VNNI(tile4x4_q5_0_vnni, block_q5_0, rk_q5_0_bytes)
+TILE4X4_VNNI(tile4x4_q5_0_vnni, block_q5_0, q5_0_ubytes, 16)
 RK_Q_TILE_DRIVER(rk_q_tile_q5_0_avx512, rk_q_dot_q5_0_avx512, tile4x4_q5_0_vnni, 4, 4)
-TILE4X4_VNNI(tile4x4_q4_0_vnni, block_q4_0, rk_q4_0_bytes)
+static inline __m256i q4_0_ubytes(const block_q4_0 *b) { return rk_nibbles32(b->qs); }
+TILE4X4_VNNI(tile4x4_q4_0_vnni, block_q4_0, q4_0_ubytes, 8)
 RK_Q_TILE_DRIVER(rk_q_tile_q4_0_avx512, rk_q_dot_q4_0_avx2, tile4x4_q4_0_vnni, 4, 4)
