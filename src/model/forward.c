@@ -49,81 +49,136 @@ static void attention_rows(void *arg, int ith, int nth) {
     }
 }
 
-static void add_bias(float *x, const float *bias, int64_t n_rows, int64_t dim) {
-    if (!bias) return;
-    for (int64_t r = 0; r < n_rows; r++)
-        for (int64_t j = 0; j < dim; j++) x[r * dim + j] += bias[j];
+/* The per-token work between the matrix products, one stage at a time, split over tokens so
+ * prompt processing uses every thread (decode runs it inline). */
+typedef enum row_stage {
+    STAGE_ATTN_NORM,      /* xb = norm(x) */
+    STAGE_QKV_POST,       /* biases, per-head q/k norms, RoPE, append k and v to the cache */
+    STAGE_ATTN_RESIDUAL,  /* x += [post-norm] xb */
+    STAGE_FFN_NORM,       /* xb = norm(x) */
+    STAGE_ACTIVATION,     /* hb = act(hb) * hb2 */
+    STAGE_FFN_RESIDUAL    /* x += [post-norm] xb */
+} row_stage;
+
+typedef struct row_job {
+    rk_context *ctx;
+    int64_t il, n, pos0;
+    row_stage stage;
+} row_job;
+
+static void add_bias(float *x, const float *bias, int64_t dim) {
+    if (bias)
+        for (int64_t j = 0; j < dim; j++) x[j] += bias[j];
 }
 
-/* Per-head norm (optional) and RoPE over the heads of n rows of q or k. */
-static void qk_prepare(float *x, int64_t n, int64_t n_heads, int64_t hd, const float *norm,
-                       const rk_context *ctx) {
-    const rk_hparams *hp = &ctx->model->hp;
-    for (int64_t i = 0; i < n; i++) {
-        for (int64_t h = 0; h < n_heads; h++) {
-            float *head = x + (i * n_heads + h) * hd;
-            if (norm) rk_rmsnorm(head, head, norm, hd, hp->norm_eps);
-            rk_rope_apply(head, hp->rot_dim, ctx->cos_sin + i * hp->rot_dim, hp->rope_neox);
-        }
+/* Per-head norm (optional) and RoPE over the heads of one row of q or k. */
+static void qk_prepare(float *x, int64_t n_heads, int64_t hd, const float *norm,
+                       const float *cos_sin, const rk_hparams *hp) {
+    for (int64_t h = 0; h < n_heads; h++) {
+        float *head = x + h * hd;
+        if (norm) rk_rmsnorm(head, head, norm, hd, hp->norm_eps);
+        rk_rope_apply(head, hp->rot_dim, cos_sin, hp->rope_neox);
     }
 }
 
-static void attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0) {
-    const rk_model *m = ctx->model;
-    const rk_hparams *hp = &m->hp;
-    const rk_layer *L = &m->layers[il];
-    const int64_t E = hp->n_embd;
+static void qkv_post(const row_job *job, int64_t i) {
+    rk_context *ctx = job->ctx;
+    const rk_hparams *hp = &ctx->model->hp;
+    const rk_layer *L = &ctx->model->layers[job->il];
     const int64_t q_dim = hp->n_head * hp->head_dim_k;
     const int64_t k_dim = hp->n_head_kv * hp->head_dim_k;
     const int64_t v_dim = hp->n_head_kv * hp->head_dim_v;
-    for (int64_t i = 0; i < n; i++) rk_rmsnorm(ctx->xb + i * E, ctx->x + i * E, L->attn_norm, E, hp->norm_eps);
-    rk_matmul(ctx->pool, &L->wq, ctx->xb, E, n, ctx->q, q_dim, ctx->mm_scratch);
-    rk_matmul(ctx->pool, &L->wk, ctx->xb, E, n, ctx->k, k_dim, ctx->mm_scratch);
-    rk_matmul(ctx->pool, &L->wv, ctx->xb, E, n, ctx->v, v_dim, ctx->mm_scratch);
-    add_bias(ctx->q, L->bq, n, q_dim);
-    add_bias(ctx->k, L->bk, n, k_dim);
-    add_bias(ctx->v, L->bv, n, v_dim);
-    float base = hp->layer_is_local[il] ? hp->rope_base_local : hp->rope_base;
-    for (int64_t i = 0; i < n; i++)
-        rk_rope_cos_sin(ctx->cos_sin + i * hp->rot_dim, pos0 + i, hp->rot_dim, base, hp->rope_scale);
-    qk_prepare(ctx->q, n, hp->n_head, hp->head_dim_k, L->q_norm, ctx);
-    qk_prepare(ctx->k, n, hp->n_head_kv, hp->head_dim_k, L->k_norm, ctx);
-    for (int64_t i = 0; i < n; i++) {
-        memcpy(rk_kv_key(ctx->kv, il, pos0 + i), ctx->k + i * k_dim, (size_t)k_dim * sizeof(float));
-        memcpy(rk_kv_value(ctx->kv, il, pos0 + i), ctx->v + i * v_dim, (size_t)v_dim * sizeof(float));
+    float *q = ctx->q + i * q_dim, *k = ctx->k + i * k_dim, *v = ctx->v + i * v_dim;
+    add_bias(q, L->bq, q_dim);
+    add_bias(k, L->bk, k_dim);
+    add_bias(v, L->bv, v_dim);
+    float *cs = ctx->cos_sin + i * hp->rot_dim;
+    float base = hp->layer_is_local[job->il] ? hp->rope_base_local : hp->rope_base;
+    rk_rope_cos_sin(cs, job->pos0 + i, hp->rot_dim, base, hp->rope_scale);
+    qk_prepare(q, hp->n_head, hp->head_dim_k, L->q_norm, cs, hp);
+    qk_prepare(k, hp->n_head_kv, hp->head_dim_k, L->k_norm, cs, hp);
+    memcpy(rk_kv_key(ctx->kv, job->il, job->pos0 + i), k, (size_t)k_dim * sizeof(float));
+    memcpy(rk_kv_value(ctx->kv, job->il, job->pos0 + i), v, (size_t)v_dim * sizeof(float));
+}
+
+static void residual(const row_job *job, int64_t i, const float *post_norm) {
+    rk_context *ctx = job->ctx;
+    const rk_hparams *hp = &ctx->model->hp;
+    const int64_t E = hp->n_embd;
+    float *o = ctx->xb + i * E, *x = ctx->x + i * E;
+    if (post_norm) rk_rmsnorm(o, o, post_norm, E, hp->norm_eps);
+    for (int64_t j = 0; j < E; j++) x[j] += o[j];
+}
+
+static void row_stage_token(const row_job *job, int64_t i) {
+    rk_context *ctx = job->ctx;
+    const rk_model *m = ctx->model;
+    const rk_hparams *hp = &m->hp;
+    const rk_layer *L = &m->layers[job->il];
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const bool simd = m->simd >= RK_SIMD_AVX2;
+    switch (job->stage) {
+    case STAGE_ATTN_NORM:
+        rk_rmsnorm(ctx->xb + i * E, ctx->x + i * E, L->attn_norm, E, hp->norm_eps);
+        break;
+    case STAGE_QKV_POST: qkv_post(job, i); break;
+    case STAGE_ATTN_RESIDUAL: residual(job, i, L->post_attn_norm); break;
+    case STAGE_FFN_NORM:
+        rk_rmsnorm(ctx->xb + i * E, ctx->x + i * E, L->ffn_norm, E, hp->norm_eps);
+        break;
+    case STAGE_ACTIVATION:
+        if (hp->gelu)
+            (simd ? rk_geglu_avx2 : rk_geglu)(ctx->hb + i * F, ctx->hb2 + i * F, F);
+        else
+            (simd ? rk_swiglu_avx2 : rk_swiglu)(ctx->hb + i * F, ctx->hb2 + i * F, F);
+        break;
+    case STAGE_FFN_RESIDUAL: residual(job, i, L->post_ffn_norm); break;
     }
+}
+
+static void row_stage_run(void *arg, int ith, int nth) {
+    const row_job *job = arg;
+    int64_t begin, end;
+    rk_pool_split(job->n, ith, nth, &begin, &end);
+    for (int64_t i = begin; i < end; i++) row_stage_token(job, i);
+}
+
+static void run_rows(rk_context *ctx, int64_t il, int64_t n, int64_t pos0, row_stage stage) {
+    row_job job = {ctx, il, n, pos0, stage};
+    if (n == 1)
+        row_stage_run(&job, 0, 1);
+    else
+        rk_pool_run(ctx->pool, row_stage_run, &job);
+}
+
+static void attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0) {
+    const rk_hparams *hp = &ctx->model->hp;
+    const rk_layer *L = &ctx->model->layers[il];
+    const int64_t E = hp->n_embd;
+    run_rows(ctx, il, n, pos0, STAGE_ATTN_NORM);
+    rk_matmul(ctx->pool, &L->wq, ctx->xb, E, n, ctx->q, hp->n_head * hp->head_dim_k, ctx->mm_scratch);
+    rk_matmul(ctx->pool, &L->wk, ctx->xb, E, n, ctx->k, hp->n_head_kv * hp->head_dim_k, ctx->mm_scratch);
+    rk_matmul(ctx->pool, &L->wv, ctx->xb, E, n, ctx->v, hp->n_head_kv * hp->head_dim_v, ctx->mm_scratch);
+    run_rows(ctx, il, n, pos0, STAGE_QKV_POST);
     /* Whole GQA groups per work unit read each K/V row once per group; with few units
      * (decode) single heads spread the work over the threads instead. */
     int64_t hpu = n * hp->n_head_kv >= 2 * rk_pool_size(ctx->pool) ? ctx->attn_max_group : 1;
     attn_job job = {ctx, il, n, pos0, hpu};
     rk_pool_run(ctx->pool, attention_rows, &job);
     rk_matmul(ctx->pool, &L->wo, ctx->att, hp->n_head * hp->head_dim_v, n, ctx->xb, E, ctx->mm_scratch);
-    for (int64_t i = 0; i < n; i++) {
-        float *o = ctx->xb + i * E;
-        if (L->post_attn_norm) rk_rmsnorm(o, o, L->post_attn_norm, E, hp->norm_eps);
-        for (int64_t j = 0; j < E; j++) ctx->x[i * E + j] += o[j];
-    }
+    run_rows(ctx, il, n, pos0, STAGE_ATTN_RESIDUAL);
 }
 
 static void ffn_block(rk_context *ctx, int64_t il, int64_t n) {
-    const rk_model *m = ctx->model;
-    const rk_hparams *hp = &m->hp;
-    const rk_layer *L = &m->layers[il];
+    const rk_hparams *hp = &ctx->model->hp;
+    const rk_layer *L = &ctx->model->layers[il];
     const int64_t E = hp->n_embd, F = hp->n_ff;
-    for (int64_t i = 0; i < n; i++) rk_rmsnorm(ctx->xb + i * E, ctx->x + i * E, L->ffn_norm, E, hp->norm_eps);
+    run_rows(ctx, il, n, 0, STAGE_FFN_NORM);
     rk_matmul(ctx->pool, &L->w_gate, ctx->xb, E, n, ctx->hb, F, ctx->mm_scratch);
     rk_matmul(ctx->pool, &L->w_up, ctx->xb, E, n, ctx->hb2, F, ctx->mm_scratch);
-    const bool simd = m->simd >= RK_SIMD_AVX2;
-    if (hp->gelu)
-        (simd ? rk_geglu_avx2 : rk_geglu)(ctx->hb, ctx->hb2, n * F);
-    else
-        (simd ? rk_swiglu_avx2 : rk_swiglu)(ctx->hb, ctx->hb2, n * F);
+    run_rows(ctx, il, n, 0, STAGE_ACTIVATION);
     rk_matmul(ctx->pool, &L->w_down, ctx->hb, F, n, ctx->xb, E, ctx->mm_scratch);
-    for (int64_t i = 0; i < n; i++) {
-        float *d = ctx->xb + i * E;
-        if (L->post_ffn_norm) rk_rmsnorm(d, d, L->post_ffn_norm, E, hp->norm_eps);
-        for (int64_t j = 0; j < E; j++) ctx->x[i * E + j] += d[j];
-    }
+    run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);
 }
 
 static rk_status embed(rk_context *ctx, const rk_token *tokens, int64_t n, rk_error *err) {
