@@ -72,14 +72,18 @@ if [ "$quick" != "--quick" ]; then
   echo
   echo "Perplexity, first 32K tokens of the haystack essays, CTX 2048 (16 chunks), 2 threads:"
   echo
-  echo "| model | ringkv ppl | llama.cpp ppl | difference |"
-  echo "|---|---|---|---|"
+  echo "| model | ringkv ppl | llama.cpp ppl | difference | ringkv s | llama.cpp s |"
+  echo "|---|---|---|---|---|---|"
   } | tee -a "$out"
   for m in "${models[@]}"; do
+    t0=$(date +%s.%N)
     rk=$(./build/ringkv eval ppl -m "$m" -f .cache/bench/haystack.txt -c 2048 --chunks 16 -t 2 2>/dev/null | awk '/^ppl =/{print $3}')
+    t1=$(date +%s.%N)
     lc=$("$lcpp/llama-perplexity" -m "$m" -f .cache/bench/haystack.txt -c 2048 --chunks 16 -t 2 2>&1 | awk '/Final estimate/{for (i=1;i<=NF;i++) if ($i=="PPL") print $(i+2)}')
+    t2=$(date +%s.%N)
     diff=$(awk -v a="$rk" -v b="$lc" 'BEGIN{printf "%+.3f%%", 100*(a-b)/b}')
-    echo "| $(basename "$m" .gguf) | $rk | $lc | $diff |" | tee -a "$out"
+    secs=$(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN{printf "%.1f | %.1f", b-a, c-b}')
+    echo "| $(basename "$m" .gguf) | $rk | $lc | $diff | $secs |" | tee -a "$out"
   done
 fi
 echo
