@@ -62,17 +62,16 @@ int64_t rk_attn_scratch_floats(int64_t n_q, int64_t dv) {
     return n_q * (RK_KV_PAGE_TOKENS + 2 * dv);
 }
 
-void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,
-                   int64_t n_q, const float *q, float scale, int64_t t0, int64_t t1, float *out,
-                   float *scratch) {
+void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
+                           int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
+                           int64_t t1, rk_attn_partial *parts, float *scratch) {
     const rk_kv_dims *d = rk_kv_get_dims(kv);
     const int64_t dk = d->head_dim_k, dv = d->head_dim_v;
     const int64_t ks = d->n_head_kv * dk, vs = d->n_head_kv * dv;
     float *scores = scratch;                           /* (n_q, page) */
-    float *run_o = scores + n_q * RK_KV_PAGE_TOKENS;   /* (n_q, dv) */
-    float *page_o = run_o + n_q * dv;                  /* (n_q, dv) */
-    rk_attn_partial run[RK_ATTN_MAX_GROUP], page[RK_ATTN_MAX_GROUP];
-    for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&run[g], run_o + g * dv, dv);
+    float *page_o = scores + n_q * RK_KV_PAGE_TOKENS;  /* (n_q, dv) */
+    rk_attn_partial page[RK_ATTN_MAX_GROUP];
+    for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&parts[g], parts[g].o, dv);
     for (int64_t p0 = t0; p0 < t1;) {
         int64_t page_end = (p0 / RK_KV_PAGE_TOKENS + 1) * RK_KV_PAGE_TOKENS;
         int64_t p1 = page_end < t1 ? page_end : t1, len = p1 - p0;
@@ -93,8 +92,18 @@ void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
                 ops->axpy(page[g].o, e, v + t * vs, dv);
             }
         }
-        for (int64_t g = 0; g < n_q; g++) rk_attn_merge(&run[g], &page[g], dv);
+        for (int64_t g = 0; g < n_q; g++) rk_attn_merge(&parts[g], &page[g], dv);
         p0 = p1;
     }
+}
+
+void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,
+                   int64_t n_q, const float *q, float scale, int64_t t0, int64_t t1, float *out,
+                   float *scratch) {
+    const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
+    float *run_o = scratch + n_q * (RK_KV_PAGE_TOKENS + dv); /* after the partial's scratch */
+    rk_attn_partial run[RK_ATTN_MAX_GROUP];
+    for (int64_t g = 0; g < n_q; g++) run[g].o = run_o + g * dv;
+    rk_attn_group_partial(ops, kv, layer, kv_head, n_q, q, scale, t0, t1, run, scratch);
     for (int64_t g = 0; g < n_q; g++) rk_attn_finish(&run[g], out + g * dv, dv);
 }

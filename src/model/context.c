@@ -48,6 +48,12 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
      * headers for formats with large scales (Q8_K: 292 bytes per 256). */
     int64_t widest = max4(hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim_v, 1);
     ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
+    ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
+    ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
+    ctx->split_parts = calloc((size_t)(hp->n_head * ctx->max_splits), sizeof *ctx->split_parts);
+    if (!ctx->split_parts) failed = 1;
+    for (int64_t i = 0; ctx->split_parts && ctx->split_o && i < hp->n_head * ctx->max_splits; i++)
+        ctx->split_parts[i].o = ctx->split_o + i * hp->head_dim_v;
     ctx->logits_cap = 1;
     ctx->logits = alloc_floats(hp->n_vocab, &failed);
     if (failed) return rk_error_set(err, RK_ERR_NO_MEMORY, "context: out of memory for buffers");
@@ -90,8 +96,9 @@ void rk_context_free(rk_context *ctx) {
     rk_pool_free(ctx->pool);
     rk_kv_free(ctx->kv);
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
-                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits};
+                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(ctx->split_parts);
     free(ctx);
 }
 

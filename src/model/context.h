@@ -31,6 +31,10 @@ struct rk_context {
     int64_t attn_max_group; /* query heads per attention work unit: a divisor of the GQA group */
     float *attn_scratch; /* (n_threads, rk_attn_scratch_floats(attn_max_group, head_dim_v)) */
     void *mm_scratch;    /* quantised activations, the largest product needs */
+    /* split-K decode: one partial per (query head, key page), merged in page order */
+    int64_t max_splits;          /* pages the context can hold */
+    rk_attn_partial *split_parts;/* (n_head, max_splits); .o points into split_o */
+    float *split_o;              /* (n_head, max_splits, head_dim_v) */
     /* logits */
     float *logits;       /* (logits_cap, n_vocab) */
     int64_t logits_cap;  /* rows allocated */

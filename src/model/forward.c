@@ -66,6 +66,53 @@ typedef struct row_job {
     row_stage stage;
 } row_job;
 
+/* Decode (one token): flash-decoding. Work units are (GQA group, key page); each computes
+ * partials of its group's heads over its page, and the partials of every head are merged in
+ * page order afterwards, so the result does not depend on the thread count. */
+typedef struct split_job {
+    rk_context *ctx;
+    int64_t layer, pos, t0, n_splits;
+    int64_t heads_per_unit; /* a whole GQA group, or 1 when there are few pages to share out */
+} split_job;
+
+static void attention_split(void *arg, int ith, int nth) {
+    split_job *job = arg;
+    rk_context *ctx = job->ctx;
+    const rk_hparams *hp = &ctx->model->hp;
+    const int64_t hpu = job->heads_per_unit, group = hp->n_head / hp->n_head_kv;
+    float *scratch = ctx->attn_scratch + ith * rk_attn_scratch_floats(ctx->attn_max_group, hp->head_dim_v);
+    int64_t begin, end;
+    rk_pool_split((hp->n_head / hpu) * job->n_splits, ith, nth, &begin, &end);
+    for (int64_t w = begin; w < end; w++) {
+        int64_t h = (w / job->n_splits) * hpu, sp = w % job->n_splits;
+        int64_t t0 = sp * RK_KV_PAGE_TOKENS, t1 = t0 + RK_KV_PAGE_TOKENS;
+        if (t0 < job->t0) t0 = job->t0;
+        if (t1 > job->pos + 1) t1 = job->pos + 1;
+        rk_attn_partial parts[RK_ATTN_MAX_GROUP];
+        for (int64_t g = 0; g < hpu; g++) parts[g] = ctx->split_parts[(h + g) * ctx->max_splits + sp];
+        rk_attn_group_partial(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu,
+                              ctx->q + h * hp->head_dim_k, hp->attn_scale, t0, t1, parts, scratch);
+        for (int64_t g = 0; g < hpu; g++) ctx->split_parts[(h + g) * ctx->max_splits + sp] = parts[g];
+    }
+}
+
+static void attention_decode(rk_context *ctx, int64_t il, int64_t pos) {
+    const rk_hparams *hp = &ctx->model->hp;
+    int64_t t0 = 0;
+    if (hp->layer_is_local[il] && pos + 1 > hp->sliding_window) t0 = pos + 1 - hp->sliding_window;
+    int64_t n_splits = pos / RK_KV_PAGE_TOKENS + 1;
+    int64_t hpu = (hp->n_head / ctx->attn_max_group) * n_splits >= 2 * rk_pool_size(ctx->pool)
+                      ? ctx->attn_max_group : 1; /* same numbers either way */
+    split_job job = {ctx, il, pos, t0, n_splits, hpu};
+    rk_pool_run(ctx->pool, attention_split, &job);
+    const int64_t dv = hp->head_dim_v;
+    for (int64_t h = 0; h < hp->n_head; h++) {
+        rk_attn_partial *parts = ctx->split_parts + h * ctx->max_splits;
+        for (int64_t sp = 1; sp < job.n_splits; sp++) rk_attn_merge(&parts[0], &parts[sp], dv);
+        rk_attn_finish(&parts[0], ctx->att + h * dv, dv);
+    }
+}
+
 static void add_bias(float *x, const float *bias, int64_t dim) {
     if (bias)
         for (int64_t j = 0; j < dim; j++) x[j] += bias[j];
@@ -160,11 +207,15 @@ static void attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0
     rk_matmul(ctx->pool, &L->wk, ctx->xb, E, n, ctx->k, hp->n_head_kv * hp->head_dim_k, ctx->mm_scratch);
     rk_matmul(ctx->pool, &L->wv, ctx->xb, E, n, ctx->v, hp->n_head_kv * hp->head_dim_v, ctx->mm_scratch);
     run_rows(ctx, il, n, pos0, STAGE_QKV_POST);
-    /* Whole GQA groups per work unit read each K/V row once per group; with few units
-     * (decode) single heads spread the work over the threads instead. */
-    int64_t hpu = n * hp->n_head_kv >= 2 * rk_pool_size(ctx->pool) ? ctx->attn_max_group : 1;
-    attn_job job = {ctx, il, n, pos0, hpu};
-    rk_pool_run(ctx->pool, attention_rows, &job);
+    if (n == 1) {
+        attention_decode(ctx, il, pos0);
+    } else {
+        /* Whole GQA groups per work unit read each K/V row once per group; with few units
+         * single heads spread the work over the threads instead (same numbers either way). */
+        int64_t hpu = n * hp->n_head_kv >= 2 * rk_pool_size(ctx->pool) ? ctx->attn_max_group : 1;
+        attn_job job = {ctx, il, n, pos0, hpu};
+        rk_pool_run(ctx->pool, attention_rows, &job);
+    }
     rk_matmul(ctx->pool, &L->wo, ctx->att, hp->n_head * hp->head_dim_v, n, ctx->xb, E, ctx->mm_scratch);
     run_rows(ctx, il, n, pos0, STAGE_ATTN_RESIDUAL);
 }

@@ -12,8 +12,9 @@ chat     two turns of `ringkv chat` with the default model: the first reply equa
          same ChatML rendering; the second turn answers too; /quit exits cleanly.
 
 threads  logits are bit-identical with 1, 2 and 3 threads.
+decode   one-token steps (split-K decode) agree with batched attention over 600 tokens.
 
-Usage: test_cli.py golden|errors|chat|threads   (RINGKV_BIN, RINGKV_TESTDATA from CTest)
+Usage: test_cli.py golden|errors|chat|threads|decode   (RINGKV_BIN, RINGKV_TESTDATA from CTest)
 """
 import os
 import struct
@@ -98,6 +99,43 @@ def test_threads(tmp):
     return 0 if same else 1
 
 
+def test_decode(tmp):
+    """Decode (one token per step: split-K attention, one partial per key page, merged) against
+    batched attention (micro-batches of 3 tokens, one pass over the pages per GQA group) on 600
+    tokens: crosses two page boundaries and, for Gemma 3, its 512-token sliding window. Below
+    4 rows the matrix products use the same single-row kernels, so any difference is the
+    attention's: the two must agree to float rounding (they are in fact bit-identical)."""
+    try:
+        import numpy as np
+    except ImportError:
+        print("numpy missing")
+        return 77
+    models_dir = os.environ.get("RINGKV_MODELS", "models")
+    cases = [("SmolLM2-135M-Instruct.Q4_1.gguf", 49152), ("gemma-3-270m-q4_k_m.gguf", 262144)]
+    ran = 0
+    for name, n_vocab in cases:
+        model = os.path.join(models_dir, name)
+        if not os.path.exists(model):
+            print(f"{model} not cached")
+            continue
+        tokens = ",".join(str(300 + (i * 7919) % 20000) for i in range(600))
+        rows = {}
+        for ub in ("1", "3"):
+            path = os.path.join(tmp, f"{name}-{ub}.f32")
+            rc, _, err = run(["eval", "logits", "-m", model, "--tokens", tokens, "--out", path, "-ub", ub, "-c", "1024"])
+            if rc != 0:
+                print(err)
+                return 1
+            rows[ub] = np.fromfile(path, dtype=np.float32).reshape(600, n_vocab)
+        worst = float(np.abs(rows["1"] - rows["3"]).max())
+        agree = int((rows["1"].argmax(1) == rows["3"].argmax(1)).sum())
+        print(f"{name}: decode vs batched max|d| {worst:.3g}, top-1 agreement {agree}/600")
+        if worst > 1e-3 or agree < 600:
+            return 1
+        ran += 1
+    return 0 if ran else 77
+
+
 def expect_failure(name, args, must_contain, stdin=None):
     rc, _, err = run(args, stdin)
     ok = rc not in (0,) and rc > 0 and rc < 128 and must_contain.lower() in err.lower()
@@ -163,7 +201,7 @@ def main():
         print(f"{BIN} not built")
         return 77
     with tempfile.TemporaryDirectory() as tmp:
-        return {"golden": test_golden, "errors": test_errors, "chat": test_chat, "threads": test_threads}[sys.argv[1]](tmp)
+        return {"golden": test_golden, "errors": test_errors, "chat": test_chat, "threads": test_threads, "decode": test_decode}[sys.argv[1]](tmp)
 
 
 if __name__ == "__main__":
