@@ -140,6 +140,11 @@ void rk_context_free(rk_context *ctx);
 int64_t rk_context_n_ctx(const rk_context *ctx);
 int64_t rk_context_n_past(const rk_context *ctx); /* tokens already in the KV cache */
 
+/* KV cache memory: bytes each token of context takes (all layers, keys and values, with any
+ * scales), and bytes allocated right now (whole pages). */
+size_t rk_context_kv_bytes_per_token(const rk_context *ctx);
+size_t rk_context_kv_bytes_in_use(const rk_context *ctx);
+
 /* Forgets every token from position `pos` on (0 clears the context). */
 rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err);
 

@@ -144,7 +144,7 @@ int rk_cmd_chat(int argc, char **argv) {
         if (!history_add(&h, "assistant", reply ? reply : "")) rc = 1;
         free(reply);
         /* the cache now also holds the reply: it is re-matched against the next rendering */
-        rk_print_speed(stderr, &st);
+        rk_print_speed(stderr, &st, s.ctx);
         if (rc) break;
     }
     free(line);

@@ -85,7 +85,7 @@ int rk_cmd_run(int argc, char **argv) {
         }
         if (isatty(fileno(stdout))) fputc('\n', stdout); /* keep piped output exact */
         fflush(stdout);
-        rk_print_speed(stderr, &st);
+        rk_print_speed(stderr, &st, sess.ctx);
     }
     free(tokens);
     rk_session_close(&sess);

@@ -102,12 +102,13 @@ void rk_session_close(rk_session *s) {
     memset(s, 0, sizeof *s);
 }
 
-void rk_print_speed(FILE *out, const rk_gen_stats *st) {
+void rk_print_speed(FILE *out, const rk_gen_stats *st, const rk_context *ctx) {
     fprintf(out, "prompt: %lld tokens in %.3f s (%.1f tok/s) | generation: %lld tokens in %.3f s "
-                 "(%.1f tok/s) | peak memory: %.1f MiB\n",
+                 "(%.1f tok/s) | KV: %zu bytes/token, %.1f MiB in use | peak memory: %.1f MiB\n",
             (long long)st->n_prompt, st->prompt_seconds,
             st->prompt_seconds > 0 ? st->n_prompt / st->prompt_seconds : 0.0,
             (long long)st->n_generated, st->gen_seconds,
             st->gen_seconds > 0 ? st->n_generated / st->gen_seconds : 0.0,
+            rk_context_kv_bytes_per_token(ctx), rk_context_kv_bytes_in_use(ctx) / 1048576.0,
             rk_peak_rss_bytes() / 1048576.0);
 }

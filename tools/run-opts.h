@@ -32,7 +32,8 @@ typedef struct rk_session {
 int rk_session_open(rk_session *s, const rk_run_opts *o, const char *cmd);
 void rk_session_close(rk_session *s);
 
-/* "prompt: N tokens in S s (T tok/s) | generation: ... | peak memory: M MiB" */
-void rk_print_speed(FILE *out, const rk_gen_stats *st);
+/* "prompt: N tokens in S s (T tok/s) | generation: ... | KV: B bytes/token, M MiB in use |
+ * peak memory: M MiB" */
+void rk_print_speed(FILE *out, const rk_gen_stats *st, const rk_context *ctx);
 
 #endif

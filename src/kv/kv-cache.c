@@ -89,6 +89,10 @@ float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t pos) {
     return p->values + (size_t)(pos % RK_KV_PAGE_TOKENS) * kv->value_stride;
 }
 
+size_t rk_kv_bytes_per_token(const rk_kv_cache *kv) {
+    return (size_t)kv->dims.n_layer * (kv->key_stride + kv->value_stride) * sizeof(float);
+}
+
 size_t rk_kv_bytes(const rk_kv_cache *kv) {
     return (size_t)(kv->n_pages * kv->dims.n_layer) * RK_KV_PAGE_TOKENS *
            (kv->key_stride + kv->value_stride) * sizeof(float);

@@ -46,6 +46,9 @@ void rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens);
 float *rk_kv_key(const rk_kv_cache *kv, int64_t layer, int64_t pos);
 float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t pos);
 
+/* Bytes one position takes in every layer (keys and values). */
+size_t rk_kv_bytes_per_token(const rk_kv_cache *kv);
+
 /* Bytes currently allocated for pages. */
 size_t rk_kv_bytes(const rk_kv_cache *kv);
 

@@ -104,6 +104,8 @@ void rk_context_free(rk_context *ctx) {
 
 int64_t rk_context_n_ctx(const rk_context *ctx) { return ctx->n_ctx; }
 int64_t rk_context_n_past(const rk_context *ctx) { return ctx->n_past; }
+size_t rk_context_kv_bytes_per_token(const rk_context *ctx) { return rk_kv_bytes_per_token(ctx->kv); }
+size_t rk_context_kv_bytes_in_use(const rk_context *ctx) { return rk_kv_bytes(ctx->kv); }
 
 rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err) {
     if (pos < 0 || pos > ctx->n_past)
