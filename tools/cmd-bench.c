@@ -3,8 +3,9 @@
  * llama-bench's two measurements on random tokens: prompt processing (N_PROMPT tokens from an
  * empty context, in micro-batches) and decode (a short prompt, then N_GEN single-token steps
  * with greedy sampling). Prints one CSV line per test: test,threads,tokens,seconds,tok_per_s,
- * decode_bytes_per_token. The best of REPS runs is reported (as llama-bench reports the mean;
- * both are printed).
+ * decode_bytes_per_token,depth,kv_bytes_per_token. The best of REPS runs is reported (as
+ * llama-bench reports the mean; both are printed). -d DEPTH first fills the context with DEPTH
+ * tokens (untimed), like llama-bench -d, to measure at long context.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,10 @@ static uint64_t next_rand(uint64_t *s) {
     return *s;
 }
 
-/* Seconds for one run: prompt processing of n tokens (decode = 0) or n decode steps. */
-static int run_once(rk_session *s, int decode, int64_t n, uint64_t *seed, double *seconds) {
+/* Seconds for one run: prompt processing of n tokens (decode = 0) or n decode steps, after
+ * `depth` tokens of context (filled untimed, like llama-bench -d). */
+static int run_once(rk_session *s, int decode, int64_t n, int64_t depth, uint64_t *seed,
+                    double *seconds) {
     rk_error err;
     const int32_t V = rk_model_n_vocab(s->model);
     rk_token *toks = malloc((size_t)(n > 8 ? n : 8) * sizeof *toks);
@@ -31,6 +34,12 @@ static int run_once(rk_session *s, int decode, int64_t n, uint64_t *seed, double
     for (int64_t i = 0; i < (n > 8 ? n : 8); i++) toks[i] = (rk_token)(next_rand(seed) % (uint64_t)V);
     int rc = 0;
     if (rk_context_truncate(s->ctx, 0, &err) != RK_OK) rc = 1;
+    if (!rc && depth > 0) {
+        rk_token *fill = malloc((size_t)depth * sizeof *fill);
+        for (int64_t i = 0; fill && i < depth; i++) fill[i] = (rk_token)(next_rand(seed) % (uint64_t)V);
+        if (!fill || rk_context_eval(s->ctx, fill, (size_t)depth, 0, &err) != RK_OK) rc = 1;
+        free(fill);
+    }
     double t0 = rk_now_seconds();
     if (!rc && !decode && rk_context_eval(s->ctx, toks, (size_t)n, 0, &err) != RK_OK) rc = 1;
     if (!rc && decode) {
@@ -51,7 +60,7 @@ int rk_cmd_bench(int argc, char **argv) {
     rk_run_opts o;
     rk_run_opts_init(&o);
     o.sampling.temperature = 0.0f;
-    int64_t n_prompt = 512, n_gen = 128, reps = 3;
+    int64_t n_prompt = 512, n_gen = 128, reps = 3, depth = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int used = rk_run_opts_parse(&o, "bench", argc, argv, i);
@@ -60,37 +69,39 @@ int rk_cmd_bench(int argc, char **argv) {
         int64_t *target = rk_opt_is(a, "-p", "--n-prompt") ? &n_prompt
                           : rk_opt_is(a, "-n", "--n-gen")  ? &n_gen
                           : rk_opt_is(a, "-r", "--reps")   ? &reps
+                          : rk_opt_is(a, "-d", "--depth")  ? &depth
                                                            : NULL;
         if (!target) {
-            fprintf(stderr, "bench: unknown option '%s'\nusage: ringkv bench [-m MODEL] [-t N] [-p N_PROMPT] [-n N_GEN] [-r REPS]\n", a);
+            fprintf(stderr, "bench: unknown option '%s'\nusage: ringkv bench [-m MODEL] [-t N] [-p N_PROMPT] [-n N_GEN] [-r REPS] [-d DEPTH]\n", a);
             return 2;
         }
-        if (!rk_opt_int("bench", a, v, 0, 1 << 20, target)) return 2;
+        if (!rk_opt_int("bench", a, v, 0, (int64_t)1 << 24, target)) return 2;
         i++;
     }
-    o.ctx.n_ctx = n_prompt + n_gen + 16;
+    o.ctx.n_ctx = depth + n_prompt + n_gen + 16;
     rk_session s;
     if (rk_session_open(&s, &o, "bench") != 0) return 1;
     uint64_t seed = 0x2545F4914F6CDD1Dull;
     size_t bytes = rk_model_decode_bytes(s.model);
     int threads = o.ctx.n_threads ? o.ctx.n_threads : rk_cpu_count();
-    printf("test,threads,tokens,best_seconds,best_tok_per_s,mean_tok_per_s,decode_bytes_per_token\n");
+    printf("test,threads,tokens,best_seconds,best_tok_per_s,mean_tok_per_s,decode_bytes_per_token,depth,kv_bytes_per_token\n");
     int rc = 0;
     for (int decode = 0; decode <= 1 && !rc; decode++) {
         int64_t n = decode ? n_gen : n_prompt;
         if (n == 0) continue;
         double best = 1e30, sum_rate = 0;
         double warm;
-        rc = run_once(&s, decode, decode ? 4 : 32, &seed, &warm); /* warm-up: page in weights */
+        rc = run_once(&s, decode, decode ? 4 : 32, 0, &seed, &warm); /* warm-up: page in weights */
         for (int64_t r = 0; r < reps && !rc; r++) {
             double sec;
-            rc = run_once(&s, decode, n, &seed, &sec);
+            rc = run_once(&s, decode, n, depth, &seed, &sec);
             if (sec < best) best = sec;
             sum_rate += n / sec;
         }
         if (!rc)
-            printf("%s%lld,%d,%lld,%.4f,%.2f,%.2f,%zu\n", decode ? "tg" : "pp", (long long)n, threads,
-                   (long long)n, best, n / best, sum_rate / reps, bytes);
+            printf("%s%lld,%d,%lld,%.4f,%.2f,%.2f,%zu,%lld,%zu\n", decode ? "tg" : "pp", (long long)n,
+                   threads, (long long)n, best, n / best, sum_rate / reps, bytes, (long long)depth,
+                   rk_context_kv_bytes_per_token(s.ctx));
     }
     rk_session_close(&s);
     return rc;
