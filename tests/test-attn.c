@@ -85,15 +85,15 @@ static void naive(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float
                   int64_t t0, int64_t t1, int64_t dk, int64_t dv, double *out) {
     double m = -INFINITY, den = 0;
     for (int64_t t = t0; t < t1; t++) {
-        const float *k = rk_kv_key(kv, layer, t) + kvh * dk;
+        const float *k = rk_kv_key(kv, layer, kvh, t);
         double s = 0;
         for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
         if (s * scale > m) m = s * scale;
     }
     for (int64_t j = 0; j < dv; j++) out[j] = 0;
     for (int64_t t = t0; t < t1; t++) {
-        const float *k = rk_kv_key(kv, layer, t) + kvh * dk;
-        const float *v = rk_kv_value(kv, layer, t) + kvh * dv;
+        const float *k = rk_kv_key(kv, layer, kvh, t);
+        const float *v = rk_kv_value(kv, layer, kvh, t);
         double s = 0;
         for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
         double w = exp(s * scale - m);
@@ -113,9 +113,11 @@ static void test_paged_attention(void) {
     CHECK(rk_kv_reserve(kv, 700, &err) == RK_OK);
     for (int64_t l = 0; l < 2; l++)
         for (int64_t t = 0; t < 700; t++) {
-            float *k = rk_kv_key(kv, l, t), *v = rk_kv_value(kv, l, t);
-            for (int64_t i = 0; i < n_kv * dk; i++) k[i] = frand() * 3;
-            for (int64_t i = 0; i < n_kv * dv; i++) v[i] = frand();
+            for (int64_t h = 0; h < n_kv; h++) {
+                float *k = rk_kv_key(kv, l, h, t), *v = rk_kv_value(kv, l, h, t);
+                for (int64_t i = 0; i < dk; i++) k[i] = frand() * 3;
+                for (int64_t i = 0; i < dv; i++) v[i] = frand();
+            }
         }
     float q[3 * 64], out[3 * 48], scratch[3 * (RK_KV_PAGE_TOKENS + 2 * 48)];
     double ref[48];

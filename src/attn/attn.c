@@ -41,18 +41,33 @@ void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv) {
     for (int64_t i = 0; i < dv; i++) out[i] = p->o[i] * inv;
 }
 
-static float dot_scalar(const float *a, const float *b, int64_t n) {
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
+static void scores_scalar(const float *q, const float *k, int64_t k_stride, int64_t n,
+                          int64_t dk, float scale, float *out) {
+    for (int64_t t = 0; t < n; t++) {
+        float s = 0.0f;
+        for (int64_t i = 0; i < dk; i++) s += q[i] * k[t * k_stride + i];
+        out[t] = scale * s;
+    }
 }
 
-static void axpy_scalar(float *o, float w, const float *v, int64_t n) {
-    for (int64_t i = 0; i < n; i++) o[i] += w * v[i];
+static float exp_sum_scalar(float *s, int64_t n, float m) {
+    float sum = 0.0f;
+    for (int64_t t = 0; t < n; t++) {
+        s[t] = expf(s[t] - m);
+        sum += s[t];
+    }
+    return sum;
 }
 
-static const rk_attn_ops ops_scalar = {dot_scalar, axpy_scalar};
-static const rk_attn_ops ops_avx2 = {rk_attn_dot_avx2, rk_attn_axpy_avx2};
+static void weighted_sum_scalar(float *o, const float *w, const float *v, int64_t v_stride,
+                                int64_t n, int64_t dv) {
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t j = 0; j < dv; j++) o[j] += w[t] * v[t * v_stride + j];
+}
+
+static const rk_attn_ops ops_scalar = {scores_scalar, exp_sum_scalar, weighted_sum_scalar};
+static const rk_attn_ops ops_avx2 = {rk_attn_scores_avx2, rk_attn_exp_sum_avx2,
+                                     rk_attn_weighted_sum_avx2};
 
 const rk_attn_ops *rk_attn_get_ops(int simd_level) {
     return simd_level >= RK_SIMD_AVX2 ? &ops_avx2 : &ops_scalar;
@@ -67,7 +82,6 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
                            int64_t t1, rk_attn_partial *parts, float *scratch) {
     const rk_kv_dims *d = rk_kv_get_dims(kv);
     const int64_t dk = d->head_dim_k, dv = d->head_dim_v;
-    const int64_t ks = d->n_head_kv * dk, vs = d->n_head_kv * dv;
     float *scores = scratch;                           /* (n_q, page) */
     float *page_o = scores + n_q * RK_KV_PAGE_TOKENS;  /* (n_q, dv) */
     rk_attn_partial page[RK_ATTN_MAX_GROUP];
@@ -75,22 +89,18 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
     for (int64_t p0 = t0; p0 < t1;) {
         int64_t page_end = (p0 / RK_KV_PAGE_TOKENS + 1) * RK_KV_PAGE_TOKENS;
         int64_t p1 = page_end < t1 ? page_end : t1, len = p1 - p0;
-        const float *k = rk_kv_key(kv, layer, p0) + kv_head * dk;
-        const float *v = rk_kv_value(kv, layer, p0) + kv_head * dv;
+        const float *k = rk_kv_key(kv, layer, kv_head, p0);   /* rows of dk, contiguous */
+        const float *v = rk_kv_value(kv, layer, kv_head, p0); /* rows of dv, contiguous */
         for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&page[g], page_o + g * dv, dv);
-        for (int64_t t = 0; t < len; t++) { /* each key row once for all heads */
-            for (int64_t g = 0; g < n_q; g++) {
-                float s = scale * ops->dot(q + g * dk, k + t * ks, dk);
-                scores[g * RK_KV_PAGE_TOKENS + t] = s;
-                if (s > page[g].m) page[g].m = s;
-            }
-        }
-        for (int64_t t = 0; t < len; t++) { /* each value row once for all heads */
-            for (int64_t g = 0; g < n_q; g++) {
-                float e = expf(scores[g * RK_KV_PAGE_TOKENS + t] - page[g].m);
-                page[g].l += e;
-                ops->axpy(page[g].o, e, v + t * vs, dv);
-            }
+        for (int64_t g = 0; g < n_q; g++) {
+            /* the page's K and V rows stay in cache across the heads of the group */
+            float *sc = scores + g * RK_KV_PAGE_TOKENS;
+            ops->scores(q + g * dk, k, dk, len, dk, scale, sc);
+            float m = sc[0];
+            for (int64_t t = 1; t < len; t++) m = sc[t] > m ? sc[t] : m;
+            page[g].m = m;
+            page[g].l = ops->exp_sum(sc, len, m);
+            ops->weighted_sum(page[g].o, sc, v, dv, len, dv);
         }
         for (int64_t g = 0; g < n_q; g++) rk_attn_merge(&parts[g], &page[g], dv);
         p0 = p1;

@@ -30,17 +30,26 @@ void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv)
 /* out = o / l; zeros when the partial is empty. */
 void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv);
 
-/* The inner loops, per SIMD level (scalar reference and AVX2/FMA). */
+/* The inner loops over one page, per SIMD level (scalar reference and AVX2/FMA). */
 typedef struct rk_attn_ops {
-    float (*dot)(const float *a, const float *b, int64_t n);
-    void (*axpy)(float *o, float w, const float *v, int64_t n); /* o += w * v */
+    /* out[t] = scale * q·k_t for n keys k_t = k + t * k_stride (dk floats each) */
+    void (*scores)(const float *q, const float *k, int64_t k_stride, int64_t n, int64_t dk,
+                   float scale, float *out);
+    /* s[t] = exp(s[t] - m) in place; returns their sum */
+    float (*exp_sum)(float *s, int64_t n, float m);
+    /* o += sum_t w[t] * v_t for n value rows v_t = v + t * v_stride (dv floats each) */
+    void (*weighted_sum)(float *o, const float *w, const float *v, int64_t v_stride, int64_t n,
+                         int64_t dv);
 } rk_attn_ops;
 
 /* Ops for `simd_level` (an rk_simd_level from quant.h); static, never NULL. */
 const rk_attn_ops *rk_attn_get_ops(int simd_level);
 
-float rk_attn_dot_avx2(const float *a, const float *b, int64_t n);
-void rk_attn_axpy_avx2(float *o, float w, const float *v, int64_t n);
+void rk_attn_scores_avx2(const float *q, const float *k, int64_t k_stride, int64_t n, int64_t dk,
+                         float scale, float *out);
+float rk_attn_exp_sum_avx2(float *s, int64_t n, float m);
+void rk_attn_weighted_sum_avx2(float *o, const float *w, const float *v, int64_t v_stride,
+                               int64_t n, int64_t dv);
 
 /* Most query heads one rk_attn_group call takes. */
 #define RK_ATTN_MAX_GROUP 16

@@ -6,8 +6,8 @@
 #include "core/error.h"
 
 typedef struct kv_page {
-    float *keys;    /* (RK_KV_PAGE_TOKENS, n_head_kv, head_dim_k) */
-    float *values;  /* (RK_KV_PAGE_TOKENS, n_head_kv, head_dim_v) */
+    float *keys;    /* (n_head_kv, RK_KV_PAGE_TOKENS, head_dim_k) */
+    float *values;  /* (n_head_kv, RK_KV_PAGE_TOKENS, head_dim_v) */
 } kv_page;
 
 struct rk_kv_cache {
@@ -79,14 +79,16 @@ void rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens) {
     if (kv->n_pages > keep) kv->n_pages = keep;
 }
 
-float *rk_kv_key(const rk_kv_cache *kv, int64_t layer, int64_t pos) {
+float *rk_kv_key(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos) {
     const kv_page *p = &kv->pages[layer * kv->max_pages + pos / RK_KV_PAGE_TOKENS];
-    return p->keys + (size_t)(pos % RK_KV_PAGE_TOKENS) * kv->key_stride;
+    const int64_t dk = kv->dims.head_dim_k;
+    return p->keys + (size_t)((head * RK_KV_PAGE_TOKENS + pos % RK_KV_PAGE_TOKENS) * dk);
 }
 
-float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t pos) {
+float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos) {
     const kv_page *p = &kv->pages[layer * kv->max_pages + pos / RK_KV_PAGE_TOKENS];
-    return p->values + (size_t)(pos % RK_KV_PAGE_TOKENS) * kv->value_stride;
+    const int64_t dv = kv->dims.head_dim_v;
+    return p->values + (size_t)((head * RK_KV_PAGE_TOKENS + pos % RK_KV_PAGE_TOKENS) * dv);
 }
 
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv) {

@@ -3,9 +3,10 @@
  *
  * Keys and values live in pages of RK_KV_PAGE_TOKENS consecutive positions per layer; a page
  * is allocated when the sequence first reaches it, so memory grows with the context actually
- * used rather than n_ctx up front. Within a page, position t's keys for all KV heads are
- * contiguous: (page_tokens, n_head_kv, head_dim). Values are stored as f32 here; codecs and
- * tiers (DESIGN.md "KV cache") build on this page structure.
+ * used rather than n_ctx up front. Within a page each KV head's positions are contiguous:
+ * (n_head_kv, page_tokens, head_dim), so attention streams one head's keys (and values) with
+ * unit stride. Values are stored as f32 here; codecs and tiers (DESIGN.md "KV cache") build on
+ * this page structure.
  *
  * The cache takes plain dimensions, never a model object.
  */
@@ -41,10 +42,11 @@ rk_status rk_kv_reserve(rk_kv_cache *kv, int64_t n_tokens, rk_error *err);
 /* Frees the pages wholly beyond position n_tokens. */
 void rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens);
 
-/* The keys (n_head_kv * head_dim_k floats) / values of position pos in a layer. pos must be
- * reserved. */
-float *rk_kv_key(const rk_kv_cache *kv, int64_t layer, int64_t pos);
-float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t pos);
+/* The key (head_dim_k floats) / value (head_dim_v floats) of KV head `head` at position pos
+ * in a layer. pos must be reserved. Positions pos+1 .. up to the end of pos's page follow
+ * contiguously (row stride head_dim). */
+float *rk_kv_key(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos);
+float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos);
 
 /* Bytes one position takes in every layer (keys and values). */
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv);

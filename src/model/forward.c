@@ -144,8 +144,12 @@ static void qkv_post(const row_job *job, int64_t i) {
     rk_rope_cos_sin(cs, job->pos0 + i, hp->rot_dim, base, hp->rope_scale);
     qk_prepare(q, hp->n_head, hp->head_dim_k, L->q_norm, cs, hp);
     qk_prepare(k, hp->n_head_kv, hp->head_dim_k, L->k_norm, cs, hp);
-    memcpy(rk_kv_key(ctx->kv, job->il, job->pos0 + i), k, (size_t)k_dim * sizeof(float));
-    memcpy(rk_kv_value(ctx->kv, job->il, job->pos0 + i), v, (size_t)v_dim * sizeof(float));
+    for (int64_t h = 0; h < hp->n_head_kv; h++) {
+        memcpy(rk_kv_key(ctx->kv, job->il, h, job->pos0 + i), k + h * hp->head_dim_k,
+               (size_t)hp->head_dim_k * sizeof(float));
+        memcpy(rk_kv_value(ctx->kv, job->il, h, job->pos0 + i), v + h * hp->head_dim_v,
+               (size_t)hp->head_dim_v * sizeof(float));
+    }
 }
 
 static void residual(const row_job *job, int64_t i, const float *post_norm) {
