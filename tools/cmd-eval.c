@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/cmd-eval-niah.h"
 #include "tools/commands.h"
 #include "tools/generate.h"
 #include "tools/opts.h"
@@ -137,7 +138,9 @@ static int eval_logits(rk_session *s, const char *list, const char *out_path) {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: ringkv eval ppl [-m MODEL] -f TEXT [-c CTX] [--chunks N] [options]\n"
-            "       ringkv eval logits [-m MODEL] --tokens ID,ID,... --out FILE.f32 [options]\n");
+            "       ringkv eval logits [-m MODEL] --tokens ID,ID,... --out FILE.f32 [options]\n"
+            "       ringkv eval niah [-m MODEL] [--lengths 1k,2k] [--depths 0,50,100] [--passkey] ...\n"
+            "                        (needle in a haystack; `ringkv eval niah --help` for more)\n");
     rk_run_opts_usage(out);
 }
 
@@ -147,8 +150,9 @@ int rk_cmd_eval(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *what = argv[1];
+    if (strcmp(what, "niah") == 0) return rk_cmd_eval_niah(argc - 1, argv + 1);
     if (strcmp(what, "ppl") != 0 && strcmp(what, "logits") != 0) {
-        fprintf(stderr, "eval: unknown evaluation '%s' (ppl, logits)\n", what);
+        fprintf(stderr, "eval: unknown evaluation '%s' (ppl, logits, niah)\n", what);
         return 2;
     }
     rk_run_opts o;
