@@ -6,6 +6,7 @@
 #   perplexity   first 32K tokens of the concatenated haystack essays, CTX 2048 (16 chunks)
 #   bandwidth    decode weight bytes per token x tokens/s, against bench-membw's measured read
 #                bandwidth of this machine
+#   depth        tg32 after 4096 tokens of context (llama-bench -d)
 # Prints a Markdown table and writes it to bench/results/<date>-<host>.md.
 #   bench/run.sh [--quick]     --quick: skip perplexity
 set -euo pipefail
@@ -65,6 +66,27 @@ for r in rows:
       echo "| $name | $t | $test | $rk_ts | $lc_ts | $(ratio "$rk_ts" "$lc_ts") | $gbs |" | tee -a "$out"
     done
   done
+done
+
+{
+echo
+echo "Decode at depth (tg32 after 4096 tokens of context, 2 threads; ringkv f32 KV cache, llama.cpp defaults):"
+echo
+echo "| model | ringkv tok/s | llama.cpp tok/s | ratio | ringkv KV bytes/token |"
+echo "|---|---|---|---|---|"
+} | tee -a "$out"
+for m in "${models[@]}"; do
+  rk=$(./build/ringkv bench -m "$m" -t 2 -p 0 -n 32 -d 4096 -r 2)
+  rk_ts=$(echo "$rk" | awk -F, '/^tg/{print $6}')
+  kvb=$(echo "$rk" | awk -F, '/^tg/{print $9}')
+  lc_ts=$("$lcpp/llama-bench" -m "$m" -t 2 -p 0 -n 32 -d 4096 -r 2 -o csv 2>/dev/null | python3 -c "
+import csv, sys
+for r in csv.DictReader(sys.stdin):
+    if r['n_gen'] == '32':
+        print(r['avg_ts'])
+        break
+")
+  echo "| $(basename "$m" .gguf) | $rk_ts | $lc_ts | $(ratio "$rk_ts" "$lc_ts") | $kvb |" | tee -a "$out"
 done
 
 if [ "$quick" != "--quick" ]; then
