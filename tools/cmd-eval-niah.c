@@ -206,18 +206,11 @@ static const char *default_haystack(char *buf, size_t cap) {
     const char *td = getenv("RINGKV_TESTDATA");
     if (td && snprintf(buf, cap, "%s/haystack/pg-essays", td) < (int)cap && access(buf, R_OK) == 0)
         return buf;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            if (snprintf(buf, cap, "%s/../../shared/testdata/haystack/pg-essays", exe) < (int)cap &&
-                access(buf, R_OK) == 0)
-                return buf;
-        }
-    }
+    char dir[PATH_MAX / 2];
+    if (rk_opt_exe_dir(dir, sizeof dir) &&
+        snprintf(buf, cap, "%s/../../shared/testdata/haystack/pg-essays", dir) < (int)cap &&
+        access(buf, R_OK) == 0)
+        return buf;
     snprintf(buf, cap, "../shared/testdata/haystack/pg-essays");
     return buf;
 }

@@ -55,19 +55,23 @@ int rk_opt_float(const char *cmd, const char *flag, const char *value, double lo
     return 1;
 }
 
+int rk_opt_exe_dir(char *buf, size_t cap) {
+    if (cap < 2) return 0;
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+    if (n <= 0 || (size_t)n >= cap - 1) return 0;
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash) return 0;
+    *slash = '\0';
+    return 1;
+}
+
 const char *rk_opt_default_model(void) {
     static char path[PATH_MAX]; /* written once per process by the tool, read-only after */
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            int len = snprintf(path, sizeof path, "%.*s/../models/%s", PATH_MAX / 2, exe,
-                               DEFAULT_MODEL_FILE);
-            if (len > 0 && len < (int)sizeof path && access(path, R_OK) == 0) return path;
-        }
+    char dir[PATH_MAX / 2];
+    if (rk_opt_exe_dir(dir, sizeof dir)) {
+        int len = snprintf(path, sizeof path, "%s/../models/%s", dir, DEFAULT_MODEL_FILE);
+        if (len > 0 && len < (int)sizeof path && access(path, R_OK) == 0) return path;
     }
     snprintf(path, sizeof path, "models/%s", DEFAULT_MODEL_FILE);
     return path;

@@ -15,6 +15,9 @@ int rk_opt_int(const char *cmd, const char *flag, const char *value, int64_t lo,
 int rk_opt_float(const char *cmd, const char *flag, const char *value, double lo, double hi,
                  double *out);
 
+/* Writes the directory holding the running executable into buf; 1 on success, 0 if unknown. */
+int rk_opt_exe_dir(char *buf, size_t cap);
+
 /* The default model: SmolLM2-135M-Instruct cached by scripts/fetch-models.sh, found beside the
  * executable (build/../models/...) or under ./models. */
 const char *rk_opt_default_model(void);
