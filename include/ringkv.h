@@ -129,6 +129,11 @@ typedef struct rk_context_params {
     int64_t n_ctx;    /* tokens the context holds; 0 = the model's training context */
     int n_threads;    /* compute threads; 0 = all cores */
     int n_ubatch;     /* prompt tokens evaluated per forward step (chunked prefill) */
+    /* KV codecs of full (sealed) pages for keys and values: "f32", "f16", "q8", "q4", "tq2.5",
+     * "tq3", "tq3.5", "tq4" (keys also "tqR+qjl"). NULL = "f16". The open tail page of each
+     * layer is always f32. */
+    const char *kv_codec_k;
+    const char *kv_codec_v;
 } rk_context_params;
 
 rk_context_params rk_context_default_params(void);
@@ -144,6 +149,10 @@ int64_t rk_context_n_past(const rk_context *ctx); /* tokens already in the KV ca
  * scales), and bytes allocated right now (whole pages). */
 size_t rk_context_kv_bytes_per_token(const rk_context *ctx);
 size_t rk_context_kv_bytes_in_use(const rk_context *ctx);
+
+/* Canonical names of the context's key and value codecs (static strings owned by ctx). */
+const char *rk_context_kv_codec_k(const rk_context *ctx);
+const char *rk_context_kv_codec_v(const rk_context *ctx);
 
 /* Forgets every token from position `pos` on (0 clears the context). */
 rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err);
@@ -161,6 +170,9 @@ const float *rk_context_logits(const rk_context *ctx, int64_t i);
 
 /* Peak resident memory of the process so far, in bytes (0 when unknown). */
 size_t rk_peak_rss_bytes(void);
+/* Memory the system can give this process now without swapping (Linux MemAvailable);
+ * 0 when unknown. */
+size_t rk_available_memory_bytes(void);
 
 /* ---- sampling ---- */
 

@@ -3,10 +3,16 @@
  *   - merge: associativity and commutativity on random partials, empty partials on either side,
  *     partials whose maxima are -inf, and very different maxima (no overflow).
  *   - attention over the paged KV cache at lengths that cross page boundaries (1, 255, 256, 257,
- *     700), with GQA head mapping and a sliding-window range, scalar and AVX2 inner loops.
- *   - KV cache truncate/reserve bookkeeping.
+ *     700), with GQA head mapping and a sliding-window range, scalar and AVX2 inner loops, for
+ *     every KV codec: the first pages sealed (encoded), the tail open in f32. The reference is
+ *     float64 attention over the rows as the codec decodes them, so this checks the kernels that
+ *     read codec pages directly; the codecs' own error is tested in test-kv-codec / test-kv-tq.
+ *   - KV cache truncate/reserve bookkeeping, and truncation into a sealed page.
  */
 #include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attn/attn.h"
@@ -80,20 +86,29 @@ static void test_merge(void) {
     for (int j = 0; j < DV; j++) CHECK(out[j] == 0.0f);
 }
 
+/* Row t of (layer, head) as attention sees it: decoded through the page's codec. */
+static void row_as_seen(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t t, int role, float *out) {
+    rk_kv_page_view pv;
+    rk_kv_get_page(kv, layer, head, t / RK_KV_PAGE_TOKENS, &pv);
+    const rk_kv_codec *c = role == 0 ? pv.key_codec : pv.value_codec;
+    rk_kv_codec_get_ops(c)->decode(c, pv.stream, role == 0 ? pv.keys : pv.values, t % RK_KV_PAGE_TOKENS, 1, out);
+}
+
 /* naive float64 attention of one query over positions [t0, t1) */
 static void naive(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float *q, float scale,
                   int64_t t0, int64_t t1, int64_t dk, int64_t dv, double *out) {
     double m = -INFINITY, den = 0;
+    float k[256], v[256];
     for (int64_t t = t0; t < t1; t++) {
-        const float *k = rk_kv_key(kv, layer, kvh, t);
+        row_as_seen(kv, layer, kvh, t, 0, k);
         double s = 0;
         for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
         if (s * scale > m) m = s * scale;
     }
     for (int64_t j = 0; j < dv; j++) out[j] = 0;
     for (int64_t t = t0; t < t1; t++) {
-        const float *k = rk_kv_key(kv, layer, kvh, t);
-        const float *v = rk_kv_value(kv, layer, kvh, t);
+        row_as_seen(kv, layer, kvh, t, 0, k);
+        row_as_seen(kv, layer, kvh, t, 1, v);
         double s = 0;
         for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
         double w = exp(s * scale - m);
@@ -103,26 +118,13 @@ static void naive(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float
     for (int64_t j = 0; j < dv; j++) out[j] /= den;
 }
 
-static void test_paged_attention(void) {
-    const int64_t dk = 64, dv = 48, n_kv = 2, n_ctx = 800;
-    rk_kv_dims dims = {2, n_kv, dk, dv, n_ctx};
-    rk_kv_cache *kv;
-    rk_error err;
-    CHECK(rk_kv_create(&dims, &kv, &err) == RK_OK);
-    CHECK(rk_kv_reserve(kv, n_ctx + 1, &err) == RK_ERR_CONTEXT_FULL);
-    CHECK(rk_kv_reserve(kv, 700, &err) == RK_OK);
-    for (int64_t l = 0; l < 2; l++)
-        for (int64_t t = 0; t < 700; t++) {
-            for (int64_t h = 0; h < n_kv; h++) {
-                float *k = rk_kv_key(kv, l, h, t), *v = rk_kv_value(kv, l, h, t);
-                for (int64_t i = 0; i < dk; i++) k[i] = frand() * 3;
-                for (int64_t i = 0; i < dv; i++) v[i] = frand();
-            }
-        }
-    float q[3 * 64], out[3 * 48], scratch[3 * (RK_KV_PAGE_TOKENS + 2 * 48)];
-    double ref[48];
-    for (int i = 0; i < 3 * 64; i++) q[i] = frand();
+/* max |attention - naive| over the ranges that cross page boundaries, with and without a
+ * sliding window, for one head and a GQA group of 3, at every SIMD level */
+static double attention_error(rk_kv_cache *kv, const float *q, int64_t dk, int64_t dv, const char *what) {
     const int64_t lens[] = {1, 255, 256, 257, 700};
+    float out[3 * 256];
+    double ref[256], worst = 0;
+    float *scratch = malloc((size_t)rk_attn_scratch_floats(kv, 3) * sizeof(float));
     for (int level = RK_SIMD_SCALAR; level <= (int)rk_cpu_simd_level() && level <= RK_SIMD_AVX2; level++) {
         const rk_attn_ops *ops = rk_attn_get_ops(level);
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
@@ -136,20 +138,76 @@ static void test_paged_attention(void) {
                         for (int j = 0; j < dv; j++) max_err = fmax(max_err, fabs(out[g * dv + j] - ref[j]));
                     }
                 }
-                CHECK_MSG(max_err < 1e-5, "level %d range [%lld, %lld): max error %g", level,
+                CHECK_MSG(max_err < 1e-5, "%s level %d range [%lld, %lld): max error %g", what, level,
                           (long long)t0, (long long)t1, max_err);
+                worst = fmax(worst, max_err);
             }
         }
     }
-    size_t before = rk_kv_bytes(kv);
-    rk_kv_truncate(kv, 300); /* keeps 2 pages of 256 */
-    CHECK(rk_kv_bytes(kv) < before);
-    CHECK(rk_kv_reserve(kv, 700, &err) == RK_OK && rk_kv_bytes(kv) == before);
+    free(scratch);
+    return worst;
+}
+
+/* Attention over a cache of 700 positions whose first two pages are sealed with `codec` (keys
+ * and values; keys_codec may differ), the tail open in f32, against float64 over the rows as
+ * the codecs decode them. Then truncation into a sealed page re-opens it without changing what
+ * attention sees. */
+static void test_paged_attention(const char *keys_codec, const char *values_codec, int64_t dk, int64_t dv) {
+    const int64_t n_kv = 2, n_ctx = 800;
+    rk_kv_dims dims = {2, n_kv, dk, dv, n_ctx};
+    rk_kv_config cfg = rk_kv_config_f32(rk_cpu_simd_level());
+    cfg.seed = 7;
+    rk_kv_cache *kv;
+    rk_error err;
+    CHECK(rk_kv_codec_parse(keys_codec, &cfg.key_codec, &err) == RK_OK);
+    CHECK(rk_kv_codec_parse(values_codec, &cfg.value_codec, &err) == RK_OK);
+    CHECK_MSG(rk_kv_create(&dims, &cfg, &kv, &err) == RK_OK, "%s", err.msg);
+    CHECK(rk_kv_reserve(kv, n_ctx + 1, &err) == RK_ERR_CONTEXT_FULL);
+    CHECK(rk_kv_reserve(kv, 700, &err) == RK_OK);
+    for (int64_t l = 0; l < 2; l++)
+        for (int64_t t = 0; t < 700; t++) {
+            for (int64_t h = 0; h < n_kv; h++) {
+                float *k = rk_kv_key(kv, l, h, t), *v = rk_kv_value(kv, l, h, t);
+                for (int64_t i = 0; i < dk; i++) k[i] = frand() * 3;
+                for (int64_t i = 0; i < dv; i++) v[i] = frand();
+            }
+        }
+    size_t open_bytes = rk_kv_bytes(kv);
+    for (int64_t l = 0; l < 2; l++) CHECK(rk_kv_seal_full_pages(kv, l, 700, NULL, &err) == RK_OK);
+    bool f32 = strcmp(keys_codec, "f32") == 0 && strcmp(values_codec, "f32") == 0;
+    CHECK(f32 ? rk_kv_bytes(kv) == open_bytes : rk_kv_bytes(kv) < open_bytes);
+    float q[3 * 256];
+    for (int i = 0; i < 3 * dk; i++) q[i] = frand();
+    char what[64];
+    snprintf(what, sizeof what, "keys %s values %s", keys_codec, values_codec);
+    double worst = attention_error(kv, q, dk, dv, what);
+    printf("  %-22s dk %3lld dv %3lld: max |attention - float64 reference| %.2g\n", what,
+           (long long)dk, (long long)dv, worst);
+    /* Truncating into sealed page 1 re-opens it with the decoded rows: attention over the
+     * kept positions is unchanged. */
+    float before[3 * 256], after[3 * 256];
+    float *scratch = malloc((size_t)rk_attn_scratch_floats(kv, 3) * sizeof(float));
+    const rk_attn_ops *ops = rk_attn_get_ops(rk_cpu_simd_level());
+    rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 300, before, scratch);
+    size_t bytes = rk_kv_bytes(kv);
+    CHECK(rk_kv_truncate(kv, 300, &err) == RK_OK); /* keeps 2 pages of 256, the second open */
+    CHECK(rk_kv_bytes(kv) < bytes || !f32);
+    rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 300, after, scratch);
+    double diff = 0;
+    for (int64_t i = 0; i < 3 * dv; i++) diff = fmax(diff, fabs(before[i] - after[i]));
+    CHECK_MSG(diff < 1e-5, "%s: attention changed by %g after truncation", what, diff);
+    CHECK(rk_kv_reserve(kv, 700, &err) == RK_OK);
+    free(scratch);
     rk_kv_free(kv);
 }
 
 int main(void) {
     test_merge();
-    test_paged_attention();
+    printf("attention over paged KV (sealed codec pages + open f32 tail) vs float64:\n");
+    test_paged_attention("f32", "f32", 64, 48);
+    const char *codecs[] = {"f16", "q8", "q4", "tq2.5", "tq3", "tq3.5", "tq4"};
+    for (size_t i = 0; i < sizeof codecs / sizeof codecs[0]; i++) test_paged_attention(codecs[i], codecs[i], 64, 64);
+    test_paged_attention("tq3.5+qjl", "tq3.5", 128, 64);
+    test_paged_attention("q8", "tq3", 256, 256);
     return rk_test_finish("test-attn");
 }

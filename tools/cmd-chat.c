@@ -68,6 +68,10 @@ static int feed_conversation(rk_session *s, const history *h, rk_token **cached,
     while (common < n && common < *n_cached && toks[common] == (*cached)[common]) common++;
     if (common == n) common--; /* re-evaluate the last token to get fresh logits */
     rk_status rs = rk_context_truncate(s->ctx, (int64_t)common, &err);
+    if (rs == RK_ERR_UNSUPPORTED) { /* sliding-window pages are gone: read it all again */
+        common = 0;
+        rs = rk_context_truncate(s->ctx, 0, &err);
+    }
     if (!rs) rs = rk_generate(s->ctx, s->model, s->sampler, toks + common, n - common, 0, stdout, NULL, st, &err);
     free(*cached);
     *cached = toks;

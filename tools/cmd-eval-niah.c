@@ -79,7 +79,6 @@ static void usage(FILE *out) {
             "  --lengths LIST         prompt lengths in tokens, k = 1024 (default 1k,...,32k up to the\n"
             "                         model's trained context)\n"
             "  --depths LIST          needle depths in percent of the document (default 0,10,...,100)\n"
-            "  --kv-codec CODEC       KV cache codec (available: f32)\n"
             "  -n, --n-predict N      tokens to decode per cell, greedily (default 32)\n"
             "  --out DIR              where results.csv, responses.jsonl and heatmap.png go (niah-out)\n"
             "  (the context is sized to the longest length plus -n; sampling options are ignored)\n");
@@ -150,7 +149,6 @@ static int parse_depths(const char *list, niah_opts *o) {
 
 /* Parses argv (argv[0] = "niah"). Returns 0, or 2 after printing a usage error. */
 static int parse_args(niah_opts *o, int argc, char **argv) {
-    const char *codec = "f32";
     const char *needle = NULL, *question = NULL, *answer = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -169,17 +167,12 @@ static int parse_args(niah_opts *o, int argc, char **argv) {
         else if (rk_opt_is(a, NULL, "--needle") && v) needle = v;
         else if (rk_opt_is(a, NULL, "--question") && v) question = v;
         else if (rk_opt_is(a, NULL, "--answer") && v) answer = v;
-        else if (rk_opt_is(a, NULL, "--kv-codec") && v) codec = v;
         else if (rk_opt_is(a, "-o", "--out") && v) o->out_dir = v;
         else {
             fprintf(stderr, "%s: unknown or incomplete option '%s'\n", CMD, a);
             return 2;
         }
         i++;
-    }
-    if (strcmp(codec, "f32") != 0) {
-        fprintf(stderr, "%s: kv codec '%s' is not available yet (available: f32)\n", CMD, codec);
-        return 2;
     }
     if (o->passkey && (o->haystack || needle || question || answer)) {
         fprintf(stderr, "%s: --passkey brings its own filler, needle, question and answer; drop "
@@ -667,9 +660,13 @@ static int niah_grid(niah_run *r, int64_t max_len) {
         write_heatmap(o, r->model_name, correct, score);
         printf("{\"mode\":\"%s\",\"model\":", o->passkey ? "passkey" : "niah");
         json_string(stdout, r->model_name);
-        printf(",\"kv_codec\":\"f32\",\"prompt\":\"%s\",\"cells\":%zu,\"correct\":%zu,\"score\":%.4f,"
-               "\"seconds\":%.2f,\"out\":",
-               r->frame.chat ? "chat" : "completion", cells, found, score, rk_now_seconds() - t0);
+        printf(",\"kv_codec_k\":\"%s\",\"kv_codec_v\":\"%s\",\"kv_bytes_per_token\":%zu,"
+               "\"kv_bytes_in_use\":%zu,\"peak_rss_bytes\":%zu,\"prompt\":\"%s\",\"cells\":%zu,"
+               "\"correct\":%zu,\"score\":%.4f,\"seconds\":%.2f,\"out\":",
+               rk_context_kv_codec_k(r->ctx), rk_context_kv_codec_v(r->ctx),
+               rk_context_kv_bytes_per_token(r->ctx), rk_context_kv_bytes_in_use(r->ctx),
+               rk_peak_rss_bytes(), r->frame.chat ? "chat" : "completion", cells, found, score,
+               rk_now_seconds() - t0);
         json_string(stdout, o->out_dir);
         printf("}\n");
     }

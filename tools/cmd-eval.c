@@ -4,6 +4,8 @@
  *           adds one) is cut into non-overlapping chunks of CTX tokens; each chunk is evaluated
  *           from an empty cache with its first token replaced by BOS (when the model adds BOS),
  *           and only the second half of each chunk is scored. Prints `ppl = X ± Y` last.
+ *   kld     KL divergence of a KV codec from the f16 cache (cmd-eval-kld.c)
+ *   niah    needle in a haystack (cmd-eval-niah.c)
  *   logits  dumps raw float32 logits (n_tokens × n_vocab) of a token list, for reference tests.
  */
 #include <math.h>
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools/cmd-eval-kld.h"
 #include "tools/cmd-eval-niah.h"
 #include "tools/commands.h"
 #include "tools/generate.h"
@@ -26,6 +29,8 @@ static double token_nll(const float *logits, int32_t n_vocab, rk_token target) {
     for (int32_t i = 0; i < n_vocab; i++) sum += exp((double)logits[i] - max);
     return -((double)logits[target] - max - log(sum));
 }
+
+#define PPL_STEP 256
 
 static int eval_ppl(rk_session *s, const char *text, size_t text_len, int64_t n_chunks_max) {
     rk_error err;
@@ -56,18 +61,29 @@ static int eval_ppl(rk_session *s, const char *text, size_t text_len, int64_t n_
     for (int64_t c = 0; c < n_chunks && rc == 0; c++) {
         memcpy(chunk, tokens + c * n_ctx, (size_t)n_ctx * sizeof *chunk);
         if (add_bos) chunk[0] = rk_model_token_bos(s->model);
+        /* the unscored first half without logits, then the scored half in steps, so only
+         * PPL_STEP rows of logits are held (a 262K vocabulary makes a chunk's worth gigabytes) */
         if (rk_context_truncate(s->ctx, 0, &err) != RK_OK ||
-            rk_context_eval(s->ctx, chunk, (size_t)n_ctx, 1, &err) != RK_OK) {
+            rk_context_eval(s->ctx, chunk, (size_t)first, 0, &err) != RK_OK) {
             fprintf(stderr, "eval ppl: %s\n", err.msg);
             rc = 1;
             break;
         }
-        for (int64_t j = first; j < n_ctx - 1; j++) {
-            double v = token_nll(rk_context_logits(s->ctx, j), V, tokens[c * n_ctx + j + 1]);
-            nll += v;
-            nll2 += v * v;
-            count++;
+        for (int64_t j = first; j < n_ctx - 1 && rc == 0; j += PPL_STEP) {
+            int64_t len = n_ctx - 1 - j < PPL_STEP ? n_ctx - 1 - j : PPL_STEP;
+            if (rk_context_eval(s->ctx, chunk + j, (size_t)len, 1, &err) != RK_OK) {
+                fprintf(stderr, "eval ppl: %s\n", err.msg);
+                rc = 1;
+                break;
+            }
+            for (int64_t i = 0; i < len; i++) {
+                double v = token_nll(rk_context_logits(s->ctx, i), V, tokens[c * n_ctx + j + i + 1]);
+                nll += v;
+                nll2 += v * v;
+                count++;
+            }
         }
+        if (rc) break;
         fprintf(stderr, "[%lld] %.4f  (%.1f s)\n", (long long)c + 1, exp(nll / count),
                 rk_now_seconds() - t0);
     }
@@ -139,6 +155,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: ringkv eval ppl [-m MODEL] -f TEXT [-c CTX] [--chunks N] [options]\n"
             "       ringkv eval logits [-m MODEL] --tokens ID,ID,... --out FILE.f32 [options]\n"
+            "       ringkv eval kld [-m MODEL] -f TEXT [-c CTX] --kv-codec CODEC [--chunks N] ...\n"
+            "                        (KL divergence from the f16 KV cache; `ringkv eval kld --help`)\n"
             "       ringkv eval niah [-m MODEL] [--lengths 1k,2k] [--depths 0,50,100] [--passkey] ...\n"
             "                        (needle in a haystack; `ringkv eval niah --help` for more)\n");
     rk_run_opts_usage(out);
@@ -151,8 +169,9 @@ int rk_cmd_eval(int argc, char **argv) {
     }
     const char *what = argv[1];
     if (strcmp(what, "niah") == 0) return rk_cmd_eval_niah(argc - 1, argv + 1);
+    if (strcmp(what, "kld") == 0) return rk_cmd_eval_kld(argc - 1, argv + 1);
     if (strcmp(what, "ppl") != 0 && strcmp(what, "logits") != 0) {
-        fprintf(stderr, "eval: unknown evaluation '%s' (ppl, logits, niah)\n", what);
+        fprintf(stderr, "eval: unknown evaluation '%s' (ppl, logits, kld, niah)\n", what);
         return 2;
     }
     rk_run_opts o;

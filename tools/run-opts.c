@@ -1,8 +1,10 @@
 /* run-opts.c — see run-opts.h. */
 #include "tools/run-opts.h"
 
+#include <stdbool.h>
 #include <string.h>
 
+#include "kv/kv-codec.h"
 #include "tools/opts.h"
 
 void rk_run_opts_init(rk_run_opts *o) {
@@ -17,6 +19,10 @@ void rk_run_opts_usage(FILE *out) {
             "  -t, --threads N        compute threads (default: all cores)\n"
             "  -c, --ctx-size N       context length in tokens (default 4096; 0 = trained)\n"
             "  -ub, --ubatch N        prompt tokens per forward step (default 512)\n"
+            "  --kv-codec CODEC       KV cache codec for keys and values (default f16):\n"
+            "                         f32, f16, q8, q4, tq2.5, tq3, tq3.5, tq4\n"
+            "  -ctk, --ctk CODEC      codec for keys only (also tqR+qjl: a QJL residual sketch)\n"
+            "  -ctv, --ctv CODEC      codec for values only\n"
             "  --temp T               temperature (default 0.8; 0 = greedy)\n"
             "  --top-k N              (default 40; 0 = off)\n"
             "  --top-p P              (default 0.95; 1 = off)\n"
@@ -42,6 +48,17 @@ int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, in
     } else if (rk_opt_is(a, "-ub", "--ubatch")) {
         if (!rk_opt_int(cmd, a, v, 1, 65536, &n)) return -1;
         o->ctx.n_ubatch = (int)n;
+    } else if (rk_opt_is(a, NULL, "--kv-codec") || rk_opt_is(a, "-ctk", "--ctk") ||
+               rk_opt_is(a, "-ctv", "--ctv")) {
+        if (!v) return fprintf(stderr, "%s: %s needs a codec name\n", cmd, a), -1;
+        rk_kv_codec_spec spec;
+        rk_error err;
+        if (rk_kv_codec_parse(v, &spec, &err) != RK_OK) return fprintf(stderr, "%s: %s\n", cmd, err.msg), -1;
+        if (spec.qjl && !rk_opt_is(a, "-ctk", "--ctk"))
+            return fprintf(stderr, "%s: %s %s: the QJL sketch is for keys only (use --ctk %s)\n", cmd, a, v, v), -1;
+        bool keys = !rk_opt_is(a, "-ctv", "--ctv"), values = !rk_opt_is(a, "-ctk", "--ctk");
+        if (keys) o->ctx.kv_codec_k = v;
+        if (values) o->ctx.kv_codec_v = v;
     } else if (rk_opt_is(a, NULL, "--temp")) {
         if (!rk_opt_float(cmd, a, v, 0.0, 100.0, &x)) return -1;
         o->sampling.temperature = (float)x;
@@ -104,11 +121,11 @@ void rk_session_close(rk_session *s) {
 
 void rk_print_speed(FILE *out, const rk_gen_stats *st, const rk_context *ctx) {
     fprintf(out, "prompt: %lld tokens in %.3f s (%.1f tok/s) | generation: %lld tokens in %.3f s "
-                 "(%.1f tok/s) | KV: %zu bytes/token, %.1f MiB in use | peak memory: %.1f MiB\n",
+                 "(%.1f tok/s) | KV %s/%s: %zu bytes/token, %.1f MiB in use | peak memory: %.1f MiB\n",
             (long long)st->n_prompt, st->prompt_seconds,
             st->prompt_seconds > 0 ? st->n_prompt / st->prompt_seconds : 0.0,
             (long long)st->n_generated, st->gen_seconds,
             st->gen_seconds > 0 ? st->n_generated / st->gen_seconds : 0.0,
-            rk_context_kv_bytes_per_token(ctx), rk_context_kv_bytes_in_use(ctx) / 1048576.0,
+            rk_context_kv_codec_k(ctx), rk_context_kv_codec_v(ctx), rk_context_kv_bytes_per_token(ctx), rk_context_kv_bytes_in_use(ctx) / 1048576.0,
             rk_peak_rss_bytes() / 1048576.0);
 }

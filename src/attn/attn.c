@@ -41,15 +41,6 @@ void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv) {
     for (int64_t i = 0; i < dv; i++) out[i] = p->o[i] * inv;
 }
 
-static void scores_scalar(const float *q, const float *k, int64_t k_stride, int64_t n,
-                          int64_t dk, float scale, float *out) {
-    for (int64_t t = 0; t < n; t++) {
-        float s = 0.0f;
-        for (int64_t i = 0; i < dk; i++) s += q[i] * k[t * k_stride + i];
-        out[t] = scale * s;
-    }
-}
-
 static float exp_sum_scalar(float *s, int64_t n, float m) {
     float sum = 0.0f;
     for (int64_t t = 0; t < n; t++) {
@@ -59,49 +50,65 @@ static float exp_sum_scalar(float *s, int64_t n, float m) {
     return sum;
 }
 
-static void weighted_sum_scalar(float *o, const float *w, const float *v, int64_t v_stride,
-                                int64_t n, int64_t dv) {
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t j = 0; j < dv; j++) o[j] += w[t] * v[t * v_stride + j];
-}
-
-static const rk_attn_ops ops_scalar = {scores_scalar, exp_sum_scalar, weighted_sum_scalar};
-static const rk_attn_ops ops_avx2 = {rk_attn_scores_avx2, rk_attn_exp_sum_avx2,
-                                     rk_attn_weighted_sum_avx2};
+static const rk_attn_ops ops_scalar = {exp_sum_scalar};
+static const rk_attn_ops ops_avx2 = {rk_attn_exp_sum_avx2};
 
 const rk_attn_ops *rk_attn_get_ops(int simd_level) {
     return simd_level >= RK_SIMD_AVX2 ? &ops_avx2 : &ops_scalar;
 }
 
-int64_t rk_attn_scratch_floats(int64_t n_q, int64_t dv) {
-    return n_q * (RK_KV_PAGE_TOKENS + 2 * dv);
+/* Scratch layout for n_q heads: scores (n_q, page) | page outputs (n_q, dv) | codec-domain
+ * accumulators (n_q, dv) | prepared queries (n_q, prep) | running outputs of rk_attn_group
+ * (n_q, dv). */
+int64_t rk_attn_scratch_floats(const rk_kv_cache *kv, int64_t n_q) {
+    const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
+    return n_q * (RK_KV_PAGE_TOKENS + 3 * dv + rk_kv_prep_floats(kv));
+}
+
+/* Partials of the n_q heads over rows [r0, r0+len) of one page, into page[g]. */
+static void page_partials(const rk_attn_ops *ops, const rk_kv_page_view *pv, int64_t r0,
+                          int64_t len, int64_t n_q, const float *qp, float scale, int64_t dv,
+                          float *scores, float *acc, rk_attn_partial *page) {
+    const rk_kv_codec_ops *kops = rk_kv_codec_get_ops(pv->key_codec);
+    const rk_kv_codec_ops *vops = rk_kv_codec_get_ops(pv->value_codec);
+    kops->scores(pv->key_codec, pv->keys, r0, len, qp, n_q, scale, scores, RK_KV_PAGE_TOKENS);
+    for (int64_t g = 0; g < n_q; g++) {
+        float *sc = scores + g * RK_KV_PAGE_TOKENS;
+
+        float m = sc[0];
+        for (int64_t t = 1; t < len; t++) m = sc[t] > m ? sc[t] : m;
+        page[g].m = m;
+        page[g].l = ops->exp_sum(sc, len, m);
+    }
+    memset(acc, 0, (size_t)(n_q * dv) * sizeof(float));
+    vops->weighted_sum(pv->value_codec, pv->values, r0, len, scores, RK_KV_PAGE_TOKENS, n_q, acc);
+    vops->finish(pv->value_codec, pv->stream, acc, n_q, page[0].o); /* page[g].o contiguous */
+
 }
 
 void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
                            int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
                            int64_t t1, rk_attn_partial *parts, float *scratch) {
-    const rk_kv_dims *d = rk_kv_get_dims(kv);
-    const int64_t dk = d->head_dim_k, dv = d->head_dim_v;
+    const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
     float *scores = scratch;                           /* (n_q, page) */
     float *page_o = scores + n_q * RK_KV_PAGE_TOKENS;  /* (n_q, dv) */
+    float *acc = page_o + n_q * dv;                    /* (n_q, dv) */
+    float *qp = acc + n_q * dv;                        /* (n_q, prep) */
+    const rk_kv_codec *prepared = NULL;                /* the key codec qp was prepared for */
     rk_attn_partial page[RK_ATTN_MAX_GROUP];
     for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&parts[g], parts[g].o, dv);
     for (int64_t p0 = t0; p0 < t1;) {
-        int64_t page_end = (p0 / RK_KV_PAGE_TOKENS + 1) * RK_KV_PAGE_TOKENS;
-        int64_t p1 = page_end < t1 ? page_end : t1, len = p1 - p0;
-        const float *k = rk_kv_key(kv, layer, kv_head, p0);   /* rows of dk, contiguous */
-        const float *v = rk_kv_value(kv, layer, kv_head, p0); /* rows of dv, contiguous */
-        for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&page[g], page_o + g * dv, dv);
-        for (int64_t g = 0; g < n_q; g++) {
-            /* the page's K and V rows stay in cache across the heads of the group */
-            float *sc = scores + g * RK_KV_PAGE_TOKENS;
-            ops->scores(q + g * dk, k, dk, len, dk, scale, sc);
-            float m = sc[0];
-            for (int64_t t = 1; t < len; t++) m = sc[t] > m ? sc[t] : m;
-            page[g].m = m;
-            page[g].l = ops->exp_sum(sc, len, m);
-            ops->weighted_sum(page[g].o, sc, v, dv, len, dv);
+        int64_t pi = p0 / RK_KV_PAGE_TOKENS, page_end = (pi + 1) * RK_KV_PAGE_TOKENS;
+        int64_t p1 = page_end < t1 ? page_end : t1;
+        rk_kv_page_view pv;
+        rk_kv_get_page(kv, layer, kv_head, pi, &pv);
+        if (pv.key_codec != prepared) {
+            rk_kv_codec_get_ops(pv.key_codec)->prepare(pv.key_codec, pv.stream, q, n_q, qp);
+            prepared = pv.key_codec;
         }
+        for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&page[g], page_o + g * dv, dv);
+        page_partials(ops, &pv, p0 - pi * RK_KV_PAGE_TOKENS, p1 - p0, n_q, qp, scale, dv, scores,
+                      acc, page);
         for (int64_t g = 0; g < n_q; g++) rk_attn_merge(&parts[g], &page[g], dv);
         p0 = p1;
     }
@@ -111,7 +118,7 @@ void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
                    int64_t n_q, const float *q, float scale, int64_t t0, int64_t t1, float *out,
                    float *scratch) {
     const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
-    float *run_o = scratch + n_q * (RK_KV_PAGE_TOKENS + dv); /* after the partial's scratch */
+    float *run_o = scratch + rk_attn_scratch_floats(kv, n_q) - n_q * dv; /* the last part */
     rk_attn_partial run[RK_ATTN_MAX_GROUP];
     for (int64_t g = 0; g < n_q; g++) run[g].o = run_o + g * dv;
     rk_attn_group_partial(ops, kv, layer, kv_head, n_q, q, scale, t0, t1, run, scratch);

@@ -30,32 +30,23 @@ void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv)
 /* out = o / l; zeros when the partial is empty. */
 void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv);
 
-/* The inner loops over one page, per SIMD level (scalar reference and AVX2/FMA). */
+/* The softmax inner loop per SIMD level (scalar reference and AVX2/FMA). The dot products and
+ * weighted sums over a page belong to its codec (kv-codec.h), which reads the page directly. */
 typedef struct rk_attn_ops {
-    /* out[t] = scale * q·k_t for n keys k_t = k + t * k_stride (dk floats each) */
-    void (*scores)(const float *q, const float *k, int64_t k_stride, int64_t n, int64_t dk,
-                   float scale, float *out);
     /* s[t] = exp(s[t] - m) in place; returns their sum */
     float (*exp_sum)(float *s, int64_t n, float m);
-    /* o += sum_t w[t] * v_t for n value rows v_t = v + t * v_stride (dv floats each) */
-    void (*weighted_sum)(float *o, const float *w, const float *v, int64_t v_stride, int64_t n,
-                         int64_t dv);
 } rk_attn_ops;
 
 /* Ops for `simd_level` (an rk_simd_level from quant.h); static, never NULL. */
 const rk_attn_ops *rk_attn_get_ops(int simd_level);
 
-void rk_attn_scores_avx2(const float *q, const float *k, int64_t k_stride, int64_t n, int64_t dk,
-                         float scale, float *out);
 float rk_attn_exp_sum_avx2(float *s, int64_t n, float m);
-void rk_attn_weighted_sum_avx2(float *o, const float *w, const float *v, int64_t v_stride,
-                               int64_t n, int64_t dv);
 
 /* Most query heads one rk_attn_group call takes. */
 #define RK_ATTN_MAX_GROUP 16
 
-/* Scratch floats rk_attn_group needs for n_q query heads. */
-int64_t rk_attn_scratch_floats(int64_t n_q, int64_t dv);
+/* Scratch floats rk_attn_group needs for n_q query heads over `kv` (depends on its codecs). */
+int64_t rk_attn_scratch_floats(const rk_kv_cache *kv, int64_t n_q);
 
 /* Attention of n_q query heads that share KV head `kv_head` (GQA) over positions [t0, t1) of
  * `layer`: out[g] (dv floats each, contiguous) = softmax(scale * q[g]·K) V, with q[g] at

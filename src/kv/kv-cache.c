@@ -1,25 +1,70 @@
-/* kv-cache.c — paged f32 key/value storage (see kv-cache.h). */
+/*
+ * kv-cache.c — paged key/value storage with open f32 tail pages and sealed codec pages (see
+ * kv-cache.h).
+ *
+ * A layer's page holds n_head_kv codec pages per role back to back, so head h of a page is at
+ * h * page_bytes of the codec that page is in (f32 while open). Pages fill in order, so the
+ * sealed pages of a layer are always a prefix: n_sealed[layer].
+ */
 #include "kv/kv-cache.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "quant/quant.h"
 
 typedef struct kv_page {
-    float *keys;    /* (n_head_kv, RK_KV_PAGE_TOKENS, head_dim_k) */
-    float *values;  /* (n_head_kv, RK_KV_PAGE_TOKENS, head_dim_v) */
+    uint8_t *keys;    /* n_head_kv codec pages: the key codec's when sealed, else f32 */
+    uint8_t *values;  /* likewise for values */
 } kv_page;
 
 struct rk_kv_cache {
     rk_kv_dims dims;
+    rk_kv_config config;
     int64_t max_pages;    /* per layer */
     int64_t n_pages;      /* allocated per layer (all layers alike) */
+    int64_t *n_sealed;    /* (n_layer) pages sealed, a prefix */
+    int64_t *n_released; /* (n_layer) pages freed behind a sliding window, a prefix */
     kv_page *pages;       /* (n_layer, max_pages) */
-    size_t key_stride;    /* floats per position */
-    size_t value_stride;
+    rk_kv_codec *open_codec[2];    /* f32, keys and values */
+    rk_kv_codec *sealed_codec[2];  /* the configured codecs */
+    size_t bytes;         /* page bytes allocated */
 };
 
-rk_status rk_kv_create(const rk_kv_dims *dims, rk_kv_cache **out, rk_error *err) {
+rk_kv_config rk_kv_config_f32(int simd_level) {
+    rk_kv_config c = {{RK_KV_CODEC_F32, 0, false}, {RK_KV_CODEC_F32, 0, false}, simd_level, 0};
+    return c;
+}
+
+/* Page i of `layer` is held in the configured codecs (else open, in f32). */
+static bool page_is_encoded(const rk_kv_cache *kv, int64_t layer, int64_t i) {
+    return i < kv->n_sealed[layer];
+}
+
+static size_t layer_page_bytes(const rk_kv_cache *kv, const rk_kv_codec *c) {
+    return (size_t)kv->dims.n_head_kv * rk_kv_codec_page_bytes(c);
+}
+
+static rk_status make_codecs(rk_kv_cache *kv, rk_error *err) {
+    const rk_kv_dims *d = &kv->dims;
+    const int64_t streams = d->n_layer * d->n_head_kv, dim[2] = {d->head_dim_k, d->head_dim_v};
+    const rk_kv_codec_spec *spec[2] = {&kv->config.key_codec, &kv->config.value_codec};
+    const rk_kv_codec_spec f32 = {RK_KV_CODEC_F32, 0, false};
+    for (int r = 0; r < 2; r++) {
+        rk_status s = rk_kv_codec_create(&f32, (rk_kv_role)r, dim[r], streams,
+                                         kv->config.simd_level, kv->config.seed,
+                                         &kv->open_codec[r], err);
+        if (!s)
+            s = rk_kv_codec_create(spec[r], (rk_kv_role)r, dim[r], streams, kv->config.simd_level,
+                                   kv->config.seed, &kv->sealed_codec[r], err);
+        if (s) return s;
+    }
+    return RK_OK;
+}
+
+rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv_cache **out,
+                       rk_error *err) {
     *out = NULL;
     if (dims->n_layer <= 0 || dims->n_head_kv <= 0 || dims->head_dim_k <= 0 ||
         dims->head_dim_v <= 0 || dims->n_ctx <= 0)
@@ -27,23 +72,46 @@ rk_status rk_kv_create(const rk_kv_dims *dims, rk_kv_cache **out, rk_error *err)
     rk_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory");
     kv->dims = *dims;
+    kv->config = *config;
     kv->max_pages = (dims->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
-    kv->key_stride = (size_t)(dims->n_head_kv * dims->head_dim_k);
-    kv->value_stride = (size_t)(dims->n_head_kv * dims->head_dim_v);
     kv->pages = calloc((size_t)(dims->n_layer * kv->max_pages), sizeof *kv->pages);
-    if (!kv->pages) {
-        long long slots = (long long)(dims->n_layer * kv->max_pages);
-        free(kv);
-        return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for %lld page slots", slots);
+    kv->n_sealed = calloc((size_t)dims->n_layer, sizeof *kv->n_sealed);
+    kv->n_released = calloc((size_t)dims->n_layer, sizeof *kv->n_released);
+    rk_status s = RK_OK;
+    if (!kv->pages || !kv->n_sealed || !kv->n_released)
+        s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for %lld page slots",
+                         (long long)(dims->n_layer * kv->max_pages));
+    if (!s) s = make_codecs(kv, err);
+    if (s) {
+        rk_kv_free(kv);
+        return s;
     }
     *out = kv;
     return RK_OK;
 }
 
+static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
+    kv_page *p = &kv->pages[layer * kv->max_pages + i];
+    bool sealed = page_is_encoded(kv, layer, i);
+    if (p->keys) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[0] : kv->open_codec[0]);
+    if (p->values) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[1] : kv->open_codec[1]);
+    free(p->keys);
+    free(p->values);
+    p->keys = p->values = NULL;
+}
+
 void rk_kv_free(rk_kv_cache *kv) {
     if (!kv) return;
-    rk_kv_truncate(kv, 0);
+    if (kv->pages && kv->n_sealed)
+        for (int64_t l = 0; l < kv->dims.n_layer; l++)
+            for (int64_t i = 0; i < kv->max_pages; i++) free_page(kv, l, i);
+    for (int r = 0; r < 2; r++) {
+        rk_kv_codec_free(kv->open_codec[r]);
+        rk_kv_codec_free(kv->sealed_codec[r]);
+    }
     free(kv->pages);
+    free(kv->n_sealed);
+    free(kv->n_released);
     free(kv);
 }
 
@@ -52,52 +120,195 @@ rk_status rk_kv_reserve(rk_kv_cache *kv, int64_t n_tokens, rk_error *err) {
         return rk_error_set(err, RK_ERR_CONTEXT_FULL, "kv: %lld tokens exceed the context of %lld",
                             (long long)n_tokens, (long long)kv->dims.n_ctx);
     int64_t need = (n_tokens + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
+    const size_t kb = layer_page_bytes(kv, kv->open_codec[0]), vb = layer_page_bytes(kv, kv->open_codec[1]);
     for (; kv->n_pages < need; kv->n_pages++) {
         for (int64_t l = 0; l < kv->dims.n_layer; l++) {
             kv_page *p = &kv->pages[l * kv->max_pages + kv->n_pages];
-            if (!p->keys) p->keys = malloc(RK_KV_PAGE_TOKENS * kv->key_stride * sizeof(float));
-            if (!p->values)
-                p->values = malloc(RK_KV_PAGE_TOKENS * kv->value_stride * sizeof(float));
+            if (!p->keys && (p->keys = malloc(kb)) != NULL) kv->bytes += kb;
+            if (!p->values && (p->values = malloc(vb)) != NULL) kv->bytes += vb;
             if (!p->keys || !p->values)
-                return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for page %lld",
-                                    (long long)kv->n_pages);
+                return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for page %lld (%zu bytes)",
+                                    (long long)kv->n_pages, kb + vb);
         }
     }
     return RK_OK;
 }
 
-void rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens) {
-    int64_t keep = (n_tokens + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
-    for (int64_t l = 0; l < kv->dims.n_layer; l++) {
-        for (int64_t i = keep; i < kv->max_pages; i++) {
-            kv_page *p = &kv->pages[l * kv->max_pages + i];
-            free(p->keys);
-            free(p->values);
-            p->keys = p->values = NULL;
+/* Sealing: new codec buffers are allocated for the pages first (serially, so a failure leaves
+ * every page as it was), then (page, head, role) units are encoded on the pool, then the f32
+ * buffers are freed. A role whose codec is f32 keeps its buffer as is. */
+typedef struct seal_job {
+    rk_kv_cache *kv;
+    int64_t layer, first, count;   /* pages first .. first+count-1 */
+    uint8_t **fresh;               /* (count, 2) new buffers; NULL when the role stays f32 */
+} seal_job;
+
+static void seal_units(void *arg, int ith, int nth) {
+    seal_job *job = arg;
+    rk_kv_cache *kv = job->kv;
+    const int64_t H = kv->dims.n_head_kv;
+    int64_t begin, end;
+    rk_pool_split(job->count * H * 2, ith, nth, &begin, &end);
+    for (int64_t u = begin; u < end; u++) {
+        int64_t i = u / (H * 2), h = (u / 2) % H;
+        int r = (int)(u % 2);
+        uint8_t *dst = job->fresh[i * 2 + r];
+        if (!dst) continue;
+        const kv_page *p = &kv->pages[job->layer * kv->max_pages + job->first + i];
+        const uint8_t *src = r == 0 ? p->keys : p->values;
+        const rk_kv_codec *c = kv->sealed_codec[r];
+        const float *rows = (const float *)(src + h * rk_kv_codec_page_bytes(kv->open_codec[r]));
+        rk_kv_codec_get_ops(c)->encode(c, job->layer * H + h, rows, dst + h * rk_kv_codec_page_bytes(c));
+    }
+}
+
+rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens, rk_pool *pool,
+                                rk_error *err) {
+    int64_t full = n_tokens / RK_KV_PAGE_TOKENS;
+    if (full > kv->n_pages) full = kv->n_pages;
+    int64_t first = kv->n_sealed[layer], count = full - first;
+    if (count <= 0) return RK_OK;
+    uint8_t *fresh_small[2 * 8];
+    uint8_t **fresh = count <= 8 ? fresh_small : calloc((size_t)count * 2, sizeof *fresh);
+    if (!fresh) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory sealing pages");
+    rk_status s = RK_OK;
+    for (int64_t i = 0; i < count; i++)
+        for (int r = 0; r < 2; r++) {
+            bool encode = rk_kv_codec_get_spec(kv->sealed_codec[r])->kind != RK_KV_CODEC_F32;
+            fresh[i * 2 + r] = encode ? malloc(layer_page_bytes(kv, kv->sealed_codec[r])) : NULL;
+            if (encode && !fresh[i * 2 + r] && !s)
+                s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory sealing page %lld of layer %lld",
+                                 (long long)(first + i), (long long)layer);
+        }
+    if (!s) {
+        seal_job job = {kv, layer, first, count, fresh};
+        if (pool)
+            rk_pool_run(pool, seal_units, &job);
+        else
+            seal_units(&job, 0, 1);
+        for (int64_t i = 0; i < count; i++) {
+            kv_page *p = &kv->pages[layer * kv->max_pages + first + i];
+            uint8_t **slot[2] = {&p->keys, &p->values};
+            for (int r = 0; r < 2; r++) {
+                if (!fresh[i * 2 + r]) continue;
+                kv->bytes += layer_page_bytes(kv, kv->sealed_codec[r]);
+                kv->bytes -= layer_page_bytes(kv, kv->open_codec[r]);
+                free(*slot[r]);
+                *slot[r] = fresh[i * 2 + r];
+            }
+        }
+        kv->n_sealed[layer] = full;
+    } else {
+        for (int64_t i = 0; i < count * 2; i++) free(fresh[i]);
+    }
+    if (fresh != fresh_small) free(fresh);
+    return s;
+}
+
+/* Decodes sealed page i of `layer` back into f32 buffers (the page becomes open). */
+static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err) {
+    kv_page *p = &kv->pages[layer * kv->max_pages + i];
+    uint8_t **slot[2] = {&p->keys, &p->values};
+    uint8_t *fresh[2] = {NULL, NULL};
+    for (int r = 0; r < 2; r++) {
+        if (rk_kv_codec_get_spec(kv->sealed_codec[r])->kind == RK_KV_CODEC_F32) continue;
+        fresh[r] = malloc(layer_page_bytes(kv, kv->open_codec[r]));
+        if (!fresh[r]) {
+            free(fresh[0]);
+            return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory re-opening page %lld of layer %lld",
+                                (long long)i, (long long)layer);
         }
     }
+    const int64_t H = kv->dims.n_head_kv;
+    for (int r = 0; r < 2; r++) {
+        if (!fresh[r]) continue;
+        const rk_kv_codec *c = kv->sealed_codec[r];
+        for (int64_t h = 0; h < H; h++)
+            rk_kv_codec_get_ops(c)->decode(c, layer * H + h, *slot[r] + h * rk_kv_codec_page_bytes(c), 0,
+                                           RK_KV_PAGE_TOKENS,
+                                           (float *)(fresh[r] + h * rk_kv_codec_page_bytes(kv->open_codec[r])));
+        kv->bytes += layer_page_bytes(kv, kv->open_codec[r]);
+        kv->bytes -= layer_page_bytes(kv, c);
+        free(*slot[r]);
+        *slot[r] = fresh[r];
+    }
+    kv->n_sealed[layer] = i;
+    return RK_OK;
+}
+
+void rk_kv_release_before(rk_kv_cache *kv, int64_t layer, int64_t pos) {
+    int64_t end = pos / RK_KV_PAGE_TOKENS;
+    if (end > kv->n_sealed[layer]) end = kv->n_sealed[layer]; /* only full pages */
+    for (int64_t i = kv->n_released[layer]; i < end; i++) free_page(kv, layer, i);
+    if (end > kv->n_released[layer]) kv->n_released[layer] = end;
+}
+
+int64_t rk_kv_first_kept(const rk_kv_cache *kv) {
+    int64_t pages = 0;
+    for (int64_t l = 0; l < kv->dims.n_layer; l++)
+        if (kv->n_released[l] > pages) pages = kv->n_released[l];
+    return pages * RK_KV_PAGE_TOKENS;
+}
+
+rk_status rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens, rk_error *err) {
+    int64_t keep = (n_tokens + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
+    bool partial = n_tokens % RK_KV_PAGE_TOKENS != 0;
+    int64_t first_kept = rk_kv_first_kept(kv);
+    if (n_tokens > 0 && first_kept > 0 && (n_tokens - 1) / RK_KV_PAGE_TOKENS < first_kept / RK_KV_PAGE_TOKENS)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "kv: cannot rewind to position %lld: sliding-window layers released the "
+                            "positions before %lld (start again from 0)",
+                            (long long)n_tokens, (long long)first_kept);
+    for (int64_t l = 0; l < kv->dims.n_layer; l++) {
+        if (partial && page_is_encoded(kv, l, keep - 1)) {
+            rk_status s = reopen_page(kv, l, keep - 1, err);
+            if (s) return s;
+        }
+    }
+    for (int64_t l = 0; l < kv->dims.n_layer; l++) {
+        for (int64_t i = keep; i < kv->max_pages; i++) free_page(kv, l, i);
+        int64_t full_kept = partial ? keep - 1 : keep; /* a partly kept page is open again */
+        if (kv->n_sealed[l] > full_kept) kv->n_sealed[l] = full_kept;
+        if (kv->n_released[l] > keep) kv->n_released[l] = keep;
+    }
     if (kv->n_pages > keep) kv->n_pages = keep;
+    return RK_OK;
 }
 
 float *rk_kv_key(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos) {
     const kv_page *p = &kv->pages[layer * kv->max_pages + pos / RK_KV_PAGE_TOKENS];
     const int64_t dk = kv->dims.head_dim_k;
-    return p->keys + (size_t)((head * RK_KV_PAGE_TOKENS + pos % RK_KV_PAGE_TOKENS) * dk);
+    return (float *)p->keys + (size_t)((head * RK_KV_PAGE_TOKENS + pos % RK_KV_PAGE_TOKENS) * dk);
 }
 
 float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos) {
     const kv_page *p = &kv->pages[layer * kv->max_pages + pos / RK_KV_PAGE_TOKENS];
     const int64_t dv = kv->dims.head_dim_v;
-    return p->values + (size_t)((head * RK_KV_PAGE_TOKENS + pos % RK_KV_PAGE_TOKENS) * dv);
+    return (float *)p->values + (size_t)((head * RK_KV_PAGE_TOKENS + pos % RK_KV_PAGE_TOKENS) * dv);
+}
+
+void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page,
+                    rk_kv_page_view *view) {
+    const kv_page *p = &kv->pages[layer * kv->max_pages + page];
+    bool sealed = page_is_encoded(kv, layer, page);
+    view->key_codec = sealed ? kv->sealed_codec[0] : kv->open_codec[0];
+    view->value_codec = sealed ? kv->sealed_codec[1] : kv->open_codec[1];
+    view->keys = p->keys + head * rk_kv_codec_page_bytes(view->key_codec);
+    view->values = p->values + head * rk_kv_codec_page_bytes(view->value_codec);
+    view->stream = layer * kv->dims.n_head_kv + head;
 }
 
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv) {
-    return (size_t)kv->dims.n_layer * (kv->key_stride + kv->value_stride) * sizeof(float);
+    size_t page = layer_page_bytes(kv, kv->sealed_codec[0]) + layer_page_bytes(kv, kv->sealed_codec[1]);
+    return (size_t)kv->dims.n_layer * page / RK_KV_PAGE_TOKENS;
 }
 
-size_t rk_kv_bytes(const rk_kv_cache *kv) {
-    return (size_t)(kv->n_pages * kv->dims.n_layer) * RK_KV_PAGE_TOKENS *
-           (kv->key_stride + kv->value_stride) * sizeof(float);
+size_t rk_kv_bytes(const rk_kv_cache *kv) { return kv->bytes; }
+
+int64_t rk_kv_prep_floats(const rk_kv_cache *kv) {
+    int64_t a = rk_kv_codec_prep_floats(kv->open_codec[0]), b = rk_kv_codec_prep_floats(kv->sealed_codec[0]);
+    return a > b ? a : b;
 }
 
 const rk_kv_dims *rk_kv_get_dims(const rk_kv_cache *kv) { return &kv->dims; }
+const rk_kv_config *rk_kv_get_config(const rk_kv_cache *kv) { return &kv->config; }

@@ -3,10 +3,15 @@
  *
  * Keys and values live in pages of RK_KV_PAGE_TOKENS consecutive positions per layer; a page
  * is allocated when the sequence first reaches it, so memory grows with the context actually
- * used rather than n_ctx up front. Within a page each KV head's positions are contiguous:
- * (n_head_kv, page_tokens, head_dim), so attention streams one head's keys (and values) with
- * unit stride. Values are stored as f32 here; codecs and tiers (DESIGN.md "KV cache") build on
- * this page structure.
+ * used rather than n_ctx up front. Within a page each KV head's rows are one codec page (a
+ * *stream*: layer * n_head_kv + head), so attention streams one head's keys (and values).
+ *
+ * Life of a page: it is born open, in f32, and positions are written into it with rk_kv_key /
+ * rk_kv_value. Once every position of the page is written, rk_kv_seal_full_pages encodes it
+ * with the cache's key and value codecs and frees the f32 rows: a sealed page is immutable
+ * (which is what lets tiers move, checksum and encrypt it). The open tail page of every layer
+ * stays in f32, so the most recent tokens are always exact. Truncating into a sealed page
+ * decodes it back into an open f32 page (the values attention saw, not the originals).
  *
  * The cache takes plain dimensions, never a model object.
  */
@@ -16,9 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/threadpool.h"
+#include "kv/kv-codec.h"
 #include "ringkv.h"
-
-#define RK_KV_PAGE_TOKENS 256
 
 typedef struct rk_kv_cache rk_kv_cache;
 
@@ -30,30 +35,76 @@ typedef struct rk_kv_dims {
     int64_t n_ctx;        /* positions the cache may hold */
 } rk_kv_dims;
 
-/* *out belongs to the caller. RK_ERR_INVALID_ARG for non-positive dimensions. */
-rk_status rk_kv_create(const rk_kv_dims *dims, rk_kv_cache **out, rk_error *err);
+typedef struct rk_kv_config {
+    rk_kv_codec_spec key_codec;    /* codec of sealed key pages */
+    rk_kv_codec_spec value_codec;  /* codec of sealed value pages */
+    int simd_level;                /* rk_simd_level of the kernels */
+    uint64_t seed;                 /* rotations and sketches of tq codecs */
+} rk_kv_config;
+
+/* An f32 cache configuration (both codecs f32) for simd_level. */
+rk_kv_config rk_kv_config_f32(int simd_level);
+
+/* *out belongs to the caller. RK_ERR_INVALID_ARG for non-positive dimensions; the codecs'
+ * errors (RK_ERR_UNSUPPORTED for a head dimension a codec cannot lay out). */
+rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv_cache **out,
+                       rk_error *err);
 void rk_kv_free(rk_kv_cache *kv);
 
-/* Makes positions [0, n_tokens) addressable in every layer, allocating pages as needed.
+/* Makes positions [0, n_tokens) addressable in every layer, allocating open pages as needed.
  * RK_ERR_CONTEXT_FULL beyond n_ctx; RK_ERR_NO_MEMORY when a page cannot be allocated
  * (pages allocated before the failure stay and are reused). */
 rk_status rk_kv_reserve(rk_kv_cache *kv, int64_t n_tokens, rk_error *err);
 
-/* Frees the pages wholly beyond position n_tokens. */
-void rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens);
+/* Encodes every open page of `layer` that lies wholly below position n_tokens with the
+ * cache's codecs, spreading (page, head) pairs over `pool` (NULL: this thread). A page whose
+ * codec pages cannot be allocated stays open (still correct): RK_ERR_NO_MEMORY. */
+rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens, rk_pool *pool,
+                                rk_error *err);
 
-/* The key (head_dim_k floats) / value (head_dim_v floats) of KV head `head` at position pos
- * in a layer. pos must be reserved. Positions pos+1 .. up to the end of pos's page follow
- * contiguously (row stride head_dim). */
+/* Forgets positions n_tokens and beyond: frees the pages wholly beyond, and re-opens (decodes
+ * to f32) a sealed page that n_tokens falls inside. RK_ERR_NO_MEMORY if that page cannot be
+ * re-opened; RK_ERR_UNSUPPORTED when 0 < n_tokens and a layer released pages at or after
+ * n_tokens' page (rk_kv_release_before); in both cases the cache holds the same values. */
+rk_status rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens, rk_error *err);
+
+/* Frees the pages of `layer` that end at or before position `pos` (a sliding-window layer
+ * whose queries will never look before pos again). Those positions can no longer be read or
+ * rewound to in that layer (see rk_kv_first_kept). */
+void rk_kv_release_before(rk_kv_cache *kv, int64_t layer, int64_t pos);
+
+/* The first position every layer still holds (0 unless pages were released). */
+int64_t rk_kv_first_kept(const rk_kv_cache *kv);
+
+/* Where to write the key (head_dim_k floats) / value (head_dim_v floats) of KV head `head` at
+ * position pos of a layer. pos must be reserved and its page open. Positions pos+1 .. the end
+ * of pos's page follow contiguously (row stride head_dim). */
 float *rk_kv_key(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos);
 float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos);
 
-/* Bytes one position takes in every layer (keys and values). */
+/* One head's page as attention reads it: the codec of each part and its bytes (an open page
+ * reads through the f32 codec). Borrowed; valid until the page is sealed, truncated or freed. */
+typedef struct rk_kv_page_view {
+    const rk_kv_codec *key_codec;
+    const rk_kv_codec *value_codec;
+    const uint8_t *keys;
+    const uint8_t *values;
+    int64_t stream;     /* layer * n_head_kv + head */
+} rk_kv_page_view;
+
+void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page,
+                    rk_kv_page_view *view);
+
+/* Bytes one position takes in every layer (keys and values) once its page is sealed. */
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv);
 
-/* Bytes currently allocated for pages. */
+/* Bytes currently allocated for pages (open pages count at f32). */
 size_t rk_kv_bytes(const rk_kv_cache *kv);
 
+/* Most floats a prepared query takes for this cache's key codecs (f32 tail included). */
+int64_t rk_kv_prep_floats(const rk_kv_cache *kv);
+
 const rk_kv_dims *rk_kv_get_dims(const rk_kv_cache *kv);
+const rk_kv_config *rk_kv_get_config(const rk_kv_cache *kv);
 
 #endif

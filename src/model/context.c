@@ -10,7 +10,7 @@
 #include "model/context.h"
 
 rk_context_params rk_context_default_params(void) {
-    rk_context_params p = {0, 0, 512};
+    rk_context_params p = {0, 0, 512, NULL, NULL};
     return p;
 }
 
@@ -43,7 +43,8 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->attn_max_group = 1;
     for (int64_t d = 1; d <= group && d <= RK_ATTN_MAX_GROUP; d++)
         if (group % d == 0) ctx->attn_max_group = d;
-    ctx->attn_scratch = alloc_floats(n_threads * rk_attn_scratch_floats(ctx->attn_max_group, hp->head_dim_v), &failed);
+    ctx->attn_scratch_floats = rk_attn_scratch_floats(ctx->kv, ctx->attn_max_group);
+    ctx->attn_scratch = alloc_floats(n_threads * ctx->attn_scratch_floats, &failed);
     /* Quantised activation rows take at most 4 bytes per element (F32 rows), plus block
      * headers for formats with large scales (Q8_K: 292 bytes per 256). */
     int64_t widest = max4(hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim_v, 1);
@@ -57,6 +58,38 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->logits_cap = 1;
     ctx->logits = alloc_floats(hp->n_vocab, &failed);
     if (failed) return rk_error_set(err, RK_ERR_NO_MEMORY, "context: out of memory for buffers");
+    return RK_OK;
+}
+
+/* The default codec of sealed pages: f16, exact to f16 rounding at half of f32's bytes. */
+#define DEFAULT_KV_CODEC "f16"
+/* Seed of the tq codecs' rotations and sketches: fixed, so runs are reproducible. */
+#define KV_CODEC_SEED 0x72696e676b76ull
+
+static rk_status create_kv(rk_context *ctx, const rk_context_params *p, rk_error *err) {
+    const rk_hparams *hp = &ctx->model->hp;
+    rk_kv_config cfg = rk_kv_config_f32(ctx->model->simd);
+    cfg.seed = KV_CODEC_SEED;
+    rk_status s = rk_kv_codec_parse(p->kv_codec_k ? p->kv_codec_k : DEFAULT_KV_CODEC, &cfg.key_codec, err);
+    if (!s) s = rk_kv_codec_parse(p->kv_codec_v ? p->kv_codec_v : DEFAULT_KV_CODEC, &cfg.value_codec, err);
+    if (s) return s;
+    rk_kv_codec_spec_name(&cfg.key_codec, ctx->kv_codec_name[0], sizeof ctx->kv_codec_name[0]);
+    rk_kv_codec_spec_name(&cfg.value_codec, ctx->kv_codec_name[1], sizeof ctx->kv_codec_name[1]);
+    if (cfg.value_codec.qjl)
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "context: value codec %s: the QJL sketch is for keys only",
+                            ctx->kv_codec_name[1]);
+    rk_kv_dims dims = {hp->n_layer, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v, ctx->n_ctx};
+    s = rk_kv_create(&dims, &cfg, &ctx->kv, err);
+    if (s) return s;
+    /* Refuse a context the machine cannot hold before any work starts. */
+    size_t need = rk_kv_bytes_per_token(ctx->kv) * (size_t)ctx->n_ctx;
+    size_t avail = rk_available_memory_bytes();
+    if (avail > 0 && need > avail)
+        return rk_error_set(err, RK_ERR_NO_MEMORY,
+                            "context: %lld tokens need %.2f GiB of KV cache with keys %s and values %s, but only "
+                            "%.2f GiB of memory is available; use a smaller -c or a smaller codec (e.g. --kv-codec tq3.5)",
+                            (long long)ctx->n_ctx, need / 1073741824.0, ctx->kv_codec_name[0],
+                            ctx->kv_codec_name[1], avail / 1073741824.0);
     return RK_OK;
 }
 
@@ -79,9 +112,8 @@ rk_status rk_context_create(const rk_model *model, const rk_context_params *para
     ctx->attn_ops = rk_attn_get_ops(model->simd);
     ctx->n_ctx = p.n_ctx;
     ctx->n_ubatch = p.n_ubatch < p.n_ctx ? p.n_ubatch : p.n_ctx;
-    rk_kv_dims dims = {hp->n_layer, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v, p.n_ctx};
     rk_status s = rk_pool_create(p.n_threads, &ctx->pool, err);
-    if (!s) s = rk_kv_create(&dims, &ctx->kv, err);
+    if (!s) s = create_kv(ctx, &p, err);
     if (!s) s = alloc_buffers(ctx, p.n_threads, err);
     if (s) {
         rk_context_free(ctx);
@@ -106,13 +138,24 @@ int64_t rk_context_n_ctx(const rk_context *ctx) { return ctx->n_ctx; }
 int64_t rk_context_n_past(const rk_context *ctx) { return ctx->n_past; }
 size_t rk_context_kv_bytes_per_token(const rk_context *ctx) { return rk_kv_bytes_per_token(ctx->kv); }
 size_t rk_context_kv_bytes_in_use(const rk_context *ctx) { return rk_kv_bytes(ctx->kv); }
+const char *rk_context_kv_codec_k(const rk_context *ctx) { return ctx->kv_codec_name[0]; }
+const char *rk_context_kv_codec_v(const rk_context *ctx) { return ctx->kv_codec_name[1]; }
 
 rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err) {
     if (pos < 0 || pos > ctx->n_past)
         return rk_error_set(err, RK_ERR_INVALID_ARG, "context: cannot truncate to %lld (have %lld tokens)",
                             (long long)pos, (long long)ctx->n_past);
+    /* the next query (at pos) reads back to pos + 1 - window in sliding-window layers, whose
+     * older pages may have been released */
+    int64_t window = ctx->model->hp.sliding_window, first = rk_kv_first_kept(ctx->kv);
+    int64_t needed = window > 0 && pos + 1 > window ? pos + 1 - window : 0;
+    if (pos > 0 && first > needed)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "context: cannot rewind to position %lld: the sliding-window layers kept only "
+                            "positions %lld and later (start again from 0)", (long long)pos, (long long)first);
+    rk_status s = rk_kv_truncate(ctx->kv, pos, err);
+    if (s) return s;
     ctx->n_past = pos;
-    rk_kv_truncate(ctx->kv, pos);
     ctx->n_logits = 0;
     return RK_OK;
 }

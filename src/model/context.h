@@ -29,7 +29,9 @@ struct rk_context {
     float *hb2;      /* (n_ubatch, n_ff) */
     float *cos_sin;  /* (n_ubatch, rot_dim) for the current layer's RoPE base */
     int64_t attn_max_group; /* query heads per attention work unit: a divisor of the GQA group */
-    float *attn_scratch; /* (n_threads, rk_attn_scratch_floats(attn_max_group, head_dim_v)) */
+    int64_t attn_scratch_floats; /* per thread: rk_attn_scratch_floats(kv, attn_max_group) */
+    float *attn_scratch; /* (n_threads, attn_scratch_floats) */
+    char kv_codec_name[2][32];   /* canonical names of the key and value codecs */
     void *mm_scratch;    /* quantised activations, the largest product needs */
     /* split-K decode: one partial per (query head, key page), merged in page order */
     int64_t max_splits;          /* pages the context can hold */

@@ -34,7 +34,7 @@ static void attention_rows(void *arg, int ith, int nth) {
     const int64_t group = hp->n_head / hp->n_head_kv, hpu = job->heads_per_unit;
     const int64_t q_dim = hp->n_head * hp->head_dim_k, a_dim = hp->n_head * hp->head_dim_v;
     const bool local = hp->layer_is_local[job->layer];
-    float *scratch = ctx->attn_scratch + ith * rk_attn_scratch_floats(ctx->attn_max_group, hp->head_dim_v);
+    float *scratch = ctx->attn_scratch + ith * ctx->attn_scratch_floats;
     const int64_t units_per_token = hp->n_head / hpu;
     int64_t begin, end;
     rk_pool_split(job->n * units_per_token, ith, nth, &begin, &end);
@@ -80,7 +80,7 @@ static void attention_split(void *arg, int ith, int nth) {
     rk_context *ctx = job->ctx;
     const rk_hparams *hp = &ctx->model->hp;
     const int64_t hpu = job->heads_per_unit, group = hp->n_head / hp->n_head_kv;
-    float *scratch = ctx->attn_scratch + ith * rk_attn_scratch_floats(ctx->attn_max_group, hp->head_dim_v);
+    float *scratch = ctx->attn_scratch + ith * ctx->attn_scratch_floats;
     int64_t begin, end;
     rk_pool_split((hp->n_head / hpu) * job->n_splits, ith, nth, &begin, &end);
     for (int64_t w = begin; w < end; w++) {
@@ -202,7 +202,8 @@ static void run_rows(rk_context *ctx, int64_t il, int64_t n, int64_t pos0, row_s
         rk_pool_run(ctx->pool, row_stage_run, &job);
 }
 
-static void attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0) {
+static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0,
+                                 rk_error *err) {
     const rk_hparams *hp = &ctx->model->hp;
     const rk_layer *L = &ctx->model->layers[il];
     const int64_t E = hp->n_embd;
@@ -211,6 +212,10 @@ static void attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0
     rk_matmul(ctx->pool, &L->wk, ctx->xb, E, n, ctx->k, hp->n_head_kv * hp->head_dim_k, ctx->mm_scratch);
     rk_matmul(ctx->pool, &L->wv, ctx->xb, E, n, ctx->v, hp->n_head_kv * hp->head_dim_v, ctx->mm_scratch);
     run_rows(ctx, il, n, pos0, STAGE_QKV_POST);
+    /* Pages this micro-batch filled are encoded now, so its own queries already read them
+     * through the codec (as every later query will). */
+    rk_status s = rk_kv_seal_full_pages(ctx->kv, il, pos0 + n, n > 1 ? ctx->pool : NULL, err);
+    if (s) return s;
     if (n == 1) {
         attention_decode(ctx, il, pos0);
     } else {
@@ -220,8 +225,13 @@ static void attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0
         attn_job job = {ctx, il, n, pos0, hpu};
         rk_pool_run(ctx->pool, attention_rows, &job);
     }
+    /* A sliding-window layer never looks before (next position + 1 - window) again: free those
+     * pages (Gemma 3 keeps 5 of every 6 layers' KV at two pages this way). */
+    if (hp->layer_is_local[il] && hp->sliding_window > 0)
+        rk_kv_release_before(ctx->kv, il, pos0 + n + 1 - hp->sliding_window);
     rk_matmul(ctx->pool, &L->wo, ctx->att, hp->n_head * hp->head_dim_v, n, ctx->xb, E, ctx->mm_scratch);
     run_rows(ctx, il, n, pos0, STAGE_ATTN_RESIDUAL);
+    return RK_OK;
 }
 
 static void ffn_block(rk_context *ctx, int64_t il, int64_t n) {
@@ -265,7 +275,8 @@ rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t
     if (!s) s = embed(ctx, tokens, n, err);
     if (s) return s;
     for (int64_t il = 0; il < hp->n_layer; il++) {
-        attention_block(ctx, il, n, pos0);
+        s = attention_block(ctx, il, n, pos0, err);
+        if (s) return s;
         ffn_block(ctx, il, n);
     }
     ctx->n_past = pos0 + n;

@@ -57,7 +57,9 @@ def last_json(stdout):
 
 def check_bad_inputs(tmp):
     cases = [
-        (["--kv-codec", "q4"], "kv codec 'q4' is not available yet (available: f32)"),
+        (["--kv-codec", "q3"], "kv codec 'q3' is unknown"),
+        (["--kv-codec", "tq5"], "tq offers the rates 2.5, 3, 3.5 and 4 bits"),
+        (["--kv-codec", "tq3+qjl"], "the QJL sketch is for keys only"),
         (["--haystack", os.path.join(tmp, "no-such-dir")], "no-such-dir"),
         (["--depths", "0,150"], "depth 150 is outside 0..100"),
         (["--lengths", "1M"], "beyond the model's context"),

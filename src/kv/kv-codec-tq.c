@@ -1,0 +1,345 @@
+/*
+ * kv-codec-tq.c — the TurboQuant ("tq") KV codec: layout, init, encode/decode, the query and
+ * output transforms, and the scalar reference kernels (AVX2 ones in kv-codec-tq-avx2.c).
+ *
+ * Rate. tqR spends exactly R bits per element with everything counted: a row (one token's
+ * vector of dimension d for one KV head) takes rate_x2 * d / 16 bytes. Of its rate_x2 * d / 2
+ * bits, 16 go to the f16 norm ||x||, and with +qjl (keys only) 16 more to the f16 residual norm
+ * gamma and d to the residual's sign sketch. The rest, coord_bits, is spread over the d rotated
+ * coordinates: b = floor(coord_bits / d) bits each, and coordinates 0 .. n_hi-1 get one bit
+ * more (n_hi = coord_bits - b*d). d must be a power of two >= 16 (and <= RK_KV_TQ_MAX_DIM),
+ * b >= 1, widths <= 4 and n_hi a multiple of 8; anything else is RK_ERR_UNSUPPORTED.
+ *
+ * Rotation. Stream s (layer * n_head_kv + head) rotates by y = H·D_s·x / sqrt(d), H the
+ * Walsh–Hadamard matrix, D_s a seeded ±1 diagonal (kv-tq-rotation.c). After it, the
+ * coordinates of x/||x|| look like those of a uniformly random unit vector, whatever x is.
+ *
+ * Codebooks. u = y / ||x|| * sqrt(d) (with ||x|| as stored, in f16) is quantised coordinate by
+ * coordinate to the nearest centroid of the Lloyd–Max codebook of its width for the density of
+ * such a coordinate (kv-tq-codebook.c); codes index the centroids C in ascending order. The
+ * centroids are rounded to bf16, which the AVX2 lookup needs and which changes the MSE by less
+ * than 0.1%. The reconstruction in the rotated domain is ŷ = ||x|| / sqrt(d) · C[code]. A zero
+ * vector (or one whose norm rounds to 0 in f16) encodes norm 0 and all-zero codes; norms above
+ * 65504 are clamped to the largest f16.
+ *
+ * QJL (keys, +qjl). r = y - ŷ, gamma = ||r||, signs = sign(S·r) (a set bit is +1, and 0 counts
+ * as +1) with S a seeded d×d matrix of iid N(0, 1), one per codec. Then q·x ≈ q_rot·ŷ +
+ * sqrt(pi/2)/d · gamma · (S·q_rot)·signs is unbiased over S. decode() returns the same estimate as
+ * a vector: the inverse rotation of ŷ + sqrt(pi/2)/d · gamma · S^T·signs, so decode(k)·q equals
+ * scores() up to float rounding.
+ *
+ * Row layout (bytes, little-endian):
+ *   [f16 norm] [qjl: f16 gamma] [qjl: d/8 bytes of signs, bit j of byte i = sign of (S r)_(8i+j)]
+ *   [b bit planes of d/8 bytes] [plane b: n_hi/8 bytes]
+ * In plane p, bit j of byte i is bit p of the code of coordinate 8i+j; plane b covers only the
+ * coordinates 0 .. n_hi-1. A page is RK_KV_PAGE_TOKENS rows back to back.
+ *
+ * Attention. prepare() rotates each query with the stream's rotation and, with qjl, appends
+ * S·q_rot: qp = [q_rot (d) | S·q_rot (d)], prep_floats = 2d (d without qjl). scores() dots the
+ * prepared query with the codes' centroids. weighted_sum() accumulates w_t·||x_t||/sqrt(d)·C
+ * in the rotated domain and finish() applies the inverse rotation of the stream (the QJL part
+ * is for keys and never enters weighted sums). Encode is scalar at every SIMD level, so the
+ * bytes depend only on the seed.
+ */
+#include "kv/kv-codec-tq.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "quant/quant.h"
+
+static void put_u16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static float get_f16(const uint8_t *p) { return rk_fp16_to_fp32((uint16_t)(p[0] | p[1] << 8)); }
+
+static const rk_kv_tq_state *tq_state(const rk_kv_codec *c) { return c->state; }
+
+/* y += a·x (restrict: the compiler may vectorise it; the result is the same either way). */
+static void axpy(float *restrict y, float a, const float *restrict x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+/* out = S·v (d floats) as a sum of the columns of S, which are the contiguous rows of st. */
+static void mul_s(const rk_kv_tq_state *s, const float *v, float *out) {
+    memset(out, 0, (size_t)s->dim * sizeof(float));
+    for (int64_t j = 0; j < s->dim; j++)
+        axpy(out, v[j], s->st + j * s->dim, s->dim);
+}
+
+static const uint8_t *stream_signs(const rk_kv_tq_state *s, int64_t stream) {
+    return s->signs + stream * (s->dim / 8);
+}
+
+/* ---- encode ---- */
+
+static int nearest_code(const rk_kv_tq_codebook *bk, float u) {
+    const int n = 1 << bk->width;
+    int code = 0;
+    while (code + 1 < n && u > bk->threshold[code])
+        code++;
+    return code;
+}
+
+static float clamp_f16_range(double v) { return v < 65504.0 ? (float)v : 65504.0f; }
+
+/* The QJL part of a row from the residual r (rotated domain): gamma and sign(S r). */
+static void encode_qjl(const rk_kv_tq_state *s, const float *r, uint8_t *row) {
+    const int64_t d = s->dim;
+    float sr[RK_KV_TQ_MAX_DIM];
+    double ss = 0.0;
+    for (int64_t j = 0; j < d; j++)
+        ss += (double)r[j] * r[j];
+    put_u16(row + s->off_gamma, rk_fp32_to_fp16(clamp_f16_range(sqrt(ss))));
+    mul_s(s, r, sr);
+    uint8_t *bits = row + s->off_signs;
+    for (int64_t i = 0; i < d; i++)
+        if (sr[i] >= 0.0f) bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+
+static void encode_row(const rk_kv_tq_state *s, const uint8_t *signs, const float *x,
+                       uint8_t *row) {
+    const int64_t d = s->dim;
+    float y[RK_KV_TQ_MAX_DIM];
+    double ss = 0.0;
+    for (int64_t j = 0; j < d; j++)
+        ss += (double)x[j] * x[j];
+    const uint16_t nh = rk_fp32_to_fp16(clamp_f16_range(sqrt(ss)));
+    const float nf = rk_fp16_to_fp32(nh);
+    memset(row, 0, s->row_bytes);
+    put_u16(row, nh);
+    if (!(nf > 0.0f)) return;
+    memcpy(y, x, (size_t)d * sizeof(float));
+    rk_kv_tq_rotate(y, d, signs);
+    const float to_unit = sqrtf((float)d) / nf, from_unit = nf * s->inv_sqrt_d;
+    uint8_t *planes = row + s->off_planes;
+    for (int64_t j = 0; j < d; j++) {
+        const rk_kv_tq_codebook *bk = &s->book[j < s->n_hi];
+        const int code = nearest_code(bk, y[j] * to_unit);
+        for (int p = 0; p < bk->width; p++)
+            if ((code >> p) & 1)
+                planes[(size_t)p * s->plane_bytes + (size_t)(j >> 3)] |= (uint8_t)(1u << (j & 7));
+        y[j] -= from_unit * bk->centroid[code]; /* y becomes the residual r */
+    }
+    if (s->qjl) encode_qjl(s, y, row);
+}
+
+static void tq_encode(const rk_kv_codec *c, int64_t stream, const float *rows, uint8_t *page) {
+    const rk_kv_tq_state *s = tq_state(c);
+    for (int64_t t = 0; t < RK_KV_PAGE_TOKENS; t++)
+        encode_row(s, stream_signs(s, stream), rows + t * s->dim, page + (size_t)t * s->row_bytes);
+}
+
+/* ---- decode (rotated domain helpers shared by the scalar kernels) ---- */
+
+/* vals[j] = C[code_j] of a row: the MSE reconstruction divided by norm/sqrt(d). */
+static void row_centroids(const rk_kv_tq_state *s, const uint8_t *row, float *vals) {
+    const uint8_t *planes = row + s->off_planes;
+    for (int64_t j = 0; j < s->dim; j++)
+        vals[j] = s->book[j < s->n_hi].centroid[rk_kv_tq_code(s, planes, j)];
+}
+
+/* sgn[i] = ±1 from the row's QJL sign bits. */
+static void row_signs(const rk_kv_tq_state *s, const uint8_t *row, float *sgn) {
+    const uint8_t *bits = row + s->off_signs;
+    for (int64_t i = 0; i < s->dim; i++)
+        sgn[i] = (bits[i >> 3] >> (i & 7)) & 1 ? 1.0f : -1.0f;
+}
+
+static void tq_decode(const rk_kv_codec *c, int64_t stream, const uint8_t *page, int64_t t0,
+                      int64_t n, float *out) {
+    const rk_kv_tq_state *s = tq_state(c);
+    const int64_t d = s->dim;
+    float sgn[RK_KV_TQ_MAX_DIM];
+    for (int64_t t = 0; t < n; t++) {
+        const uint8_t *row = page + (size_t)(t0 + t) * s->row_bytes;
+        float *o = out + t * d;
+        const float row_scale = get_f16(row) * s->inv_sqrt_d;
+        row_centroids(s, row, o);
+        for (int64_t j = 0; j < d; j++)
+            o[j] *= row_scale;
+        if (s->qjl) { /* o += sqrt(pi/2)/d · gamma · S^T·signs */
+            const float g = s->qjl_coef * get_f16(row + s->off_gamma);
+            row_signs(s, row, sgn);
+            for (int64_t j = 0; j < d; j++) {
+                float dot = 0.0f;
+                for (int64_t i = 0; i < d; i++)
+                    dot += s->st[j * d + i] * sgn[i];
+                o[j] += g * dot;
+            }
+        }
+        rk_kv_tq_unrotate(o, d, stream_signs(s, stream));
+    }
+}
+
+/* ---- query and output transforms (every SIMD level) ---- */
+
+static void tq_prepare(const rk_kv_codec *c, int64_t stream, const float *q, int64_t n_q,
+                       float *qp) {
+    const rk_kv_tq_state *s = tq_state(c);
+    const int64_t d = s->dim;
+    for (int64_t g = 0; g < n_q; g++) {
+        float *o = qp + g * c->prep_floats;
+        memcpy(o, q + g * d, (size_t)d * sizeof(float));
+        rk_kv_tq_rotate(o, d, stream_signs(s, stream));
+        if (s->qjl) mul_s(s, o, o + d); /* S·q_rot */
+    }
+}
+
+static void tq_finish(const rk_kv_codec *c, int64_t stream, const float *acc, int64_t n_q,
+                      float *o) {
+    const rk_kv_tq_state *s = tq_state(c);
+    const int64_t d = s->dim;
+    float tmp[RK_KV_TQ_MAX_DIM];
+    for (int64_t g = 0; g < n_q; g++) {
+        memcpy(tmp, acc + g * d, (size_t)d * sizeof(float));
+        rk_kv_tq_unrotate(tmp, d, stream_signs(s, stream));
+        for (int64_t j = 0; j < d; j++)
+            o[g * d + j] += tmp[j];
+    }
+}
+
+/* ---- scalar kernels: the reference the AVX2 ones must match ---- */
+
+static void tq_scores(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                      const float *qp, int64_t n_q, float scale, float *out, int64_t out_stride) {
+    const rk_kv_tq_state *s = tq_state(c);
+    const int64_t d = s->dim;
+    float vals[RK_KV_TQ_MAX_DIM], sgn[RK_KV_TQ_MAX_DIM];
+    for (int64_t t = 0; t < n; t++) {
+        const uint8_t *row = page + (size_t)(t0 + t) * s->row_bytes;
+        const float row_scale = get_f16(row) * s->inv_sqrt_d;
+        const float qjl_scale = s->qjl ? s->qjl_coef * get_f16(row + s->off_gamma) : 0.0f;
+        row_centroids(s, row, vals);
+        if (s->qjl) row_signs(s, row, sgn);
+        for (int64_t g = 0; g < n_q; g++) {
+            const float *q = qp + g * c->prep_floats;
+            float mse = 0.0f, sketch = 0.0f;
+            for (int64_t j = 0; j < d; j++)
+                mse += q[j] * vals[j];
+            if (s->qjl)
+                for (int64_t i = 0; i < d; i++)
+                    sketch += q[d + i] * sgn[i];
+            out[g * out_stride + t] = scale * (row_scale * mse + qjl_scale * sketch);
+        }
+    }
+}
+
+static void tq_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                            const float *w, int64_t w_stride, int64_t n_q, float *acc) {
+    const rk_kv_tq_state *s = tq_state(c);
+    const int64_t d = s->dim;
+    float vals[RK_KV_TQ_MAX_DIM];
+    for (int64_t t = 0; t < n; t++) {
+        const uint8_t *row = page + (size_t)(t0 + t) * s->row_bytes;
+        const float row_scale = get_f16(row) * s->inv_sqrt_d;
+        row_centroids(s, row, vals);
+        for (int64_t g = 0; g < n_q; g++) {
+            const float wt = w[g * w_stride + t] * row_scale;
+            for (int64_t j = 0; j < d; j++)
+                acc[g * d + j] += wt * vals[j];
+        }
+    }
+}
+
+static const rk_kv_codec_ops tq_ops_scalar = {tq_encode, tq_decode,       tq_prepare,
+                                              tq_scores, tq_weighted_sum, tq_finish};
+static const rk_kv_codec_ops tq_ops_avx2 = {
+    tq_encode, tq_decode, tq_prepare, rk_kv_tq_scores_avx2, rk_kv_tq_weighted_sum_avx2, tq_finish};
+
+/* ---- init ---- */
+
+/* Fills the layout of s from (rate, qjl, d); RK_ERR_UNSUPPORTED naming why it cannot. */
+static rk_status tq_layout(rk_kv_tq_state *s, const rk_kv_codec *c, const char *name,
+                           rk_error *err) {
+    const int64_t d = c->dim;
+    if (d < 16 || (d & (d - 1)) != 0)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "kv codec %s: head dimension %lld is not a power of two >= 16 (the "
+                            "Hadamard rotation needs one)",
+                            name, (long long)d);
+    if (d > RK_KV_TQ_MAX_DIM)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "kv codec %s: head dimension %lld is above the supported %d", name,
+                            (long long)d, RK_KV_TQ_MAX_DIM);
+    const bool qjl = c->spec.qjl;
+    const int64_t overhead = 16 + (qjl ? 16 + d : 0);
+    const int64_t coord_bits = (int64_t)c->spec.rate_x2 * d / 2 - overhead;
+    const int64_t b = coord_bits > 0 ? coord_bits / d : 0, n_hi = coord_bits - b * d;
+    if (b < 1)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "kv codec %s: head dimension %lld leaves %lld bits for %lld "
+                            "coordinates after the norm%s; each needs at least 1",
+                            name, (long long)d, (long long)coord_bits, (long long)d,
+                            qjl ? "s and the sign sketch" : "");
+    if (b + (n_hi > 0) > RK_KV_TQ_MAX_WIDTH || n_hi % 8 != 0)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "kv codec %s: head dimension %lld needs %lld-bit codes for %lld "
+                            "coordinates (at most %d bits, a multiple of 8 coordinates)",
+                            name, (long long)d, (long long)(b + 1), (long long)n_hi,
+                            RK_KV_TQ_MAX_WIDTH);
+    s->dim = d;
+    s->b = (int)b;
+    s->n_hi = (int)n_hi;
+    s->qjl = qjl;
+    s->row_bytes = (size_t)(c->spec.rate_x2 * d / 16);
+    s->plane_bytes = (size_t)(d / 8);
+    s->off_gamma = 2;
+    s->off_signs = 4;
+    s->off_planes = qjl ? 4 + s->plane_bytes : 2;
+    s->inv_sqrt_d = 1.0f / sqrtf((float)d);
+    s->qjl_coef = (float)(sqrt(3.14159265358979323846 / 2.0) / (double)d);
+    return RK_OK;
+}
+
+static void tq_free_state(void *p) {
+    rk_kv_tq_state *s = p;
+    if (!s) return;
+    free(s->signs);
+    free(s->st);
+    free(s);
+}
+
+static rk_status tq_tables(rk_kv_tq_state *s, const rk_kv_codec *c, const char *name,
+                           rk_error *err) {
+    const int64_t d = s->dim;
+    if (c->n_streams > (int64_t)(SIZE_MAX / 2 / (size_t)(d / 8)))
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "kv codec %s: %lld streams is too many", name,
+                            (long long)c->n_streams);
+    s->signs = malloc((size_t)c->n_streams * (size_t)(d / 8));
+    s->st = s->qjl ? malloc((size_t)(d * d) * sizeof(float)) : NULL;
+    if (!s->signs || (s->qjl && !s->st))
+        return rk_error_set(err, RK_ERR_NO_MEMORY, "kv codec %s: out of memory (rotation tables)",
+                            name);
+    rk_kv_tq_fill_signs(c->seed, c->n_streams, d, s->signs);
+    if (s->qjl) rk_kv_tq_fill_gaussian(c->seed, d, s->st);
+    rk_status st = rk_kv_tq_codebook_build(d, s->b, &s->book[0], NULL, err);
+    if (!st && s->n_hi > 0) st = rk_kv_tq_codebook_build(d, s->b + 1, &s->book[1], NULL, err);
+    return st;
+}
+
+rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
+    char name[32];
+    rk_kv_codec_spec_name(&c->spec, name, sizeof name);
+    rk_kv_tq_state *s = calloc(1, sizeof *s);
+    if (!s) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv codec %s: out of memory", name);
+    rk_status st = tq_layout(s, c, name, err);
+    if (!st) st = tq_tables(s, c, name, err);
+    if (st) {
+        tq_free_state(s);
+        return st;
+    }
+    c->state = s;
+    c->free_state = tq_free_state;
+    c->page_bytes = (size_t)RK_KV_PAGE_TOKENS * s->row_bytes;
+    c->prep_floats = s->qjl ? 2 * s->dim : s->dim;
+    /* The AVX2 kernels work on 32 coordinates at a time. */
+    c->ops = c->simd >= RK_SIMD_AVX2 && s->dim >= 32 ? &tq_ops_avx2 : &tq_ops_scalar;
+    return RK_OK;
+}

@@ -1,0 +1,92 @@
+/*
+ * kv-codec-tq.h — the TurboQuant ("tq") codec's private state and helpers (private to src/kv
+ * and its tests). The format and the maths are described at the top of kv-codec-tq.c.
+ *
+ * Files:
+ *   kv-codec-tq.c        init, layout, encode/decode, prepare/finish, scalar kernels
+ *   kv-codec-tq-avx2.c   AVX2/FMA scores and weighted sums that decode inside the dot loop
+ *   kv-tq-rotation.c     seeded randomised Hadamard rotations and the QJL Gaussian matrix
+ *   kv-tq-codebook.c     Lloyd–Max codebooks for a coordinate of a random unit vector
+ */
+#ifndef RK_KV_CODEC_TQ_H
+#define RK_KV_CODEC_TQ_H
+
+#include "kv/kv-codec-impl.h"
+
+/* Largest head dimension: encode, decode and finish keep a few rows of this many floats on the
+ * stack (the decode loop never calls malloc). */
+#define RK_KV_TQ_MAX_DIM 1024
+#define RK_KV_TQ_MAX_WIDTH 4
+
+/* One codebook: 2^width centroids in ascending order (scaled so a coordinate has variance 1,
+ * exact in bf16) and the 2^width - 1 decision thresholds between neighbours. */
+typedef struct rk_kv_tq_codebook {
+    int width;
+    float centroid[1 << RK_KV_TQ_MAX_WIDTH];
+    float threshold[(1 << RK_KV_TQ_MAX_WIDTH) - 1];
+    /* AVX2 lookup: lut[k][lane*16 + code] = byte 2+k of the float centroid[code] (its two
+     * low bytes are zero), both 128-bit lanes the same, for vpshufb. */
+    uint8_t lut[2][32];
+} rk_kv_tq_codebook;
+
+typedef struct rk_kv_tq_state {
+    int64_t dim; /* d, a power of two */
+    int b;       /* low width: coordinates n_hi .. d-1 */
+    int n_hi;    /* coordinates 0 .. n_hi-1 use b+1 bits; a multiple of 8 */
+    bool qjl;
+    size_t row_bytes;   /* rate_x2 * d / 16 */
+    size_t off_gamma;   /* qjl: f16 residual norm */
+    size_t off_signs;   /* qjl: d/8 bytes of sign bits */
+    size_t off_planes;  /* first bit plane */
+    size_t plane_bytes; /* d/8 */
+    float inv_sqrt_d;
+    float qjl_coef;            /* sqrt(pi/2) / d */
+    rk_kv_tq_codebook book[2]; /* [0]: width b, [1]: width b+1 (when n_hi > 0) */
+    uint8_t *signs;            /* (n_streams, d/8): bit j set = D_s[j] is -1 */
+    float *st;                 /* qjl: S transposed, (d, d) row-major: st[j*d + i] = S[i][j] */
+} rk_kv_tq_state;
+
+/* ---- kv-tq-rotation.c ---- */
+
+/* The splitmix64 output function (a bijective 64-bit mixer). */
+uint64_t rk_kv_tq_mix64(uint64_t x);
+/* Fills signs (n_streams, d/8) with the ±1 diagonals D_s drawn from (seed, s). */
+void rk_kv_tq_fill_signs(uint64_t seed, int64_t n_streams, int64_t d, uint8_t *signs);
+/* Fills st (d, d) with S^T for S of iid N(0, 1) drawn from seed (Box–Muller). */
+void rk_kv_tq_fill_gaussian(uint64_t seed, int64_t d, float *st);
+/* In-place unnormalised Walsh–Hadamard transform of x (d a power of two). */
+void rk_kv_tq_fwht(float *x, int64_t d);
+/* x := H·D·x / sqrt(d) (forward) or D·H·x / sqrt(d) (inverse), signs = the stream's d/8 bytes. */
+void rk_kv_tq_rotate(float *x, int64_t d, const uint8_t *signs);
+void rk_kv_tq_unrotate(float *x, int64_t d, const uint8_t *signs);
+
+/* ---- kv-tq-codebook.c ---- */
+
+/* The Lloyd–Max quantiser of `width` bits (1..4) for one coordinate of a uniformly random unit
+ * vector of R^d times sqrt(d) (density ∝ (1 - x²/d)^((d-3)/2) on |x| < sqrt(d)), computed by
+ * Lloyd iterations on a fine grid. Fills book (centroids, thresholds, AVX2 tables) and, when
+ * mse is not NULL, the expected squared error per coordinate. RK_ERR_NO_MEMORY if the grid
+ * cannot be allocated. Deterministic. */
+rk_status rk_kv_tq_codebook_build(int64_t d, int width, rk_kv_tq_codebook *book, double *mse,
+                                  rk_error *err);
+
+/* ---- kv-codec-tq.c: row helpers shared with the AVX2 kernels ---- */
+
+/* The code of coordinate j of a row (planes = row + off_planes). */
+static inline int rk_kv_tq_code(const rk_kv_tq_state *s, const uint8_t *planes, int64_t j) {
+    const int nb = s->b + (j < s->n_hi);
+    int code = 0;
+    for (int p = 0; p < nb; p++)
+        code |= ((planes[(size_t)p * s->plane_bytes + (size_t)(j >> 3)] >> (j & 7)) & 1) << p;
+    return code;
+}
+
+/* ---- kv-codec-tq-avx2.c ---- */
+
+void rk_kv_tq_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                          const float *qp, int64_t n_q, float scale, float *out,
+                          int64_t out_stride);
+void rk_kv_tq_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                const float *w, int64_t w_stride, int64_t n_q, float *acc);
+
+#endif
