@@ -11,7 +11,6 @@
  *
  * A codec that rejects a role (QJL values) shows "-" there.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +48,8 @@ typedef struct {
 } bench_run;
 
 static void run_scores(const bench_run *b, int64_t p) {
-    b->ops->scores(b->c, b->pages + (size_t)p * b->page_bytes, 0, T, b->qp, b->n_q, 0.125f, b->out, T);
+    b->ops->scores(b->c, b->pages + (size_t)p * b->page_bytes, 0, T, b->qp, b->n_q, 0.125f, b->out,
+                   T);
 }
 
 static void run_weighted_sum(const bench_run *b, int64_t p) {
@@ -62,14 +62,16 @@ static void run_weighted_sum(const bench_run *b, int64_t p) {
 /* Nanoseconds per page of fn over b's pages: the best of 5 runs of about secs / 5 each (the
  * best, because other processes on a shared machine only ever make a run slower). */
 static double time_pages(const bench_run *b, void (*fn)(const bench_run *, int64_t), double secs) {
-    for (int64_t p = 0; p < b->n_pages && p < 64; p++) fn(b, p); /* warm up */
+    for (int64_t p = 0; p < b->n_pages && p < 64; p++)
+        fn(b, p); /* warm up */
     double best = 1e30;
     for (int run = 0; run < 5; run++) {
         int64_t calls = 0;
         const double t0 = now();
         double t1;
         do {
-            for (int64_t p = 0; p < b->n_pages; p++) fn(b, p);
+            for (int64_t p = 0; p < b->n_pages; p++)
+                fn(b, p);
             calls += b->n_pages;
         } while ((t1 = now()) - t0 < secs / 5);
         const double ns = (t1 - t0) * 1e9 / (double)calls;
@@ -91,10 +93,12 @@ static rk_kv_codec *make_pages(const char *name, rk_kv_role role, int64_t d, int
     const size_t pb = rk_kv_codec_page_bytes(c);
     float *x = malloc(sizeof(float) * (size_t)(T * d));
     uint64_t s = 0x243F6A8885A308D3ULL + (uint64_t)d;
-    for (int64_t i = 0; i < T * d; i++) x[i] = unif(&s) * (role == RK_KV_KEYS && i % d == 3 ? 8.0f : 1.0f);
+    for (int64_t i = 0; i < T * d; i++)
+        x[i] = unif(&s) * (role == RK_KV_KEYS && i % d == 3 ? 8.0f : 1.0f);
     rk_kv_codec_get_ops(c)->encode(c, 0, x, buf);
     *n_big = (int64_t)(BIG_BYTES / pb);
-    for (int64_t p = 1; p < *n_big; p++) memcpy(buf + (size_t)p * pb, buf, pb);
+    for (int64_t p = 1; p < *n_big; p++)
+        memcpy(buf + (size_t)p * pb, buf, pb);
     free(x);
     return c;
 }
@@ -114,8 +118,10 @@ static void bench_op(bench_run *b, rk_kv_codec *c, const uint8_t *buf, int64_t n
 }
 
 static void print_cell(double v, int width, int prec) {
-    if (v > 0) printf(" %*.*f", width, prec, v);
-    else printf(" %*s", width, "-");
+    if (v > 0)
+        printf(" %*.*f", width, prec, v);
+    else
+        printf(" %*s", width, "-");
 }
 
 /* pb: key page bytes (for the bits column and the scores), pbv: value page bytes. */
@@ -124,10 +130,14 @@ static void print_row(const char *name, int64_t d, int64_t n_q, size_t pb, size_
     const size_t shown = pb ? pb : pbv;
     printf("%-10s %4lld %3lld %5.2f %9zu", name, (long long)d, (long long)n_q,
            8.0 * (double)shown / (double)(T * d), shown);
-    for (int k = 0; k < 2; k++) print_cell(sc[k], 9, 0);
-    for (int k = 0; k < 2; k++) print_cell(ws[k], 9, 0);
-    for (int k = 0; k < 2; k++) print_cell(sc[k] > 0 ? (double)pb / sc[k] : 0.0, 7, 1);
-    for (int k = 0; k < 2; k++) print_cell(ws[k] > 0 ? (double)pbv / ws[k] : 0.0, 7, 1);
+    for (int k = 0; k < 2; k++)
+        print_cell(sc[k], 9, 0);
+    for (int k = 0; k < 2; k++)
+        print_cell(ws[k], 9, 0);
+    for (int k = 0; k < 2; k++)
+        print_cell(sc[k] > 0 ? (double)pb / sc[k] : 0.0, 7, 1);
+    for (int k = 0; k < 2; k++)
+        print_cell(ws[k] > 0 ? (double)pbv / ws[k] : 0.0, 7, 1);
     printf("\n");
 }
 
@@ -139,8 +149,34 @@ static bool selected(const char *only, const char *name) {
     return false;
 }
 
+/* One table row: scores on key pages and weighted sums on value pages of codec `name`. */
+static void bench_codec(const char *name, int64_t d, int64_t n_q, int level, double secs,
+                        uint8_t *buf, const float *q, bench_run b) {
+    double sc[2] = {0, 0}, ws[2] = {0, 0};
+    size_t pb = 0, pbv = 0;
+    int64_t n_big;
+    b.n_q = n_q;
+    rk_kv_codec *c = make_pages(name, RK_KV_KEYS, d, level, buf, &n_big);
+    if (c) {
+        pb = rk_kv_codec_page_bytes(c);
+        float *qp = malloc(sizeof(float) * (size_t)(n_q * rk_kv_codec_prep_floats(c)));
+        rk_kv_codec_get_ops(c)->prepare(c, 0, q, n_q, qp);
+        b.qp = qp;
+        bench_op(&b, c, buf, n_big, run_scores, secs, sc);
+        rk_kv_codec_free(c);
+        free(qp);
+    }
+    if ((c = make_pages(name, RK_KV_VALUES, d, level, buf, &n_big))) {
+        pbv = rk_kv_codec_page_bytes(c);
+        bench_op(&b, c, buf, n_big, run_weighted_sum, secs, ws);
+        rk_kv_codec_free(c);
+    }
+    print_row(name, d, n_q, pb, pbv, sc, ws);
+}
+
 int main(int argc, char **argv) {
-    static const char *const names[] = {"f32", "f16", "q8", "q4", "tq2.5", "tq3", "tq3.5", "tq4", "tq3.5+qjl"};
+    static const char *const names[] = {"f32", "f16",   "q8",  "q4",       "tq2.5",
+                                        "tq3", "tq3.5", "tq4", "tq3.5+qjl"};
     static const int64_t dims[] = {64, 256}, heads[] = {3, 4};
     const double secs = argc > 1 ? atof(argv[1]) : 0.2;
     const char *only = argc > 2 ? argv[2] : NULL;
@@ -150,38 +186,20 @@ int main(int argc, char **argv) {
     float *out = malloc(sizeof(float) * 4 * T), *acc = malloc(sizeof(float) * 4 * 256);
     float *o = calloc(4 * 256, sizeof(float));
     uint64_t s = 7;
-    for (int i = 0; i < 4 * 256; i++) q[i] = unif(&s);
-    for (int i = 0; i < 4 * T; i++) w[i] = 0.5f * (unif(&s) + 1.0f) / (float)T;
-    printf("bench-kv-codec: SIMD level %s; ns per page of %d rows (L2: ~512 KiB of pages, mem: 256 MiB)\n",
+    for (int i = 0; i < 4 * 256; i++)
+        q[i] = unif(&s);
+    for (int i = 0; i < 4 * T; i++)
+        w[i] = 0.5f * (unif(&s) + 1.0f) / (float)T;
+    printf("bench-kv-codec: SIMD level %s; ns per page of %d rows; L2: ~512 KiB of pages, "
+           "mem: 256 MiB\n",
            rk_simd_level_name((rk_simd_level)level), T);
     printf("%-10s %4s %3s %5s %9s %9s %9s %9s %9s %7s %7s %7s %7s\n", "codec", "d", "nq", "bits",
            "B/page", "sc L2", "sc mem", "ws L2", "ws mem", "GB/s sc", "sc mem", "ws L2", "ws mem");
-    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
-        if (!selected(only, names[k])) continue;
-        for (size_t di = 0; di < 2; di++)
-            for (size_t hi = 0; hi < 2; hi++) {
-                double sc[2] = {0, 0}, ws[2] = {0, 0};
-                size_t pb = 0, pbv = 0;
-                int64_t n_big;
-                bench_run b = {.n_q = heads[hi], .w = w, .out = out, .acc = acc, .o = o};
-                rk_kv_codec *c = make_pages(names[k], RK_KV_KEYS, dims[di], level, buf, &n_big);
-                if (c) {
-                    pb = rk_kv_codec_page_bytes(c);
-                    float *qp = malloc(sizeof(float) * (size_t)(heads[hi] * rk_kv_codec_prep_floats(c)));
-                    rk_kv_codec_get_ops(c)->prepare(c, 0, q, heads[hi], qp);
-                    b.qp = qp;
-                    bench_op(&b, c, buf, n_big, run_scores, secs, sc);
-                    rk_kv_codec_free(c);
-                    free(qp);
-                }
-                if ((c = make_pages(names[k], RK_KV_VALUES, dims[di], level, buf, &n_big))) {
-                    pbv = rk_kv_codec_page_bytes(c);
-                    bench_op(&b, c, buf, n_big, run_weighted_sum, secs, ws);
-                    rk_kv_codec_free(c);
-                }
-                print_row(names[k], dims[di], heads[hi], pb, pbv, sc, ws);
-            }
-    }
+    const bench_run b = {.w = w, .out = out, .acc = acc, .o = o};
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+        for (size_t di = 0; di < 2 && selected(only, names[k]); di++)
+            for (size_t hi = 0; hi < 2; hi++)
+                bench_codec(names[k], dims[di], heads[hi], level, secs, buf, q, b);
     free(buf);
     free(q);
     free(w);

@@ -14,23 +14,44 @@ void rk_kv_f16_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0
                            const float *qp, int64_t n_q, float scale, float *out,
                            int64_t out_stride) {
     const int64_t d = c->dim, d8 = d & ~(int64_t)7;
-    const rk_kv_dot_job jb = {c, page + t0 * 2 * d, 2 * d, n, d8, qp, d, n_q, out, out_stride, false};
+    const rk_kv_dot_job jb = {.c = c,
+                              .rows = page + t0 * 2 * d,
+                              .stride = 2 * d,
+                              .n = n,
+                              .d8 = d8,
+                              .q = qp,
+                              .q_stride = d,
+                              .n_q = n_q,
+                              .out = out,
+                              .out_stride = out_stride,
+                              .prefetch = true};
     rk_kv_dot_avx2(&jb, f16_load8);
     float k[8];
     for (int64_t t = 0; d8 < d && t < n; t++) { /* channel tail */
         rk_kv_f16_rows(c, page, t0 + t, 1, d8, d - d8, k, 8);
         for (int64_t g = 0; g < n_q; g++)
-            for (int64_t j = d8; j < d; j++) out[g * out_stride + t] += qp[g * d + j] * k[j - d8];
+            for (int64_t j = d8; j < d; j++)
+                out[g * out_stride + t] += qp[g * d + j] * k[j - d8];
     }
     for (int64_t g = 0; g < n_q; g++)
-        for (int64_t t = 0; t < n; t++) out[g * out_stride + t] *= scale;
+        for (int64_t t = 0; t < n; t++)
+            out[g * out_stride + t] *= scale;
 }
 
-void rk_kv_f16_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
-                                 int64_t n, const float *w, int64_t w_stride, int64_t n_q,
-                                 float *acc) {
+void rk_kv_f16_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                 const float *w, int64_t w_stride, int64_t n_q, float *acc) {
     const int64_t d = c->dim, d8 = d & ~(int64_t)7;
-    const rk_kv_axpy_job jb = {c, page + t0 * 2 * d, 2 * d, n, d8, w, w_stride, n_q, acc, d};
+    const rk_kv_axpy_job jb = {.c = c,
+                               .rows = page + t0 * 2 * d,
+                               .stride = 2 * d,
+                               .n = n,
+                               .d8 = d8,
+                               .w = w,
+                               .w_stride = w_stride,
+                               .n_q = n_q,
+                               .acc = acc,
+                               .acc_stride = d,
+                               .prefetch = true};
     rk_kv_axpy_avx2(&jb, f16_load8);
     rk_kv_weighted_sum_tail(c, rk_kv_f16_rows, page, t0, n, w, w_stride, n_q, d8, acc);
 }

@@ -23,7 +23,7 @@ static void f16_encode(const rk_kv_codec *c, int64_t stream, const float *rows, 
 }
 
 void rk_kv_f16_rows(const rk_kv_codec *c, const uint8_t *page, int64_t t, int64_t nr, int64_t c0,
-                     int64_t cw, float *out, int64_t out_stride) {
+                    int64_t cw, float *out, int64_t out_stride) {
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = page + 2 * ((t + r) * c->dim + c0);
         for (int64_t j = 0; j < cw; j++) {
@@ -50,11 +50,22 @@ static void f16_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t 
     rk_kv_weighted_sum_ref(c, rk_kv_f16_rows, page, t0, n, w, w_stride, n_q, acc);
 }
 
-static const rk_kv_codec_ops f16_ops_scalar = {f16_encode, f16_decode, rk_kv_f32_prepare,
-                                               f16_scores, f16_weighted_sum, rk_kv_f32_finish};
-static const rk_kv_codec_ops f16_ops_avx2 = {f16_encode, f16_decode, rk_kv_f32_prepare,
-                                             rk_kv_f16_scores_avx2, rk_kv_f16_weighted_sum_avx2,
-                                             rk_kv_f32_finish};
+static const rk_kv_codec_ops f16_ops_scalar = {
+    .encode = f16_encode,
+    .decode = f16_decode,
+    .prepare = rk_kv_f32_prepare,
+    .scores = f16_scores,
+    .weighted_sum = f16_weighted_sum,
+    .finish = rk_kv_f32_finish,
+};
+static const rk_kv_codec_ops f16_ops_avx2 = {
+    .encode = f16_encode,
+    .decode = f16_decode,
+    .prepare = rk_kv_f32_prepare,
+    .scores = rk_kv_f16_scores_avx2,
+    .weighted_sum = rk_kv_f16_weighted_sum_avx2,
+    .finish = rk_kv_f32_finish,
+};
 
 rk_status rk_kv_codec_init_f16(rk_kv_codec *c, rk_error *err) {
     (void)err;

@@ -47,15 +47,17 @@ static inline int64_t rk_kv_q4_key_group_bytes(int64_t dim) {
 }
 
 /* q4 codes of one row: each block of 32 channels is 16 bytes; byte k holds channel k in its
- * low nibble and channel k + 16 in its high nibble (what rk_nibbles32 unpacks). */
+ * low nibble and channel k + 16 in its high nibble (what rk_nibbles32 unpacks). Channel j is
+ * in byte rk_kv_q4_byte(j), high nibble when j % 32 >= 16. */
+static inline int64_t rk_kv_q4_byte(int64_t j) { return (j / 32) * 16 + j % 16; }
 static inline int rk_kv_q4_code(const uint8_t *codes, int64_t j) {
-    const uint8_t b = codes[(j / 32) * 16 + (j % 16)];
+    const uint8_t b = codes[rk_kv_q4_byte(j)];
     return (j % 32) < 16 ? (b & 0x0F) : (b >> 4);
 }
 
 /* The decoder over whole rows: decode(page, t0, n) for every codec built on rows_fn. */
-static inline void rk_kv_decode_rows(const rk_kv_codec *c, rk_kv_rows_fn rows,
-                                     const uint8_t *page, int64_t t0, int64_t n, float *out) {
+static inline void rk_kv_decode_rows(const rk_kv_codec *c, rk_kv_rows_fn rows, const uint8_t *page,
+                                     int64_t t0, int64_t n, float *out) {
     rows(c, page, t0, n, 0, c->dim, out, c->dim);
 }
 
@@ -71,11 +73,13 @@ static inline void rk_kv_scores_ref(const rk_kv_codec *c, rk_kv_rows_fn rows, co
             rows(c, page, t0 + t, 1, c0, cw, k, RK_KV_CHUNK);
             for (int64_t g = 0; g < n_q; g++) {
                 float s = c0 > 0 ? out[g * out_stride + t] : 0.0f;
-                for (int64_t j = 0; j < cw; j++) s += qp[g * d + c0 + j] * k[j];
+                for (int64_t j = 0; j < cw; j++)
+                    s += qp[g * d + c0 + j] * k[j];
                 out[g * out_stride + t] = s;
             }
         }
-        for (int64_t g = 0; g < n_q; g++) out[g * out_stride + t] *= scale;
+        for (int64_t g = 0; g < n_q; g++)
+            out[g * out_stride + t] *= scale;
     }
 }
 
@@ -92,7 +96,8 @@ static inline void rk_kv_weighted_sum_ref(const rk_kv_codec *c, rk_kv_rows_fn ro
             rows(c, page, t0 + t, 1, c0, cw, v, RK_KV_CHUNK);
             for (int64_t g = 0; g < n_q; g++) {
                 const float wt = w[g * w_stride + t];
-                for (int64_t j = 0; j < cw; j++) acc[g * d + c0 + j] += wt * v[j];
+                for (int64_t j = 0; j < cw; j++)
+                    acc[g * d + c0 + j] += wt * v[j];
             }
         }
 }
@@ -108,7 +113,8 @@ static inline void rk_kv_weighted_sum_tail(const rk_kv_codec *c, rk_kv_rows_fn r
     for (int64_t t = 0; from < d && t < n; t++) {
         rows(c, page, t0 + t, 1, from, d - from, v, 8);
         for (int64_t g = 0; g < n_q; g++)
-            for (int64_t j = from; j < d; j++) acc[g * d + j] += w[g * w_stride + t] * v[j - from];
+            for (int64_t j = from; j < d; j++)
+                acc[g * d + j] += w[g * w_stride + t] * v[j - from];
     }
 }
 
@@ -116,9 +122,8 @@ static inline void rk_kv_weighted_sum_tail(const rk_kv_codec *c, rk_kv_rows_fn r
 void rk_kv_f16_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                            const float *qp, int64_t n_q, float scale, float *out,
                            int64_t out_stride);
-void rk_kv_f16_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
-                                 int64_t n, const float *w, int64_t w_stride, int64_t n_q,
-                                 float *acc);
+void rk_kv_f16_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                 const float *w, int64_t w_stride, int64_t n_q, float *acc);
 void rk_kv_q8_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                           const float *qp, int64_t n_q, float scale, float *out,
                           int64_t out_stride);
@@ -128,15 +133,13 @@ void rk_kv_q8_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64
 void rk_kv_q4k_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                            const float *qp, int64_t n_q, float scale, float *out,
                            int64_t out_stride);
-void rk_kv_q4k_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
-                                 int64_t n, const float *w, int64_t w_stride, int64_t n_q,
-                                 float *acc);
+void rk_kv_q4k_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                 const float *w, int64_t w_stride, int64_t n_q, float *acc);
 void rk_kv_q4v_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                            const float *qp, int64_t n_q, float scale, float *out,
                            int64_t out_stride);
-void rk_kv_q4v_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
-                                 int64_t n, const float *w, int64_t w_stride, int64_t n_q,
-                                 float *acc);
+void rk_kv_q4v_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                 const float *w, int64_t w_stride, int64_t n_q, float *acc);
 /* Scalar row decoders the AVX2 files reuse: f16's for channel tails (dim % 8 != 0), q4 keys'
  * for their weighted sum (which attention does not use). */
 void rk_kv_f16_rows(const rk_kv_codec *c, const uint8_t *page, int64_t t, int64_t nr, int64_t c0,

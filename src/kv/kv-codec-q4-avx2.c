@@ -25,7 +25,7 @@ static inline __m256 f32_load8(const rk_kv_codec *c, const uint8_t *row, int64_t
 }
 
 /* The codes of channels [c0, c0 + cw) of nr key rows (codes at `codes`, d / 2 bytes a row)
- * as floats into buf (nr, RK_KV_CHUNK). */
+ * as floats into buf (nr, cw). */
 static void q4k_unpack(const rk_kv_codec *c, const uint8_t *codes, int64_t nr, int64_t c0,
                        int64_t cw, float *buf) {
     const int64_t rb = c->dim / 2;
@@ -33,11 +33,12 @@ static void q4k_unpack(const rk_kv_codec *c, const uint8_t *codes, int64_t nr, i
         for (int64_t j = 0; j < cw; j += 32) {
             __m256 v[4];
             rk_kv_q4_block_avx2(codes + r * rb + (c0 + j) / 2, v);
-            for (int k = 0; k < 4; k++) _mm256_storeu_ps(buf + r * RK_KV_CHUNK + j + 8 * k, v[k]);
+            for (int k = 0; k < 4; k++)
+                _mm256_storeu_ps(buf + r * cw + j + 8 * k, v[k]);
         }
 }
 
-/* Channels [c0, c0 + cw) of nr value rows (at `rows`) decoded into buf (nr, RK_KV_CHUNK). */
+/* Channels [c0, c0 + cw) of nr value rows (at `rows`) decoded into buf (nr, cw). */
 static void q4v_decode(const rk_kv_codec *c, const uint8_t *rows, int64_t nr, int64_t c0,
                        int64_t cw, float *buf) {
     const int64_t d = c->dim, G = rk_kv_q4_value_group(d), rb = rk_kv_q4_value_row_bytes(d);
@@ -50,15 +51,15 @@ static void q4v_decode(const rk_kv_codec *c, const uint8_t *rows, int64_t nr, in
             __m256 v[4];
             rk_kv_q4_block_avx2(row + 4 * (d / G) + (c0 + j) / 2, v);
             for (int k = 0; k < 4; k++)
-                _mm256_storeu_ps(buf + r * RK_KV_CHUNK + j + 8 * k, _mm256_fmadd_ps(v[k], s, m));
+                _mm256_storeu_ps(buf + r * cw + j + 8 * k, _mm256_fmadd_ps(v[k], s, m));
         }
     }
 }
 
 /* qs[g * RK_KV_CHUNK + j] = q[g * d + c0 + j] * s_(c0+j) and qm[g] += Σ_j q[g * d + c0 + j] *
  * m_(c0+j) for j < cw, g < nq, from a keys group's header hdr (dim pairs of f16 scale, min). */
-static void q4k_fold_queries(const uint8_t *hdr, int64_t d, int64_t c0, int64_t cw,
-                             const float *q, int64_t nq, float *qs, float *qm) {
+static void q4k_fold_queries(const uint8_t *hdr, int64_t d, int64_t c0, int64_t cw, const float *q,
+                             int64_t nq, float *qs, float *qm) {
     float s[RK_KV_CHUNK], m[RK_KV_CHUNK];
     for (int64_t j = 0; j < cw; j++) {
         uint16_t h[2];
@@ -86,8 +87,17 @@ static void q4k_dot_codes(const rk_kv_codec *c, const uint8_t *codes, int64_t n,
     for (int64_t t = 0; t < n; t += Q4_DOT_ROWS) {
         const int64_t nr = rk_kv_min64(Q4_DOT_ROWS, n - t);
         q4k_unpack(c, codes + t * (c->dim / 2), nr, c0, cw, buf);
-        const rk_kv_dot_job jb = {c,  (const uint8_t *)buf, RK_KV_CHUNK * sizeof(float), nr, cw, qs,
-                                  RK_KV_CHUNK, nq, out + t, out_stride, c0 > 0};
+        const rk_kv_dot_job jb = {.c = c,
+                                  .rows = (const uint8_t *)buf,
+                                  .stride = 4 * cw,
+                                  .n = nr,
+                                  .d8 = cw,
+                                  .q = qs,
+                                  .q_stride = RK_KV_CHUNK,
+                                  .n_q = nq,
+                                  .out = out + t,
+                                  .out_stride = out_stride,
+                                  .accumulate = c0 > 0};
         rk_kv_dot_avx2(&jb, f32_load8);
     }
 }
@@ -126,9 +136,8 @@ void rk_kv_q4k_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0
     }
 }
 
-void rk_kv_q4k_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
-                                 int64_t n, const float *w, int64_t w_stride, int64_t n_q,
-                                 float *acc) {
+void rk_kv_q4k_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                 const float *w, int64_t w_stride, int64_t n_q, float *acc) {
     rk_kv_weighted_sum_ref(c, rk_kv_q4k_rows, page, t0, n, w, w_stride, n_q, acc);
 }
 
@@ -142,18 +151,27 @@ void rk_kv_q4v_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0
         for (int64_t c0 = 0; c0 < d; c0 += RK_KV_CHUNK) {
             const int64_t cw = rk_kv_min64(RK_KV_CHUNK, d - c0);
             q4v_decode(c, page + (t0 + t) * rb, nr, c0, cw, buf);
-            const rk_kv_dot_job jb = {c,  (const uint8_t *)buf, RK_KV_CHUNK * sizeof(float), nr, cw,
-                                      qp + c0, d, n_q, out + t, out_stride, c0 > 0};
+            const rk_kv_dot_job jb = {.c = c,
+                                      .rows = (const uint8_t *)buf,
+                                      .stride = 4 * cw,
+                                      .n = nr,
+                                      .d8 = cw,
+                                      .q = qp + c0,
+                                      .q_stride = d,
+                                      .n_q = n_q,
+                                      .out = out + t,
+                                      .out_stride = out_stride,
+                                      .accumulate = c0 > 0};
             rk_kv_dot_avx2(&jb, f32_load8);
         }
     }
     for (int64_t g = 0; g < n_q; g++)
-        for (int64_t t = 0; t < n; t++) out[g * out_stride + t] *= scale;
+        for (int64_t t = 0; t < n; t++)
+            out[g * out_stride + t] *= scale;
 }
 
-void rk_kv_q4v_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
-                                 int64_t n, const float *w, int64_t w_stride, int64_t n_q,
-                                 float *acc) {
+void rk_kv_q4v_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                 const float *w, int64_t w_stride, int64_t n_q, float *acc) {
     const int64_t d = c->dim, rb = rk_kv_q4_value_row_bytes(d);
     float buf[RK_KV_AXPY_ROWS * RK_KV_CHUNK];
     for (int64_t t = 0; t < n; t += RK_KV_AXPY_ROWS) {
@@ -161,8 +179,16 @@ void rk_kv_q4v_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int6
         for (int64_t c0 = 0; c0 < d; c0 += RK_KV_CHUNK) {
             const int64_t cw = rk_kv_min64(RK_KV_CHUNK, d - c0);
             q4v_decode(c, page + (t0 + t) * rb, nr, c0, cw, buf);
-            const rk_kv_axpy_job jb = {c, (const uint8_t *)buf, RK_KV_CHUNK * sizeof(float), nr, cw,
-                                       w + t, w_stride, n_q, acc + c0, d};
+            const rk_kv_axpy_job jb = {.c = c,
+                                       .rows = (const uint8_t *)buf,
+                                       .stride = 4 * cw,
+                                       .n = nr,
+                                       .d8 = cw,
+                                       .w = w + t,
+                                       .w_stride = w_stride,
+                                       .n_q = n_q,
+                                       .acc = acc + c0,
+                                       .acc_stride = d};
             rk_kv_axpy_avx2(&jb, f32_load8);
         }
     }

@@ -37,13 +37,15 @@ static uint16_t f16_floor(float v) {
     if (v > 65504.0f) return 0x7BFF;
     if (v < -65504.0f) return 0xFBFF;
     uint16_t h = rk_fp32_to_fp16(v);
-    if (rk_fp16_to_fp32(h) > v) h = (h & 0x8000) ? (uint16_t)(h + 1) : (h ? (uint16_t)(h - 1) : 0x8001);
+    if (rk_fp16_to_fp32(h) > v)
+        h = (h & 0x8000) ? (uint16_t)(h + 1) : (h ? (uint16_t)(h - 1) : 0x8001);
     return h;
 }
 
 /* The scale and min of the n values x[i * stride]: hdr = {f16 scale, f16 min}, *s and *m the
  * same as floats. */
-static void q4_params(const float *x, int64_t n, int64_t stride, uint8_t hdr[4], float *s, float *m) {
+static void q4_params(const float *x, int64_t n, int64_t stride, uint8_t hdr[4], float *s,
+                      float *m) {
     float lo = x[0], hi = x[0];
     for (int64_t i = 1; i < n; i++) {
         lo = fminf(lo, x[i * stride]);
@@ -61,7 +63,7 @@ static void q4_params(const float *x, int64_t n, int64_t stride, uint8_t hdr[4],
 static void q4_put(uint8_t *codes, int64_t j, float x, float s, float m) {
     const float q = s > 0.0f ? roundf((x - m) / s) : 0.0f;
     const int code = (int)fminf(fmaxf(q, 0.0f), 15.0f); /* NaN -> 0 */
-    codes[(j / 32) * 16 + (j % 16)] |= (uint8_t)((j % 32) < 16 ? code : code << 4);
+    codes[rk_kv_q4_byte(j)] |= (uint8_t)((j % 32) < 16 ? code : code << 4);
 }
 
 static void q4k_encode(const rk_kv_codec *c, int64_t stream, const float *rows, uint8_t *page) {
@@ -93,7 +95,8 @@ static void q4v_encode(const rk_kv_codec *c, int64_t stream, const float *rows, 
         for (int64_t k = 0; k < d / G; k++) {
             float s, m;
             q4_params(x + k * G, G, 1, row + 4 * k, &s, &m);
-            for (int64_t j = k * G; j < (k + 1) * G; j++) q4_put(codes, j, x[j], s, m);
+            for (int64_t j = k * G; j < (k + 1) * G; j++)
+                q4_put(codes, j, x[j], s, m);
         }
     }
 }
@@ -113,7 +116,8 @@ void rk_kv_q4k_rows(const rk_kv_codec *c, const uint8_t *page, int64_t t, int64_
         const uint8_t *grp = page + (row / RK_KV_Q4_KEY_GROUP) * gb;
         const uint8_t *codes = grp + 4 * d + (row % RK_KV_Q4_KEY_GROUP) * (d / 2);
         for (int64_t j = c0; j < c0 + cw; j++)
-            out[r * out_stride + j - c0] = f16_at(grp + 4 * j) * (float)rk_kv_q4_code(codes, j) + f16_at(grp + 4 * j + 2);
+            out[r * out_stride + j - c0] =
+                f16_at(grp + 4 * j) * (float)rk_kv_q4_code(codes, j) + f16_at(grp + 4 * j + 2);
     }
 }
 
@@ -124,7 +128,8 @@ static void q4v_rows(const rk_kv_codec *c, const uint8_t *page, int64_t t, int64
         const uint8_t *row = page + (t + r) * rb, *codes = row + 4 * (d / G);
         for (int64_t j = c0; j < c0 + cw; j++) {
             const uint8_t *hdr = row + 4 * (j / G);
-            out[r * out_stride + j - c0] = f16_at(hdr) * (float)rk_kv_q4_code(codes, j) + f16_at(hdr + 2);
+            out[r * out_stride + j - c0] =
+                f16_at(hdr) * (float)rk_kv_q4_code(codes, j) + f16_at(hdr + 2);
         }
     }
 }
@@ -162,26 +167,50 @@ static void q4v_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t 
 }
 
 /* Both roles get every op (attention uses scores on keys and weighted_sum on values). */
-static const rk_kv_codec_ops q4k_ops_scalar = {q4k_encode, q4k_decode, rk_kv_f32_prepare,
-                                               q4k_scores, q4k_weighted_sum, rk_kv_f32_finish};
-static const rk_kv_codec_ops q4k_ops_avx2 = {q4k_encode, q4k_decode, rk_kv_f32_prepare,
-                                             rk_kv_q4k_scores_avx2, rk_kv_q4k_weighted_sum_avx2,
-                                             rk_kv_f32_finish};
-static const rk_kv_codec_ops q4v_ops_scalar = {q4v_encode, q4v_decode, rk_kv_f32_prepare,
-                                               q4v_scores, q4v_weighted_sum, rk_kv_f32_finish};
-static const rk_kv_codec_ops q4v_ops_avx2 = {q4v_encode, q4v_decode, rk_kv_f32_prepare,
-                                             rk_kv_q4v_scores_avx2, rk_kv_q4v_weighted_sum_avx2,
-                                             rk_kv_f32_finish};
+static const rk_kv_codec_ops q4k_ops_scalar = {
+    .encode = q4k_encode,
+    .decode = q4k_decode,
+    .prepare = rk_kv_f32_prepare,
+    .scores = q4k_scores,
+    .weighted_sum = q4k_weighted_sum,
+    .finish = rk_kv_f32_finish,
+};
+static const rk_kv_codec_ops q4k_ops_avx2 = {
+    .encode = q4k_encode,
+    .decode = q4k_decode,
+    .prepare = rk_kv_f32_prepare,
+    .scores = rk_kv_q4k_scores_avx2,
+    .weighted_sum = rk_kv_q4k_weighted_sum_avx2,
+    .finish = rk_kv_f32_finish,
+};
+static const rk_kv_codec_ops q4v_ops_scalar = {
+    .encode = q4v_encode,
+    .decode = q4v_decode,
+    .prepare = rk_kv_f32_prepare,
+    .scores = q4v_scores,
+    .weighted_sum = q4v_weighted_sum,
+    .finish = rk_kv_f32_finish,
+};
+static const rk_kv_codec_ops q4v_ops_avx2 = {
+    .encode = q4v_encode,
+    .decode = q4v_decode,
+    .prepare = rk_kv_f32_prepare,
+    .scores = rk_kv_q4v_scores_avx2,
+    .weighted_sum = rk_kv_q4v_weighted_sum_avx2,
+    .finish = rk_kv_f32_finish,
+};
 
 rk_status rk_kv_codec_init_q4(rk_kv_codec *c, rk_error *err) {
     const int64_t d = c->dim;
     if (d % 32 != 0)
         return rk_error_set(err, RK_ERR_UNSUPPORTED,
                             "kv codec q4: head dimension %lld is not a multiple of 32 (codes are "
-                            "packed in blocks of 32 channels)", (long long)d);
+                            "packed in blocks of 32 channels)",
+                            (long long)d);
     const bool avx2 = c->simd >= RK_SIMD_AVX2;
     if (c->role == RK_KV_KEYS) {
-        c->page_bytes = (size_t)((RK_KV_PAGE_TOKENS / RK_KV_Q4_KEY_GROUP) * rk_kv_q4_key_group_bytes(d));
+        c->page_bytes =
+            (size_t)((RK_KV_PAGE_TOKENS / RK_KV_Q4_KEY_GROUP) * rk_kv_q4_key_group_bytes(d));
         c->ops = avx2 ? &q4k_ops_avx2 : &q4k_ops_scalar;
     } else {
         c->page_bytes = (size_t)(RK_KV_PAGE_TOKENS * rk_kv_q4_value_row_bytes(d));

@@ -11,7 +11,8 @@
 
 static inline __m256 q8_codes8(const rk_kv_codec *c, const uint8_t *row, int64_t j) {
     (void)c;
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 2 + j))));
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 2 + j))));
 }
 
 static inline float q8_scale(const uint8_t *row) {
@@ -29,14 +30,25 @@ void rk_kv_q8_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
                           int64_t out_stride) {
     const int64_t d = c->dim, d8 = d & ~(int64_t)7, rb = rk_kv_q8_row_bytes(d);
     const uint8_t *rows = page + t0 * rb;
-    const rk_kv_dot_job jb = {c, rows, rb, n, d8, qp, d, n_q, out, out_stride, false};
+    const rk_kv_dot_job jb = {.c = c,
+                              .rows = rows,
+                              .stride = rb,
+                              .n = n,
+                              .d8 = d8,
+                              .q = qp,
+                              .q_stride = d,
+                              .n_q = n_q,
+                              .out = out,
+                              .out_stride = out_stride,
+                              .prefetch = true};
     rk_kv_dot_avx2(&jb, q8_codes8);
     for (int64_t t = 0; t < n; t++) {
         const uint8_t *row = rows + t * rb;
         const float st = scale * q8_scale(row);
         for (int64_t g = 0; g < n_q; g++) {
             float s = out[g * out_stride + t];
-            for (int64_t j = d8; j < d; j++) s += qp[g * d + j] * (float)(int8_t)row[2 + j];
+            for (int64_t j = d8; j < d; j++)
+                s += qp[g * d + j] * (float)(int8_t)row[2 + j];
             out[g * out_stride + t] = st * s;
         }
     }
@@ -45,7 +57,17 @@ void rk_kv_q8_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
 void rk_kv_q8_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                                 const float *w, int64_t w_stride, int64_t n_q, float *acc) {
     const int64_t d = c->dim, d8 = d & ~(int64_t)7, rb = rk_kv_q8_row_bytes(d);
-    const rk_kv_axpy_job jb = {c, page + t0 * rb, rb, n, d8, w, w_stride, n_q, acc, d};
+    const rk_kv_axpy_job jb = {.c = c,
+                               .rows = page + t0 * rb,
+                               .stride = rb,
+                               .n = n,
+                               .d8 = d8,
+                               .w = w,
+                               .w_stride = w_stride,
+                               .n_q = n_q,
+                               .acc = acc,
+                               .acc_stride = d,
+                               .prefetch = true};
     rk_kv_axpy_avx2(&jb, q8_load8);
     rk_kv_weighted_sum_tail(c, rk_kv_q8_rows, page, t0, n, w, w_stride, n_q, d8, acc);
 }

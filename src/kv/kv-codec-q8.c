@@ -21,7 +21,8 @@
 
 static void q8_encode_row(const float *x, int64_t d, uint8_t *row) {
     float amax = 0.0f;
-    for (int64_t j = 0; j < d; j++) amax = fmaxf(amax, fabsf(x[j]));
+    for (int64_t j = 0; j < d; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
     const uint16_t h = rk_fp32_to_fp16(fminf(amax / 127.0f, 65504.0f));
     const float s = rk_fp16_to_fp32(h);
     memcpy(row, &h, 2);
@@ -34,18 +35,20 @@ static void q8_encode_row(const float *x, int64_t d, uint8_t *row) {
 static void q8_encode(const rk_kv_codec *c, int64_t stream, const float *rows, uint8_t *page) {
     (void)stream;
     const int64_t d = c->dim, rb = rk_kv_q8_row_bytes(d);
-    for (int64_t t = 0; t < RK_KV_PAGE_TOKENS; t++) q8_encode_row(rows + t * d, d, page + t * rb);
+    for (int64_t t = 0; t < RK_KV_PAGE_TOKENS; t++)
+        q8_encode_row(rows + t * d, d, page + t * rb);
 }
 
 void rk_kv_q8_rows(const rk_kv_codec *c, const uint8_t *page, int64_t t, int64_t nr, int64_t c0,
-                    int64_t cw, float *out, int64_t out_stride) {
+                   int64_t cw, float *out, int64_t out_stride) {
     const int64_t rb = rk_kv_q8_row_bytes(c->dim);
     for (int64_t r = 0; r < nr; r++) {
         const uint8_t *row = page + (t + r) * rb;
         uint16_t h;
         memcpy(&h, row, 2);
         const float s = rk_fp16_to_fp32(h);
-        for (int64_t j = 0; j < cw; j++) out[r * out_stride + j] = s * (float)(int8_t)row[2 + c0 + j];
+        for (int64_t j = 0; j < cw; j++)
+            out[r * out_stride + j] = s * (float)(int8_t)row[2 + c0 + j];
     }
 }
 
@@ -65,11 +68,22 @@ static void q8_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t t
     rk_kv_weighted_sum_ref(c, rk_kv_q8_rows, page, t0, n, w, w_stride, n_q, acc);
 }
 
-static const rk_kv_codec_ops q8_ops_scalar = {q8_encode, q8_decode, rk_kv_f32_prepare,
-                                              q8_scores, q8_weighted_sum, rk_kv_f32_finish};
-static const rk_kv_codec_ops q8_ops_avx2 = {q8_encode, q8_decode, rk_kv_f32_prepare,
-                                            rk_kv_q8_scores_avx2, rk_kv_q8_weighted_sum_avx2,
-                                            rk_kv_f32_finish};
+static const rk_kv_codec_ops q8_ops_scalar = {
+    .encode = q8_encode,
+    .decode = q8_decode,
+    .prepare = rk_kv_f32_prepare,
+    .scores = q8_scores,
+    .weighted_sum = q8_weighted_sum,
+    .finish = rk_kv_f32_finish,
+};
+static const rk_kv_codec_ops q8_ops_avx2 = {
+    .encode = q8_encode,
+    .decode = q8_decode,
+    .prepare = rk_kv_f32_prepare,
+    .scores = rk_kv_q8_scores_avx2,
+    .weighted_sum = rk_kv_q8_weighted_sum_avx2,
+    .finish = rk_kv_f32_finish,
+};
 
 rk_status rk_kv_codec_init_q8(rk_kv_codec *c, rk_error *err) {
     (void)err;

@@ -227,9 +227,6 @@ TQ_ALWAYS_INLINE __m128 tile_sums(const tile *T, int NC) {
 }
 
 /* Block k of R rows (of the given kind) into the tile's G heads (q_g = qp + g*prep). */
-#define TILE_ROWS(G) ((G) == 1 ? 4 : 1)
-#define TILE_CHAINS(G) ((G) == 2 ? 2 : 1)
-
 TQ_ALWAYS_INLINE void tile_block(tile *T, const tq_ctx *x, int B, int kind, const uint8_t *row,
                                  int R, const float *qp, int64_t prep, int G, int64_t k) {
     const int NC = TILE_CHAINS(G);

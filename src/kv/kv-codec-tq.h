@@ -70,7 +70,7 @@ void rk_kv_tq_unrotate(float *x, int64_t d, const uint8_t *signs);
 rk_status rk_kv_tq_codebook_build(int64_t d, int width, rk_kv_tq_codebook *book, double *mse,
                                   rk_error *err);
 
-/* ---- kv-codec-tq.c: row helpers shared with the AVX2 kernels ---- */
+/* ---- row helper (the scalar kernels and tests) ---- */
 
 /* The code of coordinate j of a row (planes = row + off_planes). */
 static inline int rk_kv_tq_code(const rk_kv_tq_state *s, const uint8_t *planes, int64_t j) {
@@ -81,7 +81,7 @@ static inline int rk_kv_tq_code(const rk_kv_tq_state *s, const uint8_t *planes, 
     return code;
 }
 
-/* ---- kv-codec-tq-avx2.c ---- */
+/* ---- kv-codec-tq-avx2.c: the ops' AVX2 kernels (d >= 32; t0 + n <= RK_KV_PAGE_TOKENS) ---- */
 
 void rk_kv_tq_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                           const float *qp, int64_t n_q, float scale, float *out,
