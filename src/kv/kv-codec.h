@@ -27,6 +27,11 @@
  *   scores(page, t0, n, qp)    scale * q·k for rows t0..t0+n-1, decoding inside the dot loop
  *   weighted_sum(page, w)      acc += Σ w_t v_t in the codec's domain, decoding inside the loop
  *   finish(acc)                o += acc mapped back to the model's domain (inverse rotation)
+ *
+ * Contract for kernels: every op is set for both roles (attention calls prepare/scores on key
+ * codecs and weighted_sum/finish on value codecs); n_q <= 16 (RK_ATTN_MAX_GROUP); pages come
+ * from malloc (16-byte aligned) and rows inside them are not aligned; a kernel may hold a few
+ * decoded rows on its stack (q4 batches 8-12 rows), never a decoded page.
  */
 #ifndef RK_KV_CODEC_H
 #define RK_KV_CODEC_H
