@@ -88,7 +88,7 @@ static void page_partials(const rk_attn_ops *ops, const rk_kv_page_view *pv, int
 
 void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
                            int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
-                           int64_t t1, rk_attn_partial *parts, float *scratch) {
+                           int64_t t1, int64_t q_pos, rk_attn_partial *parts, float *scratch) {
     const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
     float *scores = scratch;                           /* (n_q, page) */
     float *page_o = scores + n_q * RK_KV_PAGE_TOKENS;  /* (n_q, dv) */
@@ -101,7 +101,7 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
         int64_t pi = p0 / RK_KV_PAGE_TOKENS, page_end = (pi + 1) * RK_KV_PAGE_TOKENS;
         int64_t p1 = page_end < t1 ? page_end : t1;
         rk_kv_page_view pv;
-        rk_kv_get_page(kv, layer, kv_head, pi, &pv);
+        rk_kv_get_page(kv, layer, kv_head, pi, q_pos, &pv);
         if (pv.key_codec != prepared) {
             rk_kv_codec_get_ops(pv.key_codec)->prepare(pv.key_codec, pv.stream, q, n_q, qp);
             prepared = pv.key_codec;
@@ -121,6 +121,6 @@ void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
     float *run_o = scratch + rk_attn_scratch_floats(kv, n_q) - n_q * dv; /* the last part */
     rk_attn_partial run[RK_ATTN_MAX_GROUP];
     for (int64_t g = 0; g < n_q; g++) run[g].o = run_o + g * dv;
-    rk_attn_group_partial(ops, kv, layer, kv_head, n_q, q, scale, t0, t1, run, scratch);
+    rk_attn_group_partial(ops, kv, layer, kv_head, n_q, q, scale, t0, t1, t1 - 1, run, scratch);
     for (int64_t g = 0; g < n_q; g++) rk_attn_finish(&run[g], out + g * dv, dv);
 }

@@ -57,10 +57,11 @@ void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
                    float *scratch);
 
 /* The same, stopping before normalisation: parts[g] becomes the partial of head g over
- * [t0, t1) (empty when t0 >= t1); each parts[g].o must point to dv floats. Partials of
- * disjoint ranges merge with rk_attn_merge (split-K / flash-decoding). */
+ * [t0, t1) (empty when t0 >= t1) for queries at position q_pos (which picks how pages are
+ * read, see rk_kv_get_page); each parts[g].o must point to dv floats. Partials of disjoint
+ * ranges merge with rk_attn_merge (split-K / flash-decoding). */
 void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
                            int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
-                           int64_t t1, rk_attn_partial *parts, float *scratch);
+                           int64_t t1, int64_t q_pos, rk_attn_partial *parts, float *scratch);
 
 #endif

@@ -17,6 +17,8 @@
 typedef struct kv_page {
     uint8_t *keys;    /* n_head_kv codec pages: the key codec's when sealed, else f32 */
     uint8_t *values;  /* likewise for values */
+    uint8_t *retired[2]; /* f32 rows of a page sealed in the current forward step, kept so its
+                          * own queries still read it in f32; freed by rk_kv_drop_retired */
 } kv_page;
 
 struct rk_kv_cache {
@@ -92,6 +94,12 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
 
 static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
     kv_page *p = &kv->pages[layer * kv->max_pages + i];
+    for (int r = 0; r < 2; r++)
+        if (p->retired[r]) {
+            free(p->retired[r]);
+            p->retired[r] = NULL;
+            kv->bytes -= layer_page_bytes(kv, kv->open_codec[r]);
+        }
     bool sealed = page_is_encoded(kv, layer, i);
     if (p->keys) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[0] : kv->open_codec[0]);
     if (p->values) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[1] : kv->open_codec[1]);
@@ -192,8 +200,7 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
             for (int r = 0; r < 2; r++) {
                 if (!fresh[i * 2 + r]) continue;
                 kv->bytes += layer_page_bytes(kv, kv->sealed_codec[r]);
-                kv->bytes -= layer_page_bytes(kv, kv->open_codec[r]);
-                free(*slot[r]);
+                p->retired[r] = *slot[r]; /* still counted in kv->bytes until dropped */
                 *slot[r] = fresh[i * 2 + r];
             }
         }
@@ -234,6 +241,18 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
     }
     kv->n_sealed[layer] = i;
     return RK_OK;
+}
+
+void rk_kv_drop_retired(rk_kv_cache *kv, int64_t layer) {
+    for (int64_t i = 0; i < kv->n_pages; i++) {
+        kv_page *p = &kv->pages[layer * kv->max_pages + i];
+        for (int r = 0; r < 2; r++)
+            if (p->retired[r]) {
+                free(p->retired[r]);
+                p->retired[r] = NULL;
+                kv->bytes -= layer_page_bytes(kv, kv->open_codec[r]);
+            }
+    }
 }
 
 void rk_kv_release_before(rk_kv_cache *kv, int64_t layer, int64_t pos) {
@@ -288,13 +307,23 @@ float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t p
 }
 
 void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page,
-                    rk_kv_page_view *view) {
+                    int64_t query_pos, rk_kv_page_view *view) {
     const kv_page *p = &kv->pages[layer * kv->max_pages + page];
     bool sealed = page_is_encoded(kv, layer, page);
-    view->key_codec = sealed ? kv->sealed_codec[0] : kv->open_codec[0];
-    view->value_codec = sealed ? kv->sealed_codec[1] : kv->open_codec[1];
-    view->keys = p->keys + head * rk_kv_codec_page_bytes(view->key_codec);
-    view->values = p->values + head * rk_kv_codec_page_bytes(view->value_codec);
+    bool own = page == query_pos / RK_KV_PAGE_TOKENS; /* the query's own page reads f32 */
+    const rk_kv_codec *codec[2];
+    const uint8_t *data[2] = {p->keys, p->values};
+    for (int r = 0; r < 2; r++) {
+        codec[r] = sealed ? kv->sealed_codec[r] : kv->open_codec[r];
+        if (sealed && own && p->retired[r]) {
+            codec[r] = kv->open_codec[r];
+            data[r] = p->retired[r];
+        }
+    }
+    view->key_codec = codec[0];
+    view->value_codec = codec[1];
+    view->keys = data[0] + head * rk_kv_codec_page_bytes(view->key_codec);
+    view->values = data[1] + head * rk_kv_codec_page_bytes(view->value_codec);
     view->stream = layer * kv->dims.n_head_kv + head;
 }
 

@@ -58,7 +58,10 @@ rk_status rk_kv_reserve(rk_kv_cache *kv, int64_t n_tokens, rk_error *err);
 
 /* Encodes every open page of `layer` that lies wholly below position n_tokens with the
  * cache's codecs, spreading (page, head) pairs over `pool` (NULL: this thread). A page whose
- * codec pages cannot be allocated stays open (still correct): RK_ERR_NO_MEMORY. */
+ * codec pages cannot be allocated stays open (still correct): RK_ERR_NO_MEMORY. The f32 rows
+ * of the pages sealed here are kept until rk_kv_drop_retired, so that the queries of the
+ * same step that lie inside such a page still read it in f32: every query reads its own page
+ * in f32 and the full pages before it through the codec, however the tokens were batched. */
 rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens, rk_pool *pool,
                                 rk_error *err);
 
@@ -67,6 +70,9 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
  * re-opened; RK_ERR_UNSUPPORTED when 0 < n_tokens and a layer released pages at or after
  * n_tokens' page (rk_kv_release_before); in both cases the cache holds the same values. */
 rk_status rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens, rk_error *err);
+
+/* Frees the f32 rows kept by the last rk_kv_seal_full_pages of `layer`. */
+void rk_kv_drop_retired(rk_kv_cache *kv, int64_t layer);
 
 /* Frees the pages of `layer` that end at or before position `pos` (a sliding-window layer
  * whose queries will never look before pos again). Those positions can no longer be read or
@@ -82,8 +88,9 @@ int64_t rk_kv_first_kept(const rk_kv_cache *kv);
 float *rk_kv_key(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos);
 float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t pos);
 
-/* One head's page as attention reads it: the codec of each part and its bytes (an open page
- * reads through the f32 codec). Borrowed; valid until the page is sealed, truncated or freed. */
+/* One head's page as attention by the query at query_pos reads it: the codec of each part and
+ * its bytes (an open page, or the query's own page while its f32 rows are retained, reads
+ * through the f32 codec). Borrowed; valid until the page is sealed, truncated or freed. */
 typedef struct rk_kv_page_view {
     const rk_kv_codec *key_codec;
     const rk_kv_codec *value_codec;
@@ -93,7 +100,7 @@ typedef struct rk_kv_page_view {
 } rk_kv_page_view;
 
 void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page,
-                    rk_kv_page_view *view);
+                    int64_t query_pos, rk_kv_page_view *view);
 
 /* Bytes one position takes in every layer (keys and values) once its page is sealed. */
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv);

@@ -91,7 +91,7 @@ static void attention_split(void *arg, int ith, int nth) {
         rk_attn_partial parts[RK_ATTN_MAX_GROUP];
         for (int64_t g = 0; g < hpu; g++) parts[g] = ctx->split_parts[(h + g) * ctx->max_splits + sp];
         rk_attn_group_partial(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu,
-                              ctx->q + h * hp->head_dim_k, hp->attn_scale, t0, t1, parts, scratch);
+                              ctx->q + h * hp->head_dim_k, hp->attn_scale, t0, t1, job->pos, parts, scratch);
         for (int64_t g = 0; g < hpu; g++) ctx->split_parts[(h + g) * ctx->max_splits + sp] = parts[g];
     }
 }
@@ -212,8 +212,9 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
     rk_matmul(ctx->pool, &L->wk, ctx->xb, E, n, ctx->k, hp->n_head_kv * hp->head_dim_k, ctx->mm_scratch);
     rk_matmul(ctx->pool, &L->wv, ctx->xb, E, n, ctx->v, hp->n_head_kv * hp->head_dim_v, ctx->mm_scratch);
     run_rows(ctx, il, n, pos0, STAGE_QKV_POST);
-    /* Pages this micro-batch filled are encoded now, so its own queries already read them
-     * through the codec (as every later query will). */
+    /* Pages this micro-batch filled are encoded now; each query still reads its own page in
+     * f32 (kept until after attention), the full pages before it through the codec, as in
+     * one-token decode: results do not depend on how the tokens were batched. */
     rk_status s = rk_kv_seal_full_pages(ctx->kv, il, pos0 + n, n > 1 ? ctx->pool : NULL, err);
     if (s) return s;
     if (n == 1) {
@@ -225,6 +226,7 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
         attn_job job = {ctx, il, n, pos0, hpu};
         rk_pool_run(ctx->pool, attention_rows, &job);
     }
+    rk_kv_drop_retired(ctx->kv, il);
     /* A sliding-window layer never looks before (next position + 1 - window) again: free those
      * pages (Gemma 3 keeps 5 of every 6 layers' KV at two pages this way). */
     if (hp->layer_is_local[il] && hp->sliding_window > 0)
