@@ -92,14 +92,19 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
     return RK_OK;
 }
 
-static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
-    kv_page *p = &kv->pages[layer * kv->max_pages + i];
+/* Frees the f32 rows a page kept after being sealed in the current step. */
+static void free_retired(rk_kv_cache *kv, kv_page *p) {
     for (int r = 0; r < 2; r++)
         if (p->retired[r]) {
             free(p->retired[r]);
             p->retired[r] = NULL;
             kv->bytes -= layer_page_bytes(kv, kv->open_codec[r]);
         }
+}
+
+static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
+    kv_page *p = &kv->pages[layer * kv->max_pages + i];
+    free_retired(kv, p);
     bool sealed = page_is_encoded(kv, layer, i);
     if (p->keys) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[0] : kv->open_codec[0]);
     if (p->values) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[1] : kv->open_codec[1]);
@@ -244,15 +249,7 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
 }
 
 void rk_kv_drop_retired(rk_kv_cache *kv, int64_t layer) {
-    for (int64_t i = 0; i < kv->n_pages; i++) {
-        kv_page *p = &kv->pages[layer * kv->max_pages + i];
-        for (int r = 0; r < 2; r++)
-            if (p->retired[r]) {
-                free(p->retired[r]);
-                p->retired[r] = NULL;
-                kv->bytes -= layer_page_bytes(kv, kv->open_codec[r]);
-            }
-    }
+    for (int64_t i = 0; i < kv->n_pages; i++) free_retired(kv, &kv->pages[layer * kv->max_pages + i]);
 }
 
 void rk_kv_release_before(rk_kv_cache *kv, int64_t layer, int64_t pos) {

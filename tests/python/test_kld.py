@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 
+from build_kind import slow_build
+
 BIN = os.environ.get("RINGKV_BIN", "build/ringkv")
 MODELS = os.environ.get("RINGKV_MODELS", "models")
 SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -29,16 +31,9 @@ GEMMA = os.path.join(MODELS, "gemma-3-270m-q4_k_m.gguf")
 HAYSTACK = os.path.join(os.environ.get("RINGKV_TESTDATA", "../shared/testdata"), "haystack", "pg-essays")
 
 
-def slow_build():
-    try:
-        with open(os.path.join(os.path.dirname(os.path.abspath(BIN)), "CMakeCache.txt")) as f:
-            cache = f.read()
-    except OSError:
-        return False
-    return "CMAKE_BUILD_TYPE:STRING=Debug" in cache or "RINGKV_SANITIZE:BOOL=ON" in cache
 
 
-SLOW = slow_build()
+SLOW = slow_build(BIN)
 FIELDS = ["mean_kld", "p99_kld", "top1_agreement", "ppl_f16", "ppl_codec", "kv_bytes_per_token"]
 
 

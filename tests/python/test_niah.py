@@ -24,22 +24,15 @@ import subprocess
 import sys
 import tempfile
 
+from build_kind import slow_build
+
 BIN = os.environ.get("RINGKV_BIN", "build/ringkv")
 MODEL = os.path.join(os.environ.get("RINGKV_MODELS", "models"), "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def slow_build():
-    """True for a Debug or sanitizer build of RINGKV_BIN."""
-    try:
-        with open(os.path.join(os.path.dirname(os.path.abspath(BIN)), "CMakeCache.txt")) as f:
-            cache = f.read()
-    except OSError:
-        return False
-    return ("CMAKE_BUILD_TYPE:STRING=Debug" in cache or "RINGKV_SANITIZE:BOOL=ON" in cache
-            or "-fsanitize" in cache)
 
 
-SLOW = slow_build()
+SLOW = slow_build(BIN)
 LENGTHS = (128, 160) if SLOW else (512, 1024)
 PASSKEY_LENGTH = 128 if SLOW else 512
 
