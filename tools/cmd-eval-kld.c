@@ -22,7 +22,8 @@
 static void usage(FILE *out) {
     fprintf(out,
             "usage: ringkv eval kld [-m MODEL] -f TEXT [-c CTX] [--kv-codec CODEC | --ctk C --ctv C]\n"
-            "                       [--codecs C1,C2,...] [--ref-codec CODEC] [--chunks N] [--step N] [options]\n"
+            "                       [--codecs C1,C2,...] [--ref-codec CODEC] [--chunks N] [--scored N]\n"
+            "                       [--step N] [options]\n"
             "  -f, --file TEXT        text to read; it needs CTX tokens per chunk\n"
             "  -c, --ctx-size N       tokens per chunk (default: the model's trained context)\n"
             "  --kv-codec CODEC       the codec under test (keys and values; or --ctk/--ctv)\n"
@@ -30,6 +31,7 @@ static void usage(FILE *out) {
             "  --ref-codec CODEC      the reference KV codec (default f16)\n"
             "  --chunks N             chunks to evaluate, each from an empty cache (default 1)\n"
             "  --step N               scored tokens evaluated per step (default 64)\n"
+            "  --scored N             score only the last N positions of each chunk (default: half)\n"
             "  The second half of every chunk is scored (as llama-perplexity does). Prints one JSON\n"
             "  line: mean_kld, p99_kld, max_kld, top1_agreement, ppl_f16 (the reference), ppl_codec,\n"
             "  kv_bytes_per_token of both, peak RSS.\n");
@@ -89,14 +91,14 @@ static int eval_all(rk_context **ctxs, int n_ctxs, const rk_token *tokens, size_
 /* One chunk: the first half is read without logits, the second half in steps of `step`;
  * ctxs[0] is the reference, ctxs[1..] the tested codecs with totals t[0..]. */
 static int run_chunk(rk_context **ctxs, int n_ctxs, const rk_model *model, rk_token *chunk,
-                     int64_t n_ctx, int64_t step, kld_totals *t, double t0) {
+                     int64_t n_ctx, int64_t step, int64_t scored, kld_totals *t, double t0) {
     rk_error err;
     for (int c = 0; c < n_ctxs; c++)
         if (rk_context_truncate(ctxs[c], 0, &err) != RK_OK) {
             fprintf(stderr, "%s: %s\n", CMD, err.msg);
             return 1;
         }
-    const int64_t first = n_ctx / 2;
+    const int64_t first = scored > 0 && scored < n_ctx - 1 ? n_ctx - 1 - scored : n_ctx / 2;
     const int32_t V = rk_model_n_vocab(model);
     if (eval_all(ctxs, n_ctxs, chunk, (size_t)first, 0)) return 1;
     for (int64_t j = first; j < n_ctx - 1; j += step) {
@@ -147,6 +149,7 @@ typedef struct kld_opts {
     const char *ref_codec;
     const char *codec_list;   /* --codecs: several codecs in one pass (keys and values alike) */
     int64_t chunks, step;
+    int64_t scored;           /* --scored: positions scored per chunk, the last ones (0 = half) */
 } kld_opts;
 
 #define MAX_CODECS 16
@@ -168,6 +171,8 @@ static int parse_args(kld_opts *o, int argc, char **argv) {
         else if (rk_opt_is(a, NULL, "--codecs") && v) o->codec_list = v;
         else if (rk_opt_is(a, NULL, "--chunks")) {
             if (!rk_opt_int(CMD, a, v, 1, 1 << 20, &o->chunks)) return 2;
+        } else if (rk_opt_is(a, NULL, "--scored")) {
+            if (!rk_opt_int(CMD, a, v, 1, (int64_t)1 << 30, &o->scored)) return 2;
         } else if (rk_opt_is(a, NULL, "--step")) {
             if (!rk_opt_int(CMD, a, v, 1, 4096, &o->step)) return 2;
         } else {
@@ -242,7 +247,7 @@ static int run_kld(const kld_opts *o, rk_session *s, char names[][32], const rk_
     for (int64_t c = 0; c < chunks && rc == 0; c++) {
         memcpy(chunk, tokens + c * n_ctx, (size_t)n_ctx * sizeof *chunk);
         if (rk_model_add_bos(s->model)) chunk[0] = rk_model_token_bos(s->model);
-        rc = run_chunk(ctxs, n_ctxs, s->model, chunk, n_ctx, o->step, t, t0);
+        rc = run_chunk(ctxs, n_ctxs, s->model, chunk, n_ctx, o->step, o->scored, t, t0);
     }
     for (int c = 1; c < n_ctxs && rc == 0; c++)
         print_summary(&t[c - 1], ctxs[c], ctxs[0], n_ctx, chunks, rk_now_seconds() - t0);

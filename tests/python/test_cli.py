@@ -184,6 +184,10 @@ def test_errors(tmp):
     fails += expect_failure("unsupported architecture", ["run", "-m", arch, "-p", "x"], "mamba")
     long_prompt = "Once upon a time " * 100
     fails += expect_failure("prompt longer than context", ["run", "-m", model, "-c", "32", "-p", long_prompt], "context")
+    fails += expect_failure("context beyond memory", ["run", "-m", model, "-c", "4000000000", "-p", "x"],
+                            "of KV cache with keys f16 and values f16, but only")
+    fails += expect_failure("unknown KV codec", ["run", "-m", model, "--kv-codec", "q5", "-p", "x"], "kv codec 'q5' is unknown")
+    fails += expect_failure("QJL for values", ["run", "-m", model, "--ctv", "tq3+qjl", "-p", "x"], "for keys only")
     fails += expect_failure("invalid UTF-8", ["run", "-m", model, "-f", "/dev/stdin"], "utf-8", stdin=b"abc\xff\xfe")
     fails += expect_failure("bad -n", ["run", "-m", model, "-p", "x", "-n", "12abc"], "-n")
     fails += expect_failure("bad --temp", ["run", "-m", model, "-p", "x", "--temp", "nan"], "--temp")
