@@ -3,16 +3,18 @@
 # llama-cpp-python 0.3.36 source distribution) in the same run, same GGUF files, 2 threads.
 #   decode at depth   tg32 after DEPTH tokens of context (ringkv bench -d / llama-bench -d),
 #                     ringkv with each codec, llama.cpp with flash attention and q4_0 and f16 KV
-#   peak memory       a DEPTH-token prompt plus 16 generated tokens, peak RSS (/usr/bin/time)
 # Prints Markdown tables and appends them to bench/results/<date>-<host>-long.md.
-#   bench/run-long.sh MODEL DEPTH[,DEPTH...] [CODEC,CODEC,...]
-#   e.g. bench/run-long.sh models/gemma-3-270m-q4_k_m.gguf 16384,32768 f16,tq3.5
+#   bench/run-long.sh MODEL DEPTH[,DEPTH...] [CODEC,CODEC,...] [LLAMA_KV,...]
+#   e.g. bench/run-long.sh models/gemma-3-270m-q4_k_m.gguf 16384,32768 f16,tq3.5 q4_0
+# (llama-bench fills the depth for its warm-up and for each repetition: at 32K on 2 cores that
+# is several minutes per llama.cpp configuration.) Peak memory: bench/run-memory.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 model=${1:?usage: bench/run-long.sh MODEL DEPTH[,DEPTH...] [CODECS]}
 depths=${2:?usage: bench/run-long.sh MODEL DEPTH[,DEPTH...] [CODECS]}
 codecs=${3:-f16,q8,tq4,tq3.5,tq3}
+llama_kv=${4:-q4_0,f16}
 [ -f "$model" ] || { echo "no such model: $model" >&2; exit 2; }
 ./bench/build-llama-cpp.sh >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -52,11 +54,14 @@ echo "|---|---|---|---|---|---|---|"
 } | tee -a "$out"
 IFS=, read -r -a depth_list <<< "$depths"
 IFS=, read -r -a codec_list <<< "$codecs"
+IFS=, read -r -a llama_list <<< "$llama_kv"
 for d in "${depth_list[@]}"; do
-  lq4=$(llama_tg "$d" -fa 1 -ctk q4_0 -ctv q4_0)
-  lf16=$(llama_tg "$d" -fa 1)
-  echo "| $d | llama.cpp | q4_0 (FA) | $lq4 | 1.00 | - | - |" | tee -a "$out"
-  echo "| $d | llama.cpp | f16 (FA) | $lf16 | $(ratio "$lf16" "$lq4") | - | - |" | tee -a "$out"
+  lq4=""
+  for kv in "${llama_list[@]}"; do
+    ts=$(llama_tg "$d" -fa 1 -ctk "$kv" -ctv "$kv")
+    [ "$kv" = q4_0 ] && lq4=$ts
+    echo "| $d | llama.cpp | $kv (FA) | $ts | $(ratio "$ts" "$lq4") | - | - |" | tee -a "$out"
+  done
   for c in "${codec_list[@]}"; do
     rk=$(./build/ringkv bench -m "$model" -t 2 -p 0 -n 32 -d "$d" -r 1 --kv-codec "$c")
     ts=$(echo "$rk" | awk -F, '/^tg/{print $6}')
@@ -67,39 +72,3 @@ for d in "${depth_list[@]}"; do
 done
 echo "written to $out"
 
-# Peak memory: a prompt of about DEPTH tokens (the haystack essays, cut by the model's own
-# tokenizer) plus 16 generated tokens, peak RSS of the whole process by /usr/bin/time.
-mem_depth=${depth_list[${#depth_list[@]}-1]}
-prompt=.cache/bench/prompt-$name-$mem_depth.txt
-python3 - "$prompt" "$mem_depth" "$model" <<'PY'
-import subprocess, sys
-out, depth, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-text = open(".cache/bench/haystack.txt", encoding="utf-8", errors="replace").read()
-lo, hi = 0, len(text)
-def count(n):  # tokens of text[:n]
-    p = subprocess.run(["./build/ringkv", "tokenize", "-m", model, "--no-bos"], input=text[:n].encode(),
-                       capture_output=True)
-    return len(p.stdout.split())
-while hi - lo > 2000:  # bisect on characters for depth - 64 tokens
-    mid = (lo + hi) // 2
-    if count(mid) <= depth - 64: lo = mid
-    else: hi = mid
-open(out, "w").write(text[:lo])
-PY
-rss() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1; }
-{
-echo
-echo "Peak RSS, a $(./build/ringkv tokenize -m "$model" --no-bos < "$prompt" | wc -w)-token prompt + 16 tokens, -c $mem_depth, 2 threads:"
-echo
-echo "| engine | KV | peak RSS MiB |"
-echo "|---|---|---|"
-} | tee -a "$out"
-for kv in q4_0 f16; do
-  kb=$(rss "$lcpp/llama-completion" -m "$model" -f "$prompt" -n 16 -c "$mem_depth" -t 2 -fa on -ctk "$kv" -ctv "$kv" -no-cnv --no-warmup --temp 0)
-  echo "| llama.cpp | $kv (FA) | $((kb / 1024)) |" | tee -a "$out"
-done
-for c in "${codec_list[@]}"; do
-  kb=$(rss ./build/ringkv run -m "$model" -f "$prompt" -n 16 -c "$mem_depth" -t 2 --kv-codec "$c" --temp 0)
-  echo "| ringkv | $c | $((kb / 1024)) |" | tee -a "$out"
-done
-echo "written to $out"
