@@ -101,7 +101,8 @@ static size_t expected_page_bytes(const rk_kv_codec_spec *s, rk_kv_role role, in
     case RK_KV_CODEC_Q4:
         if (role == RK_KV_KEYS) return (size_t)((T / 64) * (4 * d + 64 * d / 2));
         return (size_t)(T * (4 * (d / (d % 64 == 0 ? 64 : 32)) + d / 2));
-    default: return (size_t)(T * s->rate_x2 * d / 16); /* exactly rate * dim bits a row */
+    default: /* exactly rate * dim bits a row, then the page mean: f16 step, d int8 */
+        return (size_t)(T * s->rate_x2 * d / 16 + 2 + d);
     }
 }
 

@@ -165,10 +165,11 @@ static void test_codebooks(void) {
 /* ---- (b) inner-product bias ---- */
 
 typedef struct bias_result {
-    double rel, se; /* mean(q·x̂ - q·x) / mean(q·x) and its standard error */
+    double rel, se; /* mean(s·(q·x̂ - q·x)) / mean(s·q·x) and its standard error */
 } bias_result;
 
-/* Keys x = 3·q/||q|| + N(0, I), one page for each of n_seeds codecs (the QJL estimator is
+/* Keys x = s·3·q/||q|| + N(0, I) with s = +1, -1 alternating (so the page mean, which tq
+ * carries exactly, is near zero and the test sees the row codes' shrinkage), one page for each of n_seeds codecs (the QJL estimator is
  * unbiased over the draw of S, i.e. over seeds; for one S it is off by a few percent along a
  * fixed q). q·x̂ comes from scores(). The standard error is from the spread between seeds. */
 static bias_result measure_bias(const char *name, int64_t d, int64_t n_seeds, const float *q) {
@@ -185,15 +186,15 @@ static bias_result measure_bias(const char *name, int64_t d, int64_t n_seeds, co
         fill_normal(&r, x, T * d);
         for (int64_t t = 0; t < T; t++)
             for (int64_t j = 0; j < d; j++)
-                x[t * d + j] += (float)(3.0 * q[j] / qn);
+                x[t * d + j] += (float)((t % 2 ? -3.0 : 3.0) * q[j] / qn);
         rk_kv_codec_get_ops(c)->encode(c, 0, x, page);
         rk_kv_codec_get_ops(c)->prepare(c, 0, q, 1, qp);
         rk_kv_codec_get_ops(c)->scores(c, page, 0, T, qp, 1, 1.0f, est, T);
         double e = 0.0;
         for (int64_t t = 0; t < T; t++) {
-            const double truth = dot_d(q, x + t * d, d);
-            e += (est[t] - truth) / T;
-            sum_x += truth / T;
+            const double truth = dot_d(q, x + t * d, d), sign = t % 2 ? -1.0 : 1.0;
+            e += sign * (est[t] - truth) / T;
+            sum_x += sign * truth / T;
         }
         sum_e += e;
         sum_e2 += e * e;

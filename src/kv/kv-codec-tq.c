@@ -2,42 +2,54 @@
  * kv-codec-tq.c — the TurboQuant ("tq") KV codec: layout, init, encode/decode, the query and
  * output transforms, and the scalar reference kernels (AVX2 ones in kv-codec-tq-avx2.c).
  *
- * Rate. tqR spends exactly R bits per element with everything counted: a row (one token's
- * vector of dimension d for one KV head) takes rate_x2 * d / 16 bytes. Of its rate_x2 * d / 2
- * bits, 16 go to the f16 norm ||x||, and with +qjl (keys only) 16 more to the f16 residual norm
- * gamma and d to the residual's sign sketch. The rest, coord_bits, is spread over the d rotated
- * coordinates: b = floor(coord_bits / d) bits each, and coordinates 0 .. n_hi-1 get one bit
- * more (n_hi = coord_bits - b*d). d must be a power of two >= 16 (and <= RK_KV_TQ_MAX_DIM),
- * b >= 1, widths <= 4 and n_hi a multiple of 8; anything else is RK_ERR_UNSUPPORTED.
+ * Rate. A row (one token's vector of dimension d for one KV head) takes rate_x2 * d / 16 bytes:
+ * exactly R bits per element. Of its rate_x2 * d / 2 bits, 16 go to the f16 row scale, and
+ * with +qjl (keys only) 16 more to the f16 residual norm gamma and d to the residual's sign
+ * sketch. The rest, coord_bits, is spread over the d rotated coordinates: b = floor(coord_bits /
+ * d) bits each, and coordinates 0 .. n_hi-1 get one bit more (n_hi = coord_bits - b*d). A page
+ * adds its mean, 2 + d bytes per 256 rows (R + 8(d+2)/(256 d) bits per element: 3.53 for tq3.5 at
+ * d = 64). d must be a power of two >= 16 (and <= RK_KV_TQ_MAX_DIM), b >= 1, widths <= 4 and n_hi
+ * a multiple of 8; anything else is RK_ERR_UNSUPPORTED.
  *
  * Rotation. Stream s (layer * n_head_kv + head) rotates by y = H·D_s·x / sqrt(d), H the
  * Walsh–Hadamard matrix, D_s a seeded ±1 diagonal (kv-tq-rotation.c). After it, the
  * coordinates of x/||x|| look like those of a uniformly random unit vector, whatever x is.
  *
- * Codebooks. u = y / ||x|| * sqrt(d) (with ||x|| as stored, in f16) is quantised coordinate by
- * coordinate to the nearest centroid of the Lloyd–Max codebook of its width for the density of
+ * Centring. Keys and values of one head share a large common component (a channel bias that
+ * attention's softmax ignores for keys, and that dominates their norms: the mean of a page is
+ * about 65% of its keys' energy in SmolLM2). The page stores m, the mean of its rotated rows,
+ * as an f16 step and d int8 multiples; each row then encodes y - m instead of y when that is
+ * shorter, which the sign bit of its f16 scale records (attention sinks and outliers, far from
+ * m, stay themselves, and m is recomputed without them). scores() adds q_rot·m to the rows
+ * that are centred, weighted_sum() adds (Σ w_t over centred rows)·m; both are exact in m.
+ *
+ * Codebooks. u = v / ||v|| * sqrt(d), v the row's vector (y or y - m), is quantised coordinate
+ * by coordinate to the nearest centroid of the Lloyd–Max codebook of its width for the density of
  * such a coordinate (kv-tq-codebook.c); codes index the centroids C in ascending order. The
  * centroids are rounded to bf16, which the AVX2 lookup needs and which changes the MSE by less
- * than 0.1%. The reconstruction in the rotated domain is ŷ = ||x|| / sqrt(d) · C[code]. A zero
- * vector (or one whose norm rounds to 0 in f16) encodes norm 0 and all-zero codes; norms above
- * 65504 are clamped to the largest f16.
+ * than 0.1%. The row scale is the least-squares nu = sqrt(d) <v, c> / ||c||^2 for the centroid
+ * vector c (not ||v||: that lowers the MSE by a few percent), stored in f16 without its sign
+ * bit; the reconstruction is v̂ = nu / sqrt(d) · c. A zero vector (or one whose scale rounds to
+ * 0 in f16) encodes scale 0 and all-zero codes; scales above 65504 are clamped to the largest f16.
  *
- * QJL (keys, +qjl). r = y - ŷ, gamma = ||r||, signs = sign(S·r) (a set bit is +1, and 0 counts
- * as +1) with S a seeded d×d matrix of iid N(0, 1), one per codec. Then q·x ≈ q_rot·ŷ +
+ * QJL (keys, +qjl). r = v - v̂, gamma = ||r||, signs = sign(S·r) (a set bit is +1, and 0 counts
+ * as +1) with S a seeded d×d matrix of iid N(0, 1), one per codec. Then q·v ≈ q_rot·v̂ +
  * sqrt(pi/2)/d · gamma · (S·q_rot)·signs is unbiased over S. decode() returns the same estimate as
- * a vector: the inverse rotation of ŷ + sqrt(pi/2)/d · gamma · S^T·signs, so decode(k)·q equals
- * scores() up to float rounding.
+ * a vector: the inverse rotation of v̂ + sqrt(pi/2)/d · gamma · S^T·signs (+ m when centred), so
+ * decode(k)·q equals scores() up to float rounding.
  *
  * Row layout (bytes, little-endian):
- *   [f16 norm] [qjl: f16 gamma] [qjl: d/8 bytes of signs, bit j of byte i = sign of (S r)_(8i+j)]
+ *   [f16 scale nu, bit 15 = centred] [qjl: f16 gamma]
+ *   [qjl: d/8 bytes of signs, bit j of byte i = sign of (S r)_(8i+j)]
  *   [b bit planes of d/8 bytes] [plane b: n_hi/8 bytes]
  * In plane p, bit j of byte i is bit p of the code of coordinate 8i+j; plane b covers only the
- * coordinates 0 .. n_hi-1. A page is RK_KV_PAGE_TOKENS rows back to back.
+ * coordinates 0 .. n_hi-1. A page is RK_KV_PAGE_TOKENS rows back to back, then the mean:
+ *   [f16 step] [d int8: m_j = step * int8_j]
  *
  * Attention. prepare() rotates each query with the stream's rotation and, with qjl, appends
  * S·q_rot: qp = [q_rot (d) | S·q_rot (d)], prep_floats = 2d (d without qjl). scores() dots the
- * prepared query with the codes' centroids. weighted_sum() accumulates w_t·||x_t||/sqrt(d)·C
- * in the rotated domain and finish() applies the inverse rotation of the stream (the QJL part
+ * prepared query with the codes' centroids (plus q_rot·m). weighted_sum() accumulates
+ * w_t·nu_t/sqrt(d)·C (plus w_t·m) in the rotated domain and finish() applies the inverse rotation of the stream (the QJL part
  * is for keys and never enters weighted sums). Encode is scalar at every SIMD level, so the
  * bytes depend only on the seed.
  */
@@ -103,37 +115,127 @@ static void encode_qjl(const rk_kv_tq_state *s, const float *r, uint8_t *row) {
         if (sr[i] >= 0.0f) bits[i >> 3] |= (uint8_t)(1u << (i & 7));
 }
 
-static void encode_row(const rk_kv_tq_state *s, const uint8_t *signs, const float *x,
-                       uint8_t *row) {
+/* Encodes y (d floats in the rotated domain; clobbered: it becomes the residual) into row. */
+/* Encodes y (d floats in the rotated domain; clobbered: it becomes the residual) into row.
+ * The codes quantise y / ||y|| * sqrt(d); the stored scale is not ||y|| but the least-squares
+ * factor nu = sqrt(d) <y, c> / ||c||^2 for the centroid vector c, so y ≈ nu / sqrt(d) · c. */
+static void encode_rotated_row(const rk_kv_tq_state *s, float *y, bool centred, uint8_t *row) {
     const int64_t d = s->dim;
-    float y[RK_KV_TQ_MAX_DIM];
     double ss = 0.0;
     for (int64_t j = 0; j < d; j++)
-        ss += (double)x[j] * x[j];
-    const uint16_t nh = rk_fp32_to_fp16(clamp_f16_range(sqrt(ss)));
-    const float nf = rk_fp16_to_fp32(nh);
+        ss += (double)y[j] * y[j];
     memset(row, 0, s->row_bytes);
-    put_u16(row, nh);
-    if (!(nf > 0.0f)) return;
-    memcpy(y, x, (size_t)d * sizeof(float));
-    rk_kv_tq_rotate(y, d, signs);
-    const float to_unit = sqrtf((float)d) / nf, from_unit = nf * s->inv_sqrt_d;
+    const float norm = (float)sqrt(ss);
+    if (!(norm > 0.0f) || !isfinite(norm)) return;
+    const float to_unit = sqrtf((float)d) / norm;
     uint8_t *planes = row + s->off_planes;
+    float c[RK_KV_TQ_MAX_DIM];
+    double yc = 0.0, cc = 0.0;
     for (int64_t j = 0; j < d; j++) {
         const rk_kv_tq_codebook *bk = &s->book[j < s->n_hi];
         const int code = nearest_code(bk, y[j] * to_unit);
         for (int p = 0; p < bk->width; p++)
             if ((code >> p) & 1)
                 planes[(size_t)p * s->plane_bytes + (size_t)(j >> 3)] |= (uint8_t)(1u << (j & 7));
-        y[j] -= from_unit * bk->centroid[code]; /* y becomes the residual r */
+        c[j] = bk->centroid[code];
+        yc += (double)y[j] * c[j];
+        cc += (double)c[j] * c[j];
     }
+    const double nu = cc > 0.0 && yc > 0.0 ? sqrt((double)d) * yc / cc : 0.0;
+    const uint16_t nh = rk_fp32_to_fp16(clamp_f16_range(nu));
+    put_u16(row, (uint16_t)(nh | (centred ? RK_KV_TQ_CENTRED_BIT : 0)));
+    const float from_unit = rk_fp16_to_fp32(nh) * s->inv_sqrt_d;
+    for (int64_t j = 0; j < d; j++)
+        y[j] -= from_unit * c[j]; /* y becomes the residual r */
     if (s->qjl) encode_qjl(s, y, row);
+}
+
+/* Mean of the rotated rows of a page that are closer to `centre` than to 0 (all rows when
+ * centre is NULL). */
+static void rows_mean(const rk_kv_tq_state *s, const uint8_t *signs, const float *rows,
+                      const float *centre, double *mean) {
+    const int64_t d = s->dim;
+    float y[RK_KV_TQ_MAX_DIM];
+    int64_t n = 0;
+    memset(mean, 0, (size_t)d * sizeof(double));
+    for (int64_t t = 0; t < RK_KV_PAGE_TOKENS; t++) {
+        memcpy(y, rows + t * d, (size_t)d * sizeof(float));
+        rk_kv_tq_rotate(y, d, signs);
+        if (centre) {
+            double raw = 0.0, res = 0.0;
+            for (int64_t j = 0; j < d; j++) {
+                raw += (double)y[j] * y[j];
+                res += ((double)y[j] - centre[j]) * ((double)y[j] - centre[j]);
+            }
+            if (!(res < raw)) continue;
+        }
+        for (int64_t j = 0; j < d; j++)
+            mean[j] += y[j];
+        n++;
+    }
+    for (int64_t j = 0; j < d; j++)
+        mean[j] = n > 0 ? mean[j] / (double)n : 0.0;
+}
+
+/* The page mean the rows are centred on: the mean of all rotated rows, then again over the
+ * rows that mean helps (so attention sinks and outliers do not pull it). Written as an f16
+ * step and d int8 multiples into page + off_mean; *mean gets the values stored. */
+static void encode_mean(const rk_kv_tq_state *s, const uint8_t *signs, const float *rows,
+                        uint8_t *page, float *mean) {
+    const int64_t d = s->dim;
+    double acc[RK_KV_TQ_MAX_DIM];
+    float first[RK_KV_TQ_MAX_DIM];
+    rows_mean(s, signs, rows, NULL, acc);
+    for (int64_t j = 0; j < d; j++)
+        first[j] = (float)acc[j];
+    rows_mean(s, signs, rows, first, acc);
+    double amax = 0.0;
+    for (int64_t j = 0; j < d; j++)
+        if (fabs(acc[j]) > amax) amax = fabs(acc[j]);
+    const uint16_t sh = rk_fp32_to_fp16(clamp_f16_range(amax / 127.0));
+    const float step = rk_fp16_to_fp32(sh);
+    uint8_t *out = page + s->off_mean;
+    put_u16(out, sh);
+    for (int64_t j = 0; j < d; j++) {
+        long q = step > 0.0f ? lround(acc[j] / step) : 0;
+        q = q > 127 ? 127 : q < -127 ? -127 : q;
+        out[2 + j] = (uint8_t)(int8_t)q;
+        mean[j] = step * (float)q;
+    }
+}
+
+void rk_kv_tq_page_mean(const rk_kv_tq_state *s, const uint8_t *page, float *mean) {
+    if (!s->centred) {
+        memset(mean, 0, (size_t)s->dim * sizeof(float));
+        return;
+    }
+    const uint8_t *in = page + s->off_mean;
+    const float step = get_f16(in);
+    for (int64_t j = 0; j < s->dim; j++)
+        mean[j] = step * (float)(int8_t)in[2 + j];
 }
 
 static void tq_encode(const rk_kv_codec *c, int64_t stream, const float *rows, uint8_t *page) {
     const rk_kv_tq_state *s = tq_state(c);
-    for (int64_t t = 0; t < RK_KV_PAGE_TOKENS; t++)
-        encode_row(s, stream_signs(s, stream), rows + t * s->dim, page + (size_t)t * s->row_bytes);
+    const int64_t d = s->dim;
+    const uint8_t *signs = stream_signs(s, stream);
+    float mean[RK_KV_TQ_MAX_DIM] = {0}, y[RK_KV_TQ_MAX_DIM];
+    if (s->centred) encode_mean(s, signs, rows, page, mean);
+    for (int64_t t = 0; t < RK_KV_PAGE_TOKENS; t++) {
+        memcpy(y, rows + t * d, (size_t)d * sizeof(float));
+        rk_kv_tq_rotate(y, d, signs);
+        /* A row far from the page mean (an attention sink, an outlier) is cheaper as itself. */
+        double raw = 0.0, res = 0.0;
+        for (int64_t j = 0; j < d; j++) {
+            raw += (double)y[j] * y[j];
+            res += ((double)y[j] - mean[j]) * ((double)y[j] - mean[j]);
+        }
+        const bool centred = s->centred && res < raw;
+        if (centred)
+            for (int64_t j = 0; j < d; j++)
+                y[j] -= mean[j];
+        encode_rotated_row(s, y, centred, page + (size_t)t * s->row_bytes);
+    }
 }
 
 /* ---- decode (rotated domain helpers shared by the scalar kernels) ---- */
@@ -156,11 +258,12 @@ static void tq_decode(const rk_kv_codec *c, int64_t stream, const uint8_t *page,
                       int64_t n, float *out) {
     const rk_kv_tq_state *s = tq_state(c);
     const int64_t d = s->dim;
-    float sgn[RK_KV_TQ_MAX_DIM];
+    float sgn[RK_KV_TQ_MAX_DIM], mean[RK_KV_TQ_MAX_DIM];
+    rk_kv_tq_page_mean(s, page, mean);
     for (int64_t t = 0; t < n; t++) {
         const uint8_t *row = page + (size_t)(t0 + t) * s->row_bytes;
         float *o = out + t * d;
-        const float row_scale = get_f16(row) * s->inv_sqrt_d;
+        const float row_scale = rk_kv_tq_row_norm(row) * s->inv_sqrt_d;
         row_centroids(s, row, o);
         for (int64_t j = 0; j < d; j++)
             o[j] *= row_scale;
@@ -174,6 +277,9 @@ static void tq_decode(const rk_kv_codec *c, int64_t stream, const uint8_t *page,
                 o[j] += g * dot;
             }
         }
+        if (rk_kv_tq_row_centred(row))
+            for (int64_t j = 0; j < d; j++)
+                o[j] += mean[j];
         rk_kv_tq_unrotate(o, d, stream_signs(s, stream));
     }
 }
@@ -214,7 +320,7 @@ static void tq_scores(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int
     float vals[RK_KV_TQ_MAX_DIM], sgn[RK_KV_TQ_MAX_DIM];
     for (int64_t t = 0; t < n; t++) {
         const uint8_t *row = page + (size_t)(t0 + t) * s->row_bytes;
-        const float row_scale = get_f16(row) * s->inv_sqrt_d;
+        const float row_scale = rk_kv_tq_row_norm(row) * s->inv_sqrt_d;
         const float qjl_scale = s->qjl ? s->qjl_coef * get_f16(row + s->off_gamma) : 0.0f;
         row_centroids(s, row, vals);
         if (s->qjl) row_signs(s, row, sgn);
@@ -238,7 +344,7 @@ static void tq_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t t
     float vals[RK_KV_TQ_MAX_DIM];
     for (int64_t t = 0; t < n; t++) {
         const uint8_t *row = page + (size_t)(t0 + t) * s->row_bytes;
-        const float row_scale = get_f16(row) * s->inv_sqrt_d;
+        const float row_scale = rk_kv_tq_row_norm(row) * s->inv_sqrt_d;
         row_centroids(s, row, vals);
         for (int64_t g = 0; g < n_q; g++) {
             const float wt = w[g * w_stride + t] * row_scale;
@@ -248,10 +354,48 @@ static void tq_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t t
     }
 }
 
-static const rk_kv_codec_ops tq_ops_scalar = {tq_encode, tq_decode,       tq_prepare,
-                                              tq_scores, tq_weighted_sum, tq_finish};
-static const rk_kv_codec_ops tq_ops_avx2 = {
-    tq_encode, tq_decode, tq_prepare, rk_kv_tq_scores_avx2, rk_kv_tq_weighted_sum_avx2, tq_finish};
+/* ---- the ops: row kernels (scalar or AVX2) plus the page mean's share ---- */
+
+/* q·k_t = q_rot·(mean + r̂_t): the row kernel scores the residuals, q_rot·mean is added once. */
+static void tq_scores_page(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                           const float *qp, int64_t n_q, float scale, float *out,
+                           int64_t out_stride) {
+    const rk_kv_tq_state *s = tq_state(c);
+    s->row_scores(c, page, t0, n, qp, n_q, scale, out, out_stride);
+    if (!s->centred) return;
+    float mean[RK_KV_TQ_MAX_DIM];
+    rk_kv_tq_page_mean(s, page, mean);
+    for (int64_t g = 0; g < n_q; g++) {
+        const float *q = qp + g * c->prep_floats;
+        float qm = 0.0f;
+        for (int64_t j = 0; j < s->dim; j++)
+            qm += q[j] * mean[j];
+        for (int64_t t = 0; t < n; t++)
+            if (rk_kv_tq_row_centred(page + (size_t)(t0 + t) * s->row_bytes))
+                out[g * out_stride + t] += scale * qm;
+    }
+}
+
+/* Σ_t w_t v_t = Σ_t w_t r̂_t + (Σ_t w_t)·mean. */
+static void tq_weighted_sum_page(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                 const float *w, int64_t w_stride, int64_t n_q, float *acc) {
+    const rk_kv_tq_state *s = tq_state(c);
+    s->row_weighted_sum(c, page, t0, n, w, w_stride, n_q, acc);
+    if (!s->centred) return;
+    float mean[RK_KV_TQ_MAX_DIM];
+    rk_kv_tq_page_mean(s, page, mean);
+    for (int64_t g = 0; g < n_q; g++) {
+        float wsum = 0.0f;
+        for (int64_t t = 0; t < n; t++)
+            if (rk_kv_tq_row_centred(page + (size_t)(t0 + t) * s->row_bytes))
+                wsum += w[g * w_stride + t];
+        for (int64_t j = 0; j < s->dim; j++)
+            acc[g * s->dim + j] += wsum * mean[j];
+    }
+}
+
+static const rk_kv_codec_ops tq_ops = {tq_encode,      tq_decode,            tq_prepare,
+                                       tq_scores_page, tq_weighted_sum_page, tq_finish};
 
 /* ---- init ---- */
 
@@ -293,6 +437,9 @@ static rk_status tq_layout(rk_kv_tq_state *s, const rk_kv_codec *c, const char *
     s->off_gamma = 2;
     s->off_signs = 4;
     s->off_planes = qjl ? 4 + s->plane_bytes : 2;
+    s->centred = true;
+    s->off_mean = (size_t)RK_KV_PAGE_TOKENS * s->row_bytes;
+    s->mean_bytes = s->centred ? 2 + (size_t)d : 0;
     s->inv_sqrt_d = 1.0f / sqrtf((float)d);
     s->qjl_coef = (float)(sqrt(3.14159265358979323846 / 2.0) / (double)d);
     return RK_OK;
@@ -337,9 +484,12 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
     }
     c->state = s;
     c->free_state = tq_free_state;
-    c->page_bytes = (size_t)RK_KV_PAGE_TOKENS * s->row_bytes;
+    c->page_bytes = (size_t)RK_KV_PAGE_TOKENS * s->row_bytes + s->mean_bytes;
     c->prep_floats = s->qjl ? 2 * s->dim : s->dim;
+    c->ops = &tq_ops;
     /* The AVX2 kernels work on 32 coordinates at a time. */
-    c->ops = c->simd >= RK_SIMD_AVX2 && s->dim >= 32 ? &tq_ops_avx2 : &tq_ops_scalar;
+    const bool avx2 = c->simd >= RK_SIMD_AVX2 && s->dim >= 32;
+    s->row_scores = avx2 ? rk_kv_tq_scores_avx2 : tq_scores;
+    s->row_weighted_sum = avx2 ? rk_kv_tq_weighted_sum_avx2 : tq_weighted_sum;
     return RK_OK;
 }

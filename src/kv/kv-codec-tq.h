@@ -12,6 +12,7 @@
 #define RK_KV_CODEC_TQ_H
 
 #include "kv/kv-codec-impl.h"
+#include "quant/quant.h"
 
 /* Largest head dimension: encode, decode and finish keep a few rows of this many floats on the
  * stack (the decode loop never calls malloc). */
@@ -39,10 +40,18 @@ typedef struct rk_kv_tq_state {
     size_t off_signs;   /* qjl: d/8 bytes of sign bits */
     size_t off_planes;  /* first bit plane */
     size_t plane_bytes; /* d/8 */
+    bool centred;       /* the page stores the mean of its rotated rows; rows are residuals */
+    size_t off_mean;    /* centred: RK_KV_PAGE_TOKENS * row_bytes (after the rows) */
+    size_t mean_bytes;  /* centred: f16 scale + d int8 (0 otherwise) */
     float inv_sqrt_d;
     float qjl_coef;            /* sqrt(pi/2) / d */
     rk_kv_tq_codebook book[2]; /* [0]: width b, [1]: width b+1 (when n_hi > 0) */
     uint8_t *signs;            /* (n_streams, d/8): bit j set = D_s[j] is -1 */
+    /* The row kernels (scalar or AVX2) the ops wrap with the page mean's share. */
+    void (*row_scores)(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                       const float *qp, int64_t n_q, float scale, float *out, int64_t out_stride);
+    void (*row_weighted_sum)(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                             const float *w, int64_t w_stride, int64_t n_q, float *acc);
     float *st;                 /* qjl: S transposed, (d, d) row-major: st[j*d + i] = S[i][j] */
 } rk_kv_tq_state;
 
@@ -70,7 +79,20 @@ void rk_kv_tq_unrotate(float *x, int64_t d, const uint8_t *signs);
 rk_status rk_kv_tq_codebook_build(int64_t d, int width, rk_kv_tq_codebook *book, double *mse,
                                   rk_error *err);
 
-/* ---- row helper (the scalar kernels and tests) ---- */
+/* ---- row helpers (the kernels and tests) ---- */
+
+/* A row starts with its f16 norm; the norm's sign bit says whether the row is a residual from
+ * the page mean (set) or the vector itself (clear). */
+#define RK_KV_TQ_CENTRED_BIT 0x8000u
+static inline uint16_t rk_kv_tq_row_head(const uint8_t *row) {
+    return (uint16_t)(row[0] | row[1] << 8);
+}
+static inline float rk_kv_tq_row_norm(const uint8_t *row) {
+    return rk_fp16_to_fp32((uint16_t)(rk_kv_tq_row_head(row) & ~RK_KV_TQ_CENTRED_BIT));
+}
+static inline bool rk_kv_tq_row_centred(const uint8_t *row) {
+    return (rk_kv_tq_row_head(row) & RK_KV_TQ_CENTRED_BIT) != 0;
+}
 
 /* The code of coordinate j of a row (planes = row + off_planes). */
 static inline int rk_kv_tq_code(const rk_kv_tq_state *s, const uint8_t *planes, int64_t j) {
@@ -80,6 +102,9 @@ static inline int rk_kv_tq_code(const rk_kv_tq_state *s, const uint8_t *planes, 
         code |= ((planes[(size_t)p * s->plane_bytes + (size_t)(j >> 3)] >> (j & 7)) & 1) << p;
     return code;
 }
+
+/* The page mean in the rotated domain (d floats): zeros when the codec is not centred. */
+void rk_kv_tq_page_mean(const rk_kv_tq_state *s, const uint8_t *page, float *mean);
 
 /* ---- kv-codec-tq-avx2.c: the ops' AVX2 kernels (d >= 32; t0 + n <= RK_KV_PAGE_TOKENS) ---- */
 

@@ -15,9 +15,10 @@
  *   q4         KIVI: keys per channel (each channel's 64-token groups get an f16 scale and
  *              minimum), values per token (each row's 64-channel groups get scale and min)
  *   tqR        TurboQuant at R = 2.5, 3, 3.5 or 4 bits per element, *everything counted*:
- *              randomised Hadamard rotation per stream, per-row f16 norm, Lloyd–Max codebook
+ *              randomised Hadamard rotation per stream, per-row f16 scale, Lloyd–Max codebook
  *              for rotated unit-vector coordinates, bit widths mixed across coordinates so
- *              the row takes exactly R * dim bits
+ *              the row takes exactly R * dim bits; each page also stores its mean (2 + dim
+ *              bytes), and rows closer to it than to 0 encode their difference from it
  *   tqR+qjl    keys only: part of the budget goes to a 1-bit QJL sketch of the residual and
  *              its f16 norm, which makes q·k unbiased
  *

@@ -92,6 +92,11 @@ def main():
             for name, l in by.items():
                 failures += check(l["mean_kld"] < 0.2 and l["top1_agreement"] > 0.8,
                                   f"{name}: mean KLD {l['mean_kld']:.4g} < 0.2, top-1 {l['top1_agreement']:.3f} > 0.8")
+            if not SLOW:
+                # Regression bounds at 1K (measured 2026-11-24: q8 0.0036, q4 0.0094, tq3.5 0.0140).
+                for name, bound in (("q8", 0.008), ("q4", 0.02), ("tq3.5", 0.025)):
+                    failures += check(by[name]["mean_kld"] < bound,
+                                      f"{name}: mean KLD {by[name]['mean_kld']:.4g} < {bound} at 1K")
             failures += check(2 * f16["kv_bytes_per_token"] == f32["kv_bytes_per_token"], "f16 takes half of f32's bytes")
             failures += check(4.5 * tq["kv_bytes_per_token"] <= f16["kv_bytes_per_token"],
                               f"tq3.5 {tq['kv_bytes_per_token']} bytes/token <= f16 / 4.5 ({f16['kv_bytes_per_token'] / 4.5:.0f})")
