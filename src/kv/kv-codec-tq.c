@@ -487,9 +487,15 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
     c->page_bytes = (size_t)RK_KV_PAGE_TOKENS * s->row_bytes + s->mean_bytes;
     c->prep_floats = s->qjl ? 2 * s->dim : s->dim;
     c->ops = &tq_ops;
-    /* The AVX2 kernels work on 32 coordinates at a time. */
-    const bool avx2 = c->simd >= RK_SIMD_AVX2 && s->dim >= 32;
-    s->row_scores = avx2 ? rk_kv_tq_scores_avx2 : tq_scores;
-    s->row_weighted_sum = avx2 ? rk_kv_tq_weighted_sum_avx2 : tq_weighted_sum;
+    /* The SIMD kernels work on blocks of 32 (AVX2) or 16 (AVX-512) coordinates of one width. */
+    s->row_scores = tq_scores;
+    s->row_weighted_sum = tq_weighted_sum;
+    if (c->simd >= RK_SIMD_AVX512 && s->dim >= 32 && s->n_hi % 16 == 0) {
+        s->row_scores = rk_kv_tq_scores_avx512;
+        s->row_weighted_sum = rk_kv_tq_weighted_sum_avx512;
+    } else if (c->simd >= RK_SIMD_AVX2 && s->dim >= 32) {
+        s->row_scores = rk_kv_tq_scores_avx2;
+        s->row_weighted_sum = rk_kv_tq_weighted_sum_avx2;
+    }
     return RK_OK;
 }

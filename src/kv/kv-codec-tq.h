@@ -5,6 +5,7 @@
  * Files:
  *   kv-codec-tq.c        init, layout, encode/decode, prepare/finish, scalar kernels
  *   kv-codec-tq-avx2.c   AVX2/FMA scores and weighted sums that decode inside the dot loop
+ *   kv-codec-tq-avx512.c the same with AVX-512 (mask registers, vpermps lookups)
  *   kv-tq-rotation.c     seeded randomised Hadamard rotations and the QJL Gaussian matrix
  *   kv-tq-codebook.c     Lloyd–Max codebooks for a coordinate of a random unit vector
  */
@@ -113,5 +114,14 @@ void rk_kv_tq_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
                           int64_t out_stride);
 void rk_kv_tq_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                                 const float *w, int64_t w_stride, int64_t n_q, float *acc);
+
+/* ---- kv-codec-tq-avx512.c: AVX-512 kernels (d >= 32, n_hi a multiple of 16) ---- */
+
+void rk_kv_tq_scores_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                            const float *qp, int64_t n_q, float scale, float *out,
+                            int64_t out_stride);
+void rk_kv_tq_weighted_sum_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
+                                  int64_t n, const float *w, int64_t w_stride, int64_t n_q,
+                                  float *acc);
 
 #endif
