@@ -86,13 +86,18 @@ static void test_merge(void) {
     for (int j = 0; j < DV; j++) CHECK(out[j] == 0.0f);
 }
 
-/* Row t of (layer, head) as attention sees it: decoded through the page's codec. */
+/* Row t of (layer, head) as attention sees it: decoded through the page's codec, or its exact
+ * copy for a sink row. */
 static void row_as_seen(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t t, int64_t q_pos, int role,
                         float *out) {
     rk_kv_page_view pv;
     rk_kv_get_page(kv, layer, head, t / RK_KV_PAGE_TOKENS, q_pos, &pv);
-    const rk_kv_codec *c = role == 0 ? pv.key_codec : pv.value_codec;
-    rk_kv_codec_get_ops(c)->decode(c, pv.stream, role == 0 ? pv.keys : pv.values, t % RK_KV_PAGE_TOKENS, 1, out);
+    const int64_t r = t % RK_KV_PAGE_TOKENS;
+    const bool exact = r < pv.n_exact;
+    const rk_kv_codec *c = exact ? (role == 0 ? pv.exact_key_codec : pv.exact_value_codec)
+                                 : (role == 0 ? pv.key_codec : pv.value_codec);
+    const uint8_t *data = exact ? (role == 0 ? pv.exact_keys : pv.exact_values) : (role == 0 ? pv.keys : pv.values);
+    rk_kv_codec_get_ops(c)->decode(c, pv.stream, data, r, 1, out);
 }
 
 /* naive float64 attention of one query over positions [t0, t1) */
@@ -151,13 +156,15 @@ static double attention_error(rk_kv_cache *kv, const float *q, int64_t dk, int64
 
 /* Attention over a cache of 700 positions whose first two pages are sealed with `codec` (keys
  * and values; keys_codec may differ), the tail open in f32, against float64 over the rows as
- * the codecs decode them. Then truncation into a sealed page re-opens it without changing what
- * attention sees. */
-static void test_paged_attention(const char *keys_codec, const char *values_codec, int64_t dk, int64_t dv) {
+ * the codecs decode them (the first n_sink positions exactly as written). Then truncation into
+ * a sealed page re-opens it without changing what attention sees. */
+static void test_paged_attention(const char *keys_codec, const char *values_codec, int64_t dk, int64_t dv,
+                                 int64_t n_sink) {
     const int64_t n_kv = 2, n_ctx = 800;
     rk_kv_dims dims = {2, n_kv, dk, dv, n_ctx};
     rk_kv_config cfg = rk_kv_config_f32(rk_cpu_simd_level());
     cfg.seed = 7;
+    cfg.n_sink = n_sink;
     rk_kv_cache *kv;
     rk_error err;
     CHECK(rk_kv_codec_parse(keys_codec, &cfg.key_codec, &err) == RK_OK);
@@ -173,6 +180,9 @@ static void test_paged_attention(const char *keys_codec, const char *values_code
                 for (int64_t i = 0; i < dv; i++) v[i] = frand();
             }
         }
+    float sink_k[8 * 256], sink_v[8 * 256]; /* layer 1, head 1, positions 0 .. n_sink-1 */
+    memcpy(sink_k, rk_kv_key(kv, 1, 1, 0), sizeof(float) * (size_t)(n_sink * dk));
+    memcpy(sink_v, rk_kv_value(kv, 1, 1, 0), sizeof(float) * (size_t)(n_sink * dv));
     size_t open_bytes = rk_kv_bytes(kv);
     for (int64_t l = 0; l < 2; l++) CHECK(rk_kv_seal_full_pages(kv, l, 700, NULL, &err) == RK_OK);
     bool f32 = strcmp(keys_codec, "f32") == 0 && strcmp(values_codec, "f32") == 0;
@@ -187,11 +197,19 @@ static void test_paged_attention(const char *keys_codec, const char *values_code
     rk_kv_get_page(kv, 1, 1, 0, 100, &own);
     rk_kv_get_page(kv, 1, 1, 0, 600, &later);
     CHECK(rk_kv_codec_get_spec(own.key_codec)->kind == RK_KV_CODEC_F32);
-    CHECK(f32 || rk_kv_codec_get_spec(later.key_codec)->kind != RK_KV_CODEC_F32);
+    CHECK(strcmp(keys_codec, "f32") == 0 || rk_kv_codec_get_spec(later.key_codec)->kind != RK_KV_CODEC_F32);
     for (int64_t l = 0; l < 2; l++) rk_kv_drop_retired(kv, l);
     CHECK(f32 ? rk_kv_bytes(kv) == open_bytes : rk_kv_bytes(kv) < open_bytes);
     rk_kv_get_page(kv, 1, 1, 0, 100, &own);
     CHECK(own.key_codec == later.key_codec);
+    CHECK(own.n_exact == n_sink);
+    for (int64_t t = 0; t < n_sink; t++) { /* sink rows read back exactly as written */
+        float k[256], v[256];
+        row_as_seen(kv, 1, 1, t, 600, 0, k);
+        row_as_seen(kv, 1, 1, t, 600, 1, v);
+        CHECK(memcmp(k, sink_k + t * dk, sizeof(float) * (size_t)dk) == 0);
+        CHECK(memcmp(v, sink_v + t * dv, sizeof(float) * (size_t)dv) == 0);
+    }
     worst = fmax(worst, attention_error(kv, q, dk, dv, what));
     printf("  %-22s dk %3lld dv %3lld: max |attention - float64 reference| %.2g\n", what,
            (long long)dk, (long long)dv, worst);
@@ -208,6 +226,15 @@ static void test_paged_attention(const char *keys_codec, const char *values_code
     double diff = 0;
     for (int64_t i = 0; i < 3 * dv; i++) diff = fmax(diff, fabs(before[i] - after[i]));
     CHECK_MSG(diff < 1e-5, "%s: attention changed by %g after truncation", what, diff);
+    /* into page 0: re-opened, its sink rows are the exact ones again, not their decoding */
+    rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 100, before, scratch);
+    CHECK(rk_kv_truncate(kv, 100, &err) == RK_OK);
+    rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 100, after, scratch);
+    diff = 0;
+    for (int64_t i = 0; i < 3 * dv; i++) diff = fmax(diff, fabs(before[i] - after[i]));
+    CHECK_MSG(diff < 1e-5, "%s: attention changed by %g after truncation into page 0", what, diff);
+    CHECK(memcmp(rk_kv_key(kv, 1, 1, 0), sink_k, sizeof(float) * (size_t)(n_sink * dk)) == 0);
+    CHECK(memcmp(rk_kv_value(kv, 1, 1, 0), sink_v, sizeof(float) * (size_t)(n_sink * dv)) == 0);
     CHECK(rk_kv_reserve(kv, 700, &err) == RK_OK);
     free(scratch);
     rk_kv_free(kv);
@@ -216,10 +243,12 @@ static void test_paged_attention(const char *keys_codec, const char *values_code
 int main(void) {
     test_merge();
     printf("attention over paged KV (sealed codec pages + open f32 tail) vs float64:\n");
-    test_paged_attention("f32", "f32", 64, 48);
+    test_paged_attention("f32", "f32", 64, 48, 0);
     const char *codecs[] = {"f16", "q8", "q4", "tq2.5", "tq3", "tq3.5", "tq4"};
-    for (size_t i = 0; i < sizeof codecs / sizeof codecs[0]; i++) test_paged_attention(codecs[i], codecs[i], 64, 64);
-    test_paged_attention("tq3.5+qjl", "tq3.5", 128, 64);
-    test_paged_attention("q8", "tq3", 256, 256);
+    for (size_t i = 0; i < sizeof codecs / sizeof codecs[0]; i++)
+        for (int64_t n_sink = 0; n_sink <= 4; n_sink += 4) test_paged_attention(codecs[i], codecs[i], 64, 64, n_sink);
+    test_paged_attention("tq3.5+qjl", "tq3.5", 128, 64, 4);
+    test_paged_attention("q8", "tq3", 256, 256, 0);
+    test_paged_attention("f32", "tq3", 64, 64, 8); /* sinks for values only */
     return rk_test_finish("test-attn");
 }

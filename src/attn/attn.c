@@ -65,13 +65,26 @@ int64_t rk_attn_scratch_floats(const rk_kv_cache *kv, int64_t n_q) {
     return n_q * (RK_KV_PAGE_TOKENS + 3 * dv + rk_kv_prep_floats(kv));
 }
 
-/* Partials of the n_q heads over rows [r0, r0+len) of one page, into page[g]. */
+/* Partials of the n_q heads over rows [r0, r0+len) of one page, into page[g]. Rows below
+ * pv->n_exact (a sealed page 0's sink rows) are read from their exact f32 copy: their scores
+ * go into the same score row and their values into the same output, so the page still gives
+ * one partial. q: the raw queries (what the f32 codec's prepare would copy); qp: prepared for
+ * the page's key codec. */
 static void page_partials(const rk_attn_ops *ops, const rk_kv_page_view *pv, int64_t r0,
-                          int64_t len, int64_t n_q, const float *qp, float scale, int64_t dv,
-                          float *scores, float *acc, rk_attn_partial *page) {
+                          int64_t len, int64_t n_q, const float *q, const float *qp, float scale,
+                          int64_t dv, float *scores, float *acc, rk_attn_partial *page) {
     const rk_kv_codec_ops *kops = rk_kv_codec_get_ops(pv->key_codec);
     const rk_kv_codec_ops *vops = rk_kv_codec_get_ops(pv->value_codec);
-    kops->scores(pv->key_codec, pv->keys, r0, len, qp, n_q, scale, scores, RK_KV_PAGE_TOKENS);
+    const rk_kv_codec_ops *xk = rk_kv_codec_get_ops(pv->exact_key_codec);
+    const rk_kv_codec_ops *xv = rk_kv_codec_get_ops(pv->exact_value_codec);
+    int64_t e = pv->n_exact < r0 ? r0 : pv->n_exact; /* rows [r0, e) exact, [e, r0+len) codec */
+    if (e > r0 + len) e = r0 + len;
+    if (e > r0)
+        xk->scores(pv->exact_key_codec, pv->exact_keys, r0, e - r0, q, n_q, scale, scores,
+                   RK_KV_PAGE_TOKENS);
+    if (r0 + len > e)
+        kops->scores(pv->key_codec, pv->keys, e, r0 + len - e, qp, n_q, scale, scores + (e - r0),
+                     RK_KV_PAGE_TOKENS);
     for (int64_t g = 0; g < n_q; g++) {
         float *sc = scores + g * RK_KV_PAGE_TOKENS;
 
@@ -80,10 +93,18 @@ static void page_partials(const rk_attn_ops *ops, const rk_kv_page_view *pv, int
         page[g].m = m;
         page[g].l = ops->exp_sum(sc, len, m);
     }
-    memset(acc, 0, (size_t)(n_q * dv) * sizeof(float));
-    vops->weighted_sum(pv->value_codec, pv->values, r0, len, scores, RK_KV_PAGE_TOKENS, n_q, acc);
-    vops->finish(pv->value_codec, pv->stream, acc, n_q, page[0].o); /* page[g].o contiguous */
-
+    if (e > r0) {
+        memset(acc, 0, (size_t)(n_q * dv) * sizeof(float));
+        xv->weighted_sum(pv->exact_value_codec, pv->exact_values, r0, e - r0, scores,
+                         RK_KV_PAGE_TOKENS, n_q, acc);
+        xv->finish(pv->exact_value_codec, pv->stream, acc, n_q, page[0].o);
+    }
+    if (r0 + len > e) {
+        memset(acc, 0, (size_t)(n_q * dv) * sizeof(float));
+        vops->weighted_sum(pv->value_codec, pv->values, e, r0 + len - e, scores + (e - r0),
+                           RK_KV_PAGE_TOKENS, n_q, acc);
+        vops->finish(pv->value_codec, pv->stream, acc, n_q, page[0].o); /* page[g].o contiguous */
+    }
 }
 
 void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
@@ -107,8 +128,8 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
             prepared = pv.key_codec;
         }
         for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&page[g], page_o + g * dv, dv);
-        page_partials(ops, &pv, p0 - pi * RK_KV_PAGE_TOKENS, p1 - p0, n_q, qp, scale, dv, scores,
-                      acc, page);
+        page_partials(ops, &pv, p0 - pi * RK_KV_PAGE_TOKENS, p1 - p0, n_q, q, qp, scale, dv,
+                      scores, acc, page);
         for (int64_t g = 0; g < n_q; g++) rk_attn_merge(&parts[g], &page[g], dv);
         p0 = p1;
     }

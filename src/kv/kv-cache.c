@@ -5,11 +5,17 @@
  * A layer's page holds n_head_kv codec pages per role back to back, so head h of a page is at
  * h * page_bytes of the codec that page is in (f32 while open). Pages fill in order, so the
  * sealed pages of a layer are always a prefix: n_sealed[layer].
+ *
+ * Sinks: when page 0 of a layer is sealed, the f32 rows of positions 0 .. n_sink-1 of every
+ * head are copied to sink[r][layer] ((n_head_kv, n_sink, head_dim) floats) first, and reads of
+ * page 0 take those rows from there (rk_kv_page_view.n_exact). They go when page 0 does (freed,
+ * released, or re-opened: then they overwrite the decoded rows, so nothing changes).
  */
 #include "kv/kv-cache.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
 #include "quant/quant.h"
@@ -31,11 +37,12 @@ struct rk_kv_cache {
     kv_page *pages;       /* (n_layer, max_pages) */
     rk_kv_codec *open_codec[2];    /* f32, keys and values */
     rk_kv_codec *sealed_codec[2];  /* the configured codecs */
+    float **sink[2];      /* (n_layer) exact rows of positions 0 .. n_sink-1, or NULL */
     size_t bytes;         /* page bytes allocated */
 };
 
 rk_kv_config rk_kv_config_f32(int simd_level) {
-    rk_kv_config c = {{RK_KV_CODEC_F32, 0, false}, {RK_KV_CODEC_F32, 0, false}, simd_level, 0};
+    rk_kv_config c = {{RK_KV_CODEC_F32, 0, false}, {RK_KV_CODEC_F32, 0, false}, simd_level, 0, 0};
     return c;
 }
 
@@ -46,6 +53,21 @@ static bool page_is_encoded(const rk_kv_cache *kv, int64_t layer, int64_t i) {
 
 static size_t layer_page_bytes(const rk_kv_cache *kv, const rk_kv_codec *c) {
     return (size_t)kv->dims.n_head_kv * rk_kv_codec_page_bytes(c);
+}
+
+/* Bytes of one layer's sink rows for role r. */
+static size_t sink_bytes(const rk_kv_cache *kv, int r) {
+    const int64_t dim = r == 0 ? kv->dims.head_dim_k : kv->dims.head_dim_v;
+    return (size_t)(kv->dims.n_head_kv * kv->config.n_sink * dim) * sizeof(float);
+}
+
+static void free_sinks(rk_kv_cache *kv, int64_t layer) {
+    for (int r = 0; r < 2; r++)
+        if (kv->sink[r] && kv->sink[r][layer]) {
+            free(kv->sink[r][layer]);
+            kv->sink[r][layer] = NULL;
+            kv->bytes -= sink_bytes(kv, r);
+        }
 }
 
 static rk_status make_codecs(rk_kv_cache *kv, rk_error *err) {
@@ -71,6 +93,9 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
     if (dims->n_layer <= 0 || dims->n_head_kv <= 0 || dims->head_dim_k <= 0 ||
         dims->head_dim_v <= 0 || dims->n_ctx <= 0)
         return rk_error_set(err, RK_ERR_INVALID_ARG, "kv: dimensions must be positive");
+    if (config->n_sink < 0 || config->n_sink > RK_KV_PAGE_TOKENS)
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "kv: %lld sink positions (0 .. %d)",
+                            (long long)config->n_sink, RK_KV_PAGE_TOKENS);
     rk_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory");
     kv->dims = *dims;
@@ -79,8 +104,10 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
     kv->pages = calloc((size_t)(dims->n_layer * kv->max_pages), sizeof *kv->pages);
     kv->n_sealed = calloc((size_t)dims->n_layer, sizeof *kv->n_sealed);
     kv->n_released = calloc((size_t)dims->n_layer, sizeof *kv->n_released);
+    for (int r = 0; r < 2; r++)
+        kv->sink[r] = calloc((size_t)dims->n_layer, sizeof *kv->sink[r]);
     rk_status s = RK_OK;
-    if (!kv->pages || !kv->n_sealed || !kv->n_released)
+    if (!kv->pages || !kv->n_sealed || !kv->n_released || !kv->sink[0] || !kv->sink[1])
         s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for %lld page slots",
                          (long long)(dims->n_layer * kv->max_pages));
     if (!s) s = make_codecs(kv, err);
@@ -105,6 +132,7 @@ static void free_retired(rk_kv_cache *kv, kv_page *p) {
 static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
     kv_page *p = &kv->pages[layer * kv->max_pages + i];
     free_retired(kv, p);
+    if (i == 0) free_sinks(kv, layer);
     bool sealed = page_is_encoded(kv, layer, i);
     if (p->keys) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[0] : kv->open_codec[0]);
     if (p->values) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[1] : kv->open_codec[1]);
@@ -121,6 +149,7 @@ void rk_kv_free(rk_kv_cache *kv) {
     for (int r = 0; r < 2; r++) {
         rk_kv_codec_free(kv->open_codec[r]);
         rk_kv_codec_free(kv->sealed_codec[r]);
+        free(kv->sink[r]);
     }
     free(kv->pages);
     free(kv->n_sealed);
@@ -175,6 +204,16 @@ static void seal_units(void *arg, int ith, int nth) {
     }
 }
 
+/* Copies rows 0 .. n_sink-1 of every head from page 0's f32 buffer of role r into out. */
+static void copy_sinks(const rk_kv_cache *kv, const uint8_t *keys, const uint8_t *values, int r,
+                       float *out) {
+    const int64_t dim = r == 0 ? kv->dims.head_dim_k : kv->dims.head_dim_v, S = kv->config.n_sink;
+    const uint8_t *src = r == 0 ? keys : values;
+    const size_t head_bytes = rk_kv_codec_page_bytes(kv->open_codec[r]);
+    for (int64_t h = 0; h < kv->dims.n_head_kv; h++)
+        memcpy(out + h * S * dim, src + (size_t)h * head_bytes, (size_t)(S * dim) * sizeof(float));
+}
+
 rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens, rk_pool *pool,
                                 rk_error *err) {
     int64_t full = n_tokens / RK_KV_PAGE_TOKENS;
@@ -193,7 +232,18 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
                 s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory sealing page %lld of layer %lld",
                                  (long long)(first + i), (long long)layer);
         }
+    float *sinks[2] = {NULL, NULL}; /* page 0's sink rows, for roles that get encoded */
+    if (!s && first == 0 && kv->config.n_sink > 0)
+        for (int r = 0; r < 2; r++) {
+            if (!fresh[r]) continue;
+            sinks[r] = malloc(sink_bytes(kv, r));
+            if (!sinks[r] && !s)
+                s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the sink rows of layer %lld",
+                                 (long long)layer);
+        }
     if (!s) {
+        for (int r = 0; r < 2; r++)
+            if (sinks[r]) copy_sinks(kv, kv->pages[layer * kv->max_pages].keys, kv->pages[layer * kv->max_pages].values, r, sinks[r]);
         seal_job job = {kv, layer, first, count, fresh};
         if (pool)
             rk_pool_run(pool, seal_units, &job);
@@ -209,9 +259,16 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
                 *slot[r] = fresh[i * 2 + r];
             }
         }
+        for (int r = 0; r < 2; r++)
+            if (sinks[r]) {
+                kv->sink[r][layer] = sinks[r];
+                kv->bytes += sink_bytes(kv, r);
+            }
         kv->n_sealed[layer] = full;
     } else {
         for (int64_t i = 0; i < count * 2; i++) free(fresh[i]);
+        free(sinks[0]);
+        free(sinks[1]);
     }
     if (fresh != fresh_small) free(fresh);
     return s;
@@ -239,11 +296,18 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
             rk_kv_codec_get_ops(c)->decode(c, layer * H + h, *slot[r] + h * rk_kv_codec_page_bytes(c), 0,
                                            RK_KV_PAGE_TOKENS,
                                            (float *)(fresh[r] + h * rk_kv_codec_page_bytes(kv->open_codec[r])));
+        if (i == 0 && kv->sink[r][layer]) { /* the exact rows, not their decoding */
+            const int64_t dim = r == 0 ? kv->dims.head_dim_k : kv->dims.head_dim_v, S = kv->config.n_sink;
+            for (int64_t h = 0; h < H; h++)
+                memcpy(fresh[r] + h * rk_kv_codec_page_bytes(kv->open_codec[r]),
+                       kv->sink[r][layer] + h * S * dim, (size_t)(S * dim) * sizeof(float));
+        }
         kv->bytes += layer_page_bytes(kv, kv->open_codec[r]);
         kv->bytes -= layer_page_bytes(kv, c);
         free(*slot[r]);
         *slot[r] = fresh[r];
     }
+    if (i == 0) free_sinks(kv, layer);
     kv->n_sealed[layer] = i;
     return RK_OK;
 }
@@ -322,6 +386,20 @@ void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t 
     view->keys = data[0] + head * rk_kv_codec_page_bytes(view->key_codec);
     view->values = data[1] + head * rk_kv_codec_page_bytes(view->value_codec);
     view->stream = layer * kv->dims.n_head_kv + head;
+    view->n_exact = 0;
+    view->exact_key_codec = kv->open_codec[0];
+    view->exact_value_codec = kv->open_codec[1];
+    view->exact_keys = view->exact_values = NULL;
+    if (page == 0 && sealed && codec[0] == kv->sealed_codec[0] && kv->config.n_sink > 0) {
+        /* A role without sink rows (an f32 codec) reads its own page: same floats. */
+        const int64_t S = kv->config.n_sink;
+        const uint8_t *sk = (const uint8_t *)kv->sink[0][layer], *sv = (const uint8_t *)kv->sink[1][layer];
+        view->n_exact = S;
+        view->exact_keys = sk ? sk + (size_t)(head * S * kv->dims.head_dim_k) * sizeof(float)
+                              : p->keys + head * rk_kv_codec_page_bytes(kv->open_codec[0]);
+        view->exact_values = sv ? sv + (size_t)(head * S * kv->dims.head_dim_v) * sizeof(float)
+                                : p->values + head * rk_kv_codec_page_bytes(kv->open_codec[1]);
+    }
 }
 
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv) {

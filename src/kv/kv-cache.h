@@ -40,6 +40,9 @@ typedef struct rk_kv_config {
     rk_kv_codec_spec value_codec;  /* codec of sealed value pages */
     int simd_level;                /* rk_simd_level of the kernels */
     uint64_t seed;                 /* rotations and sketches of tq codecs */
+    int64_t n_sink;                /* positions 0 .. n_sink-1 stay exact (f32) after page 0 is
+                                    * sealed: the attention sinks, which most queries weight
+                                    * heavily (0 .. RK_KV_PAGE_TOKENS) */
 } rk_kv_config;
 
 /* An f32 cache configuration (both codecs f32) for simd_level. */
@@ -97,6 +100,13 @@ typedef struct rk_kv_page_view {
     const uint8_t *keys;
     const uint8_t *values;
     int64_t stream;     /* layer * n_head_kv + head */
+    /* Rows 0 .. n_exact-1 of the page read from these f32 rows (open-codec layout, row stride
+     * head_dim) instead: the sink rows of a sealed page 0. n_exact = 0 otherwise. */
+    int64_t n_exact;
+    const rk_kv_codec *exact_key_codec;
+    const rk_kv_codec *exact_value_codec;
+    const uint8_t *exact_keys;
+    const uint8_t *exact_values;
 } rk_kv_page_view;
 
 void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page,
