@@ -293,7 +293,7 @@ static void tq_prepare(const rk_kv_codec *c, int64_t stream, const float *q, int
     for (int64_t g = 0; g < n_q; g++) {
         float *o = qp + g * c->prep_floats;
         memcpy(o, q + g * d, (size_t)d * sizeof(float));
-        rk_kv_tq_rotate(o, d, stream_signs(s, stream));
+        s->rotate(o, d, stream_signs(s, stream));
         if (s->qjl) mul_s(s, o, o + d); /* S·q_rot */
     }
 }
@@ -305,7 +305,7 @@ static void tq_finish(const rk_kv_codec *c, int64_t stream, const float *acc, in
     float tmp[RK_KV_TQ_MAX_DIM];
     for (int64_t g = 0; g < n_q; g++) {
         memcpy(tmp, acc + g * d, (size_t)d * sizeof(float));
-        rk_kv_tq_unrotate(tmp, d, stream_signs(s, stream));
+        s->unrotate(tmp, d, stream_signs(s, stream));
         for (int64_t j = 0; j < d; j++)
             o[g * d + j] += tmp[j];
     }
@@ -490,6 +490,12 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
     /* The SIMD kernels work on blocks of 32 (AVX2) or 16 (AVX-512) coordinates of one width. */
     s->row_scores = tq_scores;
     s->row_weighted_sum = tq_weighted_sum;
+    s->rotate = rk_kv_tq_rotate;
+    s->unrotate = rk_kv_tq_unrotate;
+    if (c->simd >= RK_SIMD_AVX2) {
+        s->rotate = rk_kv_tq_rotate_avx2;
+        s->unrotate = rk_kv_tq_unrotate_avx2;
+    }
     if (c->simd >= RK_SIMD_AVX512 && s->dim >= 32 && s->n_hi % 16 == 0) {
         s->row_scores = rk_kv_tq_scores_avx512;
         s->row_weighted_sum = rk_kv_tq_weighted_sum_avx512;

@@ -48,6 +48,9 @@ typedef struct rk_kv_tq_state {
     float qjl_coef;            /* sqrt(pi/2) / d */
     rk_kv_tq_codebook book[2]; /* [0]: width b, [1]: width b+1 (when n_hi > 0) */
     uint8_t *signs;            /* (n_streams, d/8): bit j set = D_s[j] is -1 */
+    /* The query and output rotations of attention (scalar or AVX2; encoding is always scalar). */
+    void (*rotate)(float *x, int64_t d, const uint8_t *signs);
+    void (*unrotate)(float *x, int64_t d, const uint8_t *signs);
     /* The row kernels (scalar or AVX2) the ops wrap with the page mean's share. */
     void (*row_scores)(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                        const float *qp, int64_t n_q, float scale, float *out, int64_t out_stride);
@@ -69,6 +72,9 @@ void rk_kv_tq_fwht(float *x, int64_t d);
 /* x := H·D·x / sqrt(d) (forward) or D·H·x / sqrt(d) (inverse), signs = the stream's d/8 bytes. */
 void rk_kv_tq_rotate(float *x, int64_t d, const uint8_t *signs);
 void rk_kv_tq_unrotate(float *x, int64_t d, const uint8_t *signs);
+/* The same with AVX2 (kv-tq-rotation-avx2.c), bit-identical; d >= 8. */
+void rk_kv_tq_rotate_avx2(float *x, int64_t d, const uint8_t *signs);
+void rk_kv_tq_unrotate_avx2(float *x, int64_t d, const uint8_t *signs);
 
 /* ---- kv-tq-codebook.c ---- */
 

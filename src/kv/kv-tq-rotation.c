@@ -71,9 +71,15 @@ void rk_kv_tq_fwht(float *x, int64_t d) {
             }
 }
 
-static void apply_signs(float *x, int64_t d, const uint8_t *signs) {
-    for (int64_t j = 0; j < d; j++)
-        if ((signs[j >> 3] >> (j & 7)) & 1) x[j] = -x[j];
+/* x[j] = -x[j] where bit j of signs is set; branch-free (the bits are random, so a branch
+ * would mispredict half the time) by flipping the float's sign bit. */
+static void apply_signs(float *restrict x, int64_t d, const uint8_t *restrict signs) {
+    for (int64_t j = 0; j < d; j++) {
+        uint32_t u;
+        memcpy(&u, &x[j], 4);
+        u ^= (uint32_t)((signs[j >> 3] >> (j & 7)) & 1) << 31;
+        memcpy(&x[j], &u, 4);
+    }
 }
 
 void rk_kv_tq_rotate(float *x, int64_t d, const uint8_t *signs) {
