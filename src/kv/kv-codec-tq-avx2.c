@@ -39,6 +39,11 @@
 
 #define TQ_ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* The row's f16 scale without its centred flag, converted by F16C. */
+static inline float row_norm(const uint8_t *row) {
+    return _cvtsh_ss((unsigned short)(rk_kv_tq_row_head(row) & ~RK_KV_TQ_CENTRED_BIT));
+}
+
 /* What the kernels need from the state, with the block structure precomputed. */
 typedef struct tq_ctx {
     const rk_kv_tq_state *s;
@@ -288,7 +293,7 @@ TQ_ALWAYS_INLINE void scores_tile(const tq_ctx *x, int B, const uint8_t *row, in
 #pragma GCC unroll 4
     for (int i = 0; i < R * G; i++) {
         const uint8_t *ri = row + (size_t)(i / G) * s->row_bytes;
-        mse_scale[i] = scale * rk_kv_tq_row_norm(ri) * s->inv_sqrt_d;
+        mse_scale[i] = scale * row_norm(ri) * s->inv_sqrt_d;
         if (s->qjl) qjl_scale[i] = scale * s->qjl_coef * load_f16(ri + s->off_gamma);
     }
     __m128 sc = _mm_mul_ps(_mm_loadu_ps(mse_scale), tile_dots(x, B, row, R, qp, prep, G));
@@ -416,7 +421,7 @@ void rk_kv_tq_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64
     const uint8_t *rows = page + (size_t)t0 * x.s->row_bytes;
     float norm[RK_KV_PAGE_TOKENS], ws[2][RK_KV_PAGE_TOKENS]; /* t0 + n <= RK_KV_PAGE_TOKENS */
     for (int64_t t = 0; t < n; t++)
-        norm[t] = rk_kv_tq_row_norm(rows + (size_t)t * x.s->row_bytes) * x.s->inv_sqrt_d;
+        norm[t] = row_norm(rows + (size_t)t * x.s->row_bytes) * x.s->inv_sqrt_d;
     for (int64_t g = 0; g < n_q; g += 2) {
         const int H = n_q - g >= 2 ? 2 : 1;
         for (int h = 0; h < H; h++)

@@ -21,6 +21,11 @@
 #include "kv/kv-codec-tq.h"
 
 #define TQ_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* The row's f16 scale without its centred flag, converted by F16C. */
+static inline float row_norm(const uint8_t *row) {
+    return _cvtsh_ss((unsigned short)(rk_kv_tq_row_head(row) & ~RK_KV_TQ_CENTRED_BIT));
+}
 #define TQ_MAX_TILE 8 /* dot products per scores tile */
 
 typedef struct tq512 {
@@ -115,7 +120,7 @@ TQ_ALWAYS_INLINE void scores_tile(const tq512 *x, int B, const uint8_t *row, int
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         const uint8_t *ri = row + (size_t)r * s->row_bytes;
-        const float mse = scale * rk_kv_tq_row_norm(ri) * s->inv_sqrt_d;
+        const float mse = scale * row_norm(ri) * s->inv_sqrt_d;
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++)
             out[g * out_stride + r] = mse * _mm512_reduce_add_ps(acc[r * G + g]);
@@ -128,7 +133,7 @@ TQ_ALWAYS_INLINE void scores_tile(const tq512 *x, int B, const uint8_t *row, int
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         const uint8_t *ri = row + (size_t)r * s->row_bytes;
-        const float qjl = scale * s->qjl_coef * rk_fp16_to_fp32(rk_kv_tq_row_head(ri + s->off_gamma));
+        const float qjl = scale * s->qjl_coef * _cvtsh_ss(rk_kv_tq_row_head(ri + s->off_gamma));
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++)
             out[g * out_stride + r] += qjl * _mm512_reduce_add_ps(acc[r * G + g]);
@@ -238,7 +243,7 @@ void rk_kv_tq_weighted_sum_avx512(const rk_kv_codec *c, const uint8_t *page, int
     const uint8_t *rows = page + (size_t)t0 * x.s->row_bytes;
     float norm[RK_KV_PAGE_TOKENS], ws[4 * RK_KV_PAGE_TOKENS]; /* t0 + n <= RK_KV_PAGE_TOKENS */
     for (int64_t t = 0; t < n; t++)
-        norm[t] = rk_kv_tq_row_norm(rows + (size_t)t * x.s->row_bytes) * x.s->inv_sqrt_d;
+        norm[t] = row_norm(rows + (size_t)t * x.s->row_bytes) * x.s->inv_sqrt_d;
     for (int64_t g0 = 0; g0 < n_q; g0 += 4) {
         const int G = n_q - g0 >= 4 ? 4 : (int)(n_q - g0);
         for (int g = 0; g < G; g++)

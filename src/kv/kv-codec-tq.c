@@ -356,6 +356,13 @@ static void tq_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t t
 
 /* ---- the ops: row kernels (scalar or AVX2) plus the page mean's share ---- */
 
+/* centred[t] = 1 for the rows t0 .. t0+n-1 of a page encoded as differences from its mean. */
+static void centred_rows(const rk_kv_tq_state *s, const uint8_t *page, int64_t t0, int64_t n,
+                         float *centred) {
+    for (int64_t t = 0; t < n; t++)
+        centred[t] = rk_kv_tq_row_centred(page + (size_t)(t0 + t) * s->row_bytes) ? 1.0f : 0.0f;
+}
+
 /* q·k_t = q_rot·(mean + r̂_t): the row kernel scores the residuals, q_rot·mean is added once. */
 static void tq_scores_page(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                            const float *qp, int64_t n_q, float scale, float *out,
@@ -363,32 +370,35 @@ static void tq_scores_page(const rk_kv_codec *c, const uint8_t *page, int64_t t0
     const rk_kv_tq_state *s = tq_state(c);
     s->row_scores(c, page, t0, n, qp, n_q, scale, out, out_stride);
     if (!s->centred) return;
-    float mean[RK_KV_TQ_MAX_DIM];
+    float mean[RK_KV_TQ_MAX_DIM], centred[RK_KV_PAGE_TOKENS];
     rk_kv_tq_page_mean(s, page, mean);
+    centred_rows(s, page, t0, n, centred);
     for (int64_t g = 0; g < n_q; g++) {
         const float *q = qp + g * c->prep_floats;
         float qm = 0.0f;
         for (int64_t j = 0; j < s->dim; j++)
             qm += q[j] * mean[j];
+        qm *= scale;
+        float *o = out + g * out_stride;
         for (int64_t t = 0; t < n; t++)
-            if (rk_kv_tq_row_centred(page + (size_t)(t0 + t) * s->row_bytes))
-                out[g * out_stride + t] += scale * qm;
+            o[t] += qm * centred[t];
     }
 }
 
-/* Σ_t w_t v_t = Σ_t w_t r̂_t + (Σ_t w_t)·mean. */
+/* Σ_t w_t v_t = Σ_t w_t r̂_t + (Σ_t w_t over centred rows)·mean. */
 static void tq_weighted_sum_page(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                                  const float *w, int64_t w_stride, int64_t n_q, float *acc) {
     const rk_kv_tq_state *s = tq_state(c);
     s->row_weighted_sum(c, page, t0, n, w, w_stride, n_q, acc);
     if (!s->centred) return;
-    float mean[RK_KV_TQ_MAX_DIM];
+    float mean[RK_KV_TQ_MAX_DIM], centred[RK_KV_PAGE_TOKENS];
     rk_kv_tq_page_mean(s, page, mean);
+    centred_rows(s, page, t0, n, centred);
     for (int64_t g = 0; g < n_q; g++) {
+        const float *wg = w + g * w_stride;
         float wsum = 0.0f;
         for (int64_t t = 0; t < n; t++)
-            if (rk_kv_tq_row_centred(page + (size_t)(t0 + t) * s->row_bytes))
-                wsum += w[g * w_stride + t];
+            wsum += wg[t] * centred[t];
         for (int64_t j = 0; j < s->dim; j++)
             acc[g * s->dim + j] += wsum * mean[j];
     }
