@@ -204,14 +204,17 @@ static void seal_units(void *arg, int ith, int nth) {
     }
 }
 
-/* Copies rows 0 .. n_sink-1 of every head from page 0's f32 buffer of role r into out. */
-static void copy_sinks(const rk_kv_cache *kv, const uint8_t *keys, const uint8_t *values, int r,
-                       float *out) {
+/* Moves rows 0 .. n_sink-1 of every head of role r between page 0's f32 buffer (page) and the
+ * sink copy (sink): into the sink when sealing, back into the page when re-opening. */
+static void copy_sink_rows(const rk_kv_cache *kv, int r, uint8_t *page, float *sink, bool to_sink) {
     const int64_t dim = r == 0 ? kv->dims.head_dim_k : kv->dims.head_dim_v, S = kv->config.n_sink;
-    const uint8_t *src = r == 0 ? keys : values;
-    const size_t head_bytes = rk_kv_codec_page_bytes(kv->open_codec[r]);
-    for (int64_t h = 0; h < kv->dims.n_head_kv; h++)
-        memcpy(out + h * S * dim, src + (size_t)h * head_bytes, (size_t)(S * dim) * sizeof(float));
+    const size_t head_bytes = rk_kv_codec_page_bytes(kv->open_codec[r]), n = (size_t)(S * dim) * sizeof(float);
+    for (int64_t h = 0; h < kv->dims.n_head_kv; h++) {
+        if (to_sink)
+            memcpy(sink + h * S * dim, page + (size_t)h * head_bytes, n);
+        else
+            memcpy(page + (size_t)h * head_bytes, sink + h * S * dim, n);
+    }
 }
 
 rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens, rk_pool *pool,
@@ -242,8 +245,10 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
                                  (long long)layer);
         }
     if (!s) {
+        const kv_page *p0 = &kv->pages[layer * kv->max_pages];
+        uint8_t *page0[2] = {p0->keys, p0->values};
         for (int r = 0; r < 2; r++)
-            if (sinks[r]) copy_sinks(kv, kv->pages[layer * kv->max_pages].keys, kv->pages[layer * kv->max_pages].values, r, sinks[r]);
+            if (sinks[r]) copy_sink_rows(kv, r, page0[r], sinks[r], true);
         seal_job job = {kv, layer, first, count, fresh};
         if (pool)
             rk_pool_run(pool, seal_units, &job);
@@ -296,12 +301,8 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
             rk_kv_codec_get_ops(c)->decode(c, layer * H + h, *slot[r] + h * rk_kv_codec_page_bytes(c), 0,
                                            RK_KV_PAGE_TOKENS,
                                            (float *)(fresh[r] + h * rk_kv_codec_page_bytes(kv->open_codec[r])));
-        if (i == 0 && kv->sink[r][layer]) { /* the exact rows, not their decoding */
-            const int64_t dim = r == 0 ? kv->dims.head_dim_k : kv->dims.head_dim_v, S = kv->config.n_sink;
-            for (int64_t h = 0; h < H; h++)
-                memcpy(fresh[r] + h * rk_kv_codec_page_bytes(kv->open_codec[r]),
-                       kv->sink[r][layer] + h * S * dim, (size_t)(S * dim) * sizeof(float));
-        }
+        if (i == 0 && kv->sink[r][layer]) /* the exact rows, not their decoding */
+            copy_sink_rows(kv, r, fresh[r], kv->sink[r][layer], false);
         kv->bytes += layer_page_bytes(kv, kv->open_codec[r]);
         kv->bytes -= layer_page_bytes(kv, c);
         free(*slot[r]);

@@ -49,8 +49,8 @@
  * Attention. prepare() rotates each query with the stream's rotation and, with qjl, appends
  * S·q_rot: qp = [q_rot (d) | S·q_rot (d)], prep_floats = 2d (d without qjl). scores() dots the
  * prepared query with the codes' centroids (plus q_rot·m). weighted_sum() accumulates
- * w_t·nu_t/sqrt(d)·C (plus w_t·m) in the rotated domain and finish() applies the inverse rotation of the stream (the QJL part
- * is for keys and never enters weighted sums). Encode is scalar at every SIMD level, so the
+ * w_t·nu_t/sqrt(d)·C (plus w_t·m) in the rotated domain and finish() applies the inverse
+ * rotation of the stream (the QJL part is for keys and never enters weighted sums). Encode is scalar at every SIMD level, so the
  * bytes depend only on the seed.
  */
 #include "kv/kv-codec-tq.h"
@@ -115,7 +115,6 @@ static void encode_qjl(const rk_kv_tq_state *s, const float *r, uint8_t *row) {
         if (sr[i] >= 0.0f) bits[i >> 3] |= (uint8_t)(1u << (i & 7));
 }
 
-/* Encodes y (d floats in the rotated domain; clobbered: it becomes the residual) into row. */
 /* Encodes y (d floats in the rotated domain; clobbered: it becomes the residual) into row.
  * The codes quantise y / ||y|| * sqrt(d); the stored scale is not ||y|| but the least-squares
  * factor nu = sqrt(d) <y, c> / ||c||^2 for the centroid vector c, so y ≈ nu / sqrt(d) · c. */
@@ -205,10 +204,6 @@ static void encode_mean(const rk_kv_tq_state *s, const uint8_t *signs, const flo
 }
 
 void rk_kv_tq_page_mean(const rk_kv_tq_state *s, const uint8_t *page, float *mean) {
-    if (!s->centred) {
-        memset(mean, 0, (size_t)s->dim * sizeof(float));
-        return;
-    }
     const uint8_t *in = page + s->off_mean;
     const float step = get_f16(in);
     for (int64_t j = 0; j < s->dim; j++)
@@ -219,8 +214,8 @@ static void tq_encode(const rk_kv_codec *c, int64_t stream, const float *rows, u
     const rk_kv_tq_state *s = tq_state(c);
     const int64_t d = s->dim;
     const uint8_t *signs = stream_signs(s, stream);
-    float mean[RK_KV_TQ_MAX_DIM] = {0}, y[RK_KV_TQ_MAX_DIM];
-    if (s->centred) encode_mean(s, signs, rows, page, mean);
+    float mean[RK_KV_TQ_MAX_DIM], y[RK_KV_TQ_MAX_DIM];
+    encode_mean(s, signs, rows, page, mean);
     for (int64_t t = 0; t < RK_KV_PAGE_TOKENS; t++) {
         memcpy(y, rows + t * d, (size_t)d * sizeof(float));
         rk_kv_tq_rotate(y, d, signs);
@@ -230,7 +225,7 @@ static void tq_encode(const rk_kv_codec *c, int64_t stream, const float *rows, u
             raw += (double)y[j] * y[j];
             res += ((double)y[j] - mean[j]) * ((double)y[j] - mean[j]);
         }
-        const bool centred = s->centred && res < raw;
+        const bool centred = res < raw;
         if (centred)
             for (int64_t j = 0; j < d; j++)
                 y[j] -= mean[j];
@@ -369,7 +364,6 @@ static void tq_scores_page(const rk_kv_codec *c, const uint8_t *page, int64_t t0
                            int64_t out_stride) {
     const rk_kv_tq_state *s = tq_state(c);
     s->row_scores(c, page, t0, n, qp, n_q, scale, out, out_stride);
-    if (!s->centred) return;
     float mean[RK_KV_TQ_MAX_DIM], centred[RK_KV_PAGE_TOKENS];
     rk_kv_tq_page_mean(s, page, mean);
     centred_rows(s, page, t0, n, centred);
@@ -390,7 +384,6 @@ static void tq_weighted_sum_page(const rk_kv_codec *c, const uint8_t *page, int6
                                  const float *w, int64_t w_stride, int64_t n_q, float *acc) {
     const rk_kv_tq_state *s = tq_state(c);
     s->row_weighted_sum(c, page, t0, n, w, w_stride, n_q, acc);
-    if (!s->centred) return;
     float mean[RK_KV_TQ_MAX_DIM], centred[RK_KV_PAGE_TOKENS];
     rk_kv_tq_page_mean(s, page, mean);
     centred_rows(s, page, t0, n, centred);
@@ -447,9 +440,8 @@ static rk_status tq_layout(rk_kv_tq_state *s, const rk_kv_codec *c, const char *
     s->off_gamma = 2;
     s->off_signs = 4;
     s->off_planes = qjl ? 4 + s->plane_bytes : 2;
-    s->centred = true;
     s->off_mean = (size_t)RK_KV_PAGE_TOKENS * s->row_bytes;
-    s->mean_bytes = s->centred ? 2 + (size_t)d : 0;
+    s->mean_bytes = 2 + (size_t)d;
     s->inv_sqrt_d = 1.0f / sqrtf((float)d);
     s->qjl_coef = (float)(sqrt(3.14159265358979323846 / 2.0) / (double)d);
     return RK_OK;

@@ -41,9 +41,8 @@ typedef struct rk_kv_tq_state {
     size_t off_signs;   /* qjl: d/8 bytes of sign bits */
     size_t off_planes;  /* first bit plane */
     size_t plane_bytes; /* d/8 */
-    bool centred;       /* the page stores the mean of its rotated rows; rows are residuals */
-    size_t off_mean;    /* centred: RK_KV_PAGE_TOKENS * row_bytes (after the rows) */
-    size_t mean_bytes;  /* centred: f16 scale + d int8 (0 otherwise) */
+    size_t off_mean;    /* the page mean: RK_KV_PAGE_TOKENS * row_bytes (after the rows) */
+    size_t mean_bytes;  /* f16 step + d int8 */
     float inv_sqrt_d;
     float qjl_coef;            /* sqrt(pi/2) / d */
     rk_kv_tq_codebook book[2]; /* [0]: width b, [1]: width b+1 (when n_hi > 0) */
@@ -110,7 +109,7 @@ static inline int rk_kv_tq_code(const rk_kv_tq_state *s, const uint8_t *planes, 
     return code;
 }
 
-/* The page mean in the rotated domain (d floats): zeros when the codec is not centred. */
+/* The page mean in the rotated domain (d floats), as stored. */
 void rk_kv_tq_page_mean(const rk_kv_tq_state *s, const uint8_t *page, float *mean);
 
 /* ---- kv-codec-tq-avx2.c: the ops' AVX2 kernels (d >= 32; t0 + n <= RK_KV_PAGE_TOKENS) ---- */
