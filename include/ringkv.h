@@ -134,7 +134,33 @@ typedef struct rk_context_params {
      * layer is always f32. */
     const char *kv_codec_k;
     const char *kv_codec_v;
+    /* KV tiers (DESIGN.md, "Tiers"). Without a disk tier and budgets every page stays in RAM.
+     * With kv_disk_dir, sealed pages are also written to page files there, and only what the
+     * budgets allow stays in RAM: kv_hot_bytes (default: half the available memory) holds the
+     * open pages, the sinks, the newest pages and those attention weights most; kv_warm_bytes
+     * (default: its minimum, two layers' pages) holds pages read back from disk. Tiers never
+     * change a logit. */
+    size_t kv_hot_bytes;
+    size_t kv_warm_bytes;
+    const char *kv_disk_dir;
+    uint64_t kv_disk_max_bytes;   /* 0 = no limit */
+    int kv_disk_direct;           /* 1: O_DIRECT page files (bypass the OS page cache) */
+    /* Opt-in sparse decode: 0 = exact (every page); N > 0 = visit the first page, the newest
+     * pages and the N pages whose key bounds allow the highest scores (Quest). */
+    int64_t kv_sparse_pages;
 } rk_context_params;
+
+/* Tier statistics of a context's KV cache since it was created (see rk_context_kv_tiers). */
+typedef struct rk_kv_tier_stats {
+    uint64_t read_hot_bytes, read_warm_bytes, read_cold_bytes; /* page bytes attention read per tier (cold: read from disk) */
+    uint64_t pages_fetched, pages_prefetched, pages_demoted, pages_evicted, pages_written;
+    double io_seconds, io_wait_seconds;       /* disk reads; time the forward pass waited for them */
+    int64_t pages_hot, pages_warm, pages_cold; /* sealed pages in each tier now */
+    size_t hot_bytes, warm_bytes;              /* RAM in each tier now */
+    uint64_t disk_bytes;                       /* page-file bytes held now */
+    int disk_direct;
+    uint64_t sparse_pages_visited, sparse_pages_skipped; /* (page, KV head) pairs in sparse decode */
+} rk_kv_tier_stats;
 
 rk_context_params rk_context_default_params(void);
 
@@ -149,6 +175,9 @@ int64_t rk_context_n_past(const rk_context *ctx); /* tokens already in the KV ca
  * scales), and bytes allocated right now (whole pages). */
 size_t rk_context_kv_bytes_per_token(const rk_context *ctx);
 size_t rk_context_kv_bytes_in_use(const rk_context *ctx);
+
+/* Fills *out; all zero when the context has no tiers. */
+void rk_context_kv_tiers(const rk_context *ctx, rk_kv_tier_stats *out);
 
 /* Canonical names of the context's key and value codecs (static strings owned by ctx). */
 const char *rk_context_kv_codec_k(const rk_context *ctx);

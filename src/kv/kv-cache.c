@@ -6,13 +6,19 @@
  * h * page_bytes of the codec that page is in (f32 while open). Pages fill in order, so the
  * sealed pages of a layer are always a prefix: n_sealed[layer].
  *
+ * A sealed page is one record (kv-cache-impl.h): keys then values, in the sealed codecs; with a
+ * disk tier it is also written to the page files when sealed, and may later live only there
+ * (kv-tier.c decides; acquire reads it back before attention needs it).
+ *
  * Sinks: when page 0 of a layer is sealed, the f32 rows of positions 0 .. n_sink-1 of every
  * head are copied to sink[r][layer] ((n_head_kv, n_sink, head_dim) floats) first, and reads of
  * page 0 take those rows from there (rk_kv_page_view.n_exact). They go when page 0 does (freed,
  * released, or re-opened: then they overwrite the decoded rows, so nothing changes).
  */
 #include "kv/kv-cache.h"
+#include "kv/kv-cache-impl.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,29 +26,9 @@
 #include "core/error.h"
 #include "quant/quant.h"
 
-typedef struct kv_page {
-    uint8_t *keys;    /* n_head_kv codec pages: the key codec's when sealed, else f32 */
-    uint8_t *values;  /* likewise for values */
-    uint8_t *retired[2]; /* f32 rows of a page sealed in the current forward step, kept so its
-                          * own queries still read it in f32; freed by rk_kv_drop_retired */
-} kv_page;
-
-struct rk_kv_cache {
-    rk_kv_dims dims;
-    rk_kv_config config;
-    int64_t max_pages;    /* per layer */
-    int64_t n_pages;      /* allocated per layer (all layers alike) */
-    int64_t *n_sealed;    /* (n_layer) pages sealed, a prefix */
-    int64_t *n_released; /* (n_layer) pages freed behind a sliding window, a prefix */
-    kv_page *pages;       /* (n_layer, max_pages) */
-    rk_kv_codec *open_codec[2];    /* f32, keys and values */
-    rk_kv_codec *sealed_codec[2];  /* the configured codecs */
-    float **sink[2];      /* (n_layer) exact rows of positions 0 .. n_sink-1, or NULL */
-    size_t bytes;         /* page bytes allocated */
-};
-
 rk_kv_config rk_kv_config_f32(int simd_level) {
-    rk_kv_config c = {{RK_KV_CODEC_F32, 0, false}, {RK_KV_CODEC_F32, 0, false}, simd_level, 0, 0};
+    rk_kv_config c = {{RK_KV_CODEC_F32, 0, false}, {RK_KV_CODEC_F32, 0, false}, simd_level, 0, 0,
+                      {0, 0, NULL, 0, 0}};
     return c;
 }
 
@@ -100,6 +86,7 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
     if (!kv) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory");
     kv->dims = *dims;
     kv->config = *config;
+    kv->config.tiers.disk_dir = NULL; /* borrowed only until create returns */
     kv->max_pages = (dims->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     kv->pages = calloc((size_t)(dims->n_layer * kv->max_pages), sizeof *kv->pages);
     kv->n_sealed = calloc((size_t)dims->n_layer, sizeof *kv->n_sealed);
@@ -111,6 +98,13 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
         s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for %lld page slots",
                          (long long)(dims->n_layer * kv->max_pages));
     if (!s) s = make_codecs(kv, err);
+    if (!s) {
+        kv->key_bytes = layer_page_bytes(kv, kv->sealed_codec[0]);
+        kv->payload_bytes = kv->key_bytes + layer_page_bytes(kv, kv->sealed_codec[1]);
+        kv->rec_bytes = kv->payload_bytes; /* kv_tiers_create widens it for a disk tier */
+        kv->payload_off = 0;
+        s = kv_tiers_create(kv, &config->tiers, err);
+    }
     if (s) {
         rk_kv_free(kv);
         return s;
@@ -129,13 +123,32 @@ static void free_retired(rk_kv_cache *kv, kv_page *p) {
         }
 }
 
+uint8_t *kv_record_alloc(const rk_kv_cache *kv) {
+    size_t align = kv->tiers.store ? RK_KV_STORE_ALIGN : 64;
+    return aligned_alloc(align, (kv->rec_bytes + align - 1) / align * align);
+}
+
+void kv_page_attach(const rk_kv_cache *kv, kv_page *p, uint8_t *rec) {
+    p->rec = rec;
+    p->keys = rec ? rec + kv->payload_off : NULL;
+    p->values = rec ? p->keys + kv->key_bytes : NULL;
+}
+
+/* Frees a page's RAM: its record when sealed (the tiers forget it), its f32 rows when open. */
 static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
-    kv_page *p = &kv->pages[layer * kv->max_pages + i];
+    kv_page *p = kv_page_at(kv, layer, i);
     free_retired(kv, p);
     if (i == 0) free_sinks(kv, layer);
-    bool sealed = page_is_encoded(kv, layer, i);
-    if (p->keys) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[0] : kv->open_codec[0]);
-    if (p->values) kv->bytes -= layer_page_bytes(kv, sealed ? kv->sealed_codec[1] : kv->open_codec[1]);
+    if (p->sealed) {
+        p->sealed = 0;
+        kv_tiers_forget_page(kv, p);
+        if (p->rec) kv->bytes -= kv->rec_bytes;
+        free(p->rec);
+        kv_page_attach(kv, p, NULL);
+        return;
+    }
+    if (p->keys) kv->bytes -= layer_page_bytes(kv, kv->open_codec[0]);
+    if (p->values) kv->bytes -= layer_page_bytes(kv, kv->open_codec[1]);
     free(p->keys);
     free(p->values);
     p->keys = p->values = NULL;
@@ -143,9 +156,11 @@ static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
 
 void rk_kv_free(rk_kv_cache *kv) {
     if (!kv) return;
+    kv_tiers_quiesce(kv);
     if (kv->pages && kv->n_sealed)
         for (int64_t l = 0; l < kv->dims.n_layer; l++)
             for (int64_t i = 0; i < kv->max_pages; i++) free_page(kv, l, i);
+    kv_tiers_free(kv);
     for (int r = 0; r < 2; r++) {
         rk_kv_codec_free(kv->open_codec[r]);
         rk_kv_codec_free(kv->sealed_codec[r]);
@@ -176,13 +191,14 @@ rk_status rk_kv_reserve(rk_kv_cache *kv, int64_t n_tokens, rk_error *err) {
     return RK_OK;
 }
 
-/* Sealing: new codec buffers are allocated for the pages first (serially, so a failure leaves
- * every page as it was), then (page, head, role) units are encoded on the pool, then the f32
- * buffers are freed. A role whose codec is f32 keeps its buffer as is. */
+/* Sealing: a record is allocated for each page first (serially, so a failure leaves every page
+ * as it was), then (page, head, role) units are encoded into the records on the pool, then the
+ * records go to the disk tier (if any); only when all of that worked do the pages switch over.
+ * Their f32 buffers are kept as retired rows until rk_kv_drop_retired. */
 typedef struct seal_job {
     rk_kv_cache *kv;
     int64_t layer, first, count;   /* pages first .. first+count-1 */
-    uint8_t **fresh;               /* (count, 2) new buffers; NULL when the role stays f32 */
+    uint8_t **recs;                /* (count) new records */
 } seal_job;
 
 static void seal_units(void *arg, int ith, int nth) {
@@ -194,11 +210,10 @@ static void seal_units(void *arg, int ith, int nth) {
     for (int64_t u = begin; u < end; u++) {
         int64_t i = u / (H * 2), h = (u / 2) % H;
         int r = (int)(u % 2);
-        uint8_t *dst = job->fresh[i * 2 + r];
-        if (!dst) continue;
-        const kv_page *p = &kv->pages[job->layer * kv->max_pages + job->first + i];
+        const kv_page *p = kv_page_at(kv, job->layer, job->first + i);
         const uint8_t *src = r == 0 ? p->keys : p->values;
         const rk_kv_codec *c = kv->sealed_codec[r];
+        uint8_t *dst = job->recs[i] + kv->payload_off + (r == 0 ? 0 : kv->key_bytes);
         const float *rows = (const float *)(src + h * rk_kv_codec_page_bytes(kv->open_codec[r]));
         rk_kv_codec_get_ops(c)->encode(c, job->layer * H + h, rows, dst + h * rk_kv_codec_page_bytes(c));
     }
@@ -217,75 +232,91 @@ static void copy_sink_rows(const rk_kv_cache *kv, int r, uint8_t *page, float *s
     }
 }
 
+/* A role keeps sink rows when its sealed codec is lossy. */
+static bool role_has_sinks(const rk_kv_cache *kv, int r) {
+    return kv->config.n_sink > 0 && rk_kv_codec_get_spec(kv->sealed_codec[r])->kind != RK_KV_CODEC_F32;
+}
+
+/* Allocates the records of `count` pages and, when page 0 is among them, its sink rows. */
+static rk_status alloc_seal_buffers(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t count,
+                                    uint8_t **recs, float **sinks, rk_error *err) {
+    for (int64_t i = 0; i < count; i++)
+        if ((recs[i] = kv_record_alloc(kv)) == NULL)
+            return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory sealing page %lld of layer %lld",
+                                (long long)(first + i), (long long)layer);
+    for (int r = 0; r < 2 && first == 0; r++)
+        if (role_has_sinks(kv, r) && (sinks[r] = malloc(sink_bytes(kv, r))) == NULL)
+            return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the sink rows of layer %lld",
+                                (long long)layer);
+    return RK_OK;
+}
+
 rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens, rk_pool *pool,
                                 rk_error *err) {
     int64_t full = n_tokens / RK_KV_PAGE_TOKENS;
     if (full > kv->n_pages) full = kv->n_pages;
     int64_t first = kv->n_sealed[layer], count = full - first;
     if (count <= 0) return RK_OK;
-    uint8_t *fresh_small[2 * 8];
-    uint8_t **fresh = count <= 8 ? fresh_small : calloc((size_t)count * 2, sizeof *fresh);
-    if (!fresh) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory sealing pages");
-    rk_status s = RK_OK;
-    for (int64_t i = 0; i < count; i++)
-        for (int r = 0; r < 2; r++) {
-            bool encode = rk_kv_codec_get_spec(kv->sealed_codec[r])->kind != RK_KV_CODEC_F32;
-            fresh[i * 2 + r] = encode ? malloc(layer_page_bytes(kv, kv->sealed_codec[r])) : NULL;
-            if (encode && !fresh[i * 2 + r] && !s)
-                s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory sealing page %lld of layer %lld",
-                                 (long long)(first + i), (long long)layer);
-        }
+    uint8_t **recs = calloc((size_t)count, sizeof *recs);
+    if (!recs) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory sealing pages");
     float *sinks[2] = {NULL, NULL}; /* page 0's sink rows, for roles that get encoded */
-    if (!s && first == 0 && kv->config.n_sink > 0)
-        for (int r = 0; r < 2; r++) {
-            if (!fresh[r]) continue;
-            sinks[r] = malloc(sink_bytes(kv, r));
-            if (!sinks[r] && !s)
-                s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the sink rows of layer %lld",
-                                 (long long)layer);
-        }
+    rk_status s = alloc_seal_buffers(kv, layer, first, count, recs, sinks, err);
     if (!s) {
-        const kv_page *p0 = &kv->pages[layer * kv->max_pages];
-        uint8_t *page0[2] = {p0->keys, p0->values};
-        for (int r = 0; r < 2; r++)
-            if (sinks[r]) copy_sink_rows(kv, r, page0[r], sinks[r], true);
-        seal_job job = {kv, layer, first, count, fresh};
+        seal_job job = {kv, layer, first, count, recs};
         if (pool)
             rk_pool_run(pool, seal_units, &job);
         else
             seal_units(&job, 0, 1);
+        for (int64_t i = 0; i < count; i++) { /* attach first: the disk tier writes from them */
+            kv_page *p = kv_page_at(kv, layer, first + i);
+            p->retired[0] = p->keys;
+            p->retired[1] = p->values;
+            kv_page_attach(kv, p, recs[i]);
+        }
+        s = kv_tiers_write_sealed(kv, layer, first, count, err);
         for (int64_t i = 0; i < count; i++) {
-            kv_page *p = &kv->pages[layer * kv->max_pages + first + i];
-            uint8_t **slot[2] = {&p->keys, &p->values};
-            for (int r = 0; r < 2; r++) {
-                if (!fresh[i * 2 + r]) continue;
-                kv->bytes += layer_page_bytes(kv, kv->sealed_codec[r]);
-                p->retired[r] = *slot[r]; /* still counted in kv->bytes until dropped */
-                *slot[r] = fresh[i * 2 + r];
+            kv_page *p = kv_page_at(kv, layer, first + i);
+            if (s) { /* undo: the page stays open with its f32 rows */
+                p->rec = NULL;
+                p->keys = p->retired[0];
+                p->values = p->retired[1];
+                p->retired[0] = p->retired[1] = NULL;
+            } else {
+                p->sealed = 1;
+                kv->bytes += kv->rec_bytes; /* the retired rows still count until dropped */
             }
         }
+    }
+    if (!s) {
+        const kv_page *p0 = kv_page_at(kv, layer, 0);
+        uint8_t *page0[2] = {p0->retired[0], p0->retired[1]};
         for (int r = 0; r < 2; r++)
             if (sinks[r]) {
+                copy_sink_rows(kv, r, page0[r], sinks[r], true);
                 kv->sink[r][layer] = sinks[r];
                 kv->bytes += sink_bytes(kv, r);
             }
         kv->n_sealed[layer] = full;
+        kv_tiers_admit_sealed(kv, layer, first, count);
     } else {
-        for (int64_t i = 0; i < count * 2; i++) free(fresh[i]);
+        for (int64_t i = 0; i < count; i++) free(recs[i]);
         free(sinks[0]);
         free(sinks[1]);
     }
-    if (fresh != fresh_small) free(fresh);
+    free(recs);
     return s;
 }
 
-/* Decodes sealed page i of `layer` back into f32 buffers (the page becomes open). */
+/* Decodes sealed page i of `layer` back into f32 buffers (the page becomes open), reading it
+ * back from disk first when it is cold. */
 static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err) {
-    kv_page *p = &kv->pages[layer * kv->max_pages + i];
-    uint8_t **slot[2] = {&p->keys, &p->values};
-    uint8_t *fresh[2] = {NULL, NULL};
+    kv_page *p = kv_page_at(kv, layer, i);
+    if (!p->rec) {
+        rk_status s = kv_tiers_fetch_now(kv, layer, i, err);
+        if (s) return s;
+    }
+    uint8_t *fresh[2];
     for (int r = 0; r < 2; r++) {
-        if (rk_kv_codec_get_spec(kv->sealed_codec[r])->kind == RK_KV_CODEC_F32) continue;
         fresh[r] = malloc(layer_page_bytes(kv, kv->open_codec[r]));
         if (!fresh[r]) {
             free(fresh[0]);
@@ -294,20 +325,24 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
         }
     }
     const int64_t H = kv->dims.n_head_kv;
+    const uint8_t *src[2] = {p->keys, p->values};
     for (int r = 0; r < 2; r++) {
-        if (!fresh[r]) continue;
         const rk_kv_codec *c = kv->sealed_codec[r];
         for (int64_t h = 0; h < H; h++)
-            rk_kv_codec_get_ops(c)->decode(c, layer * H + h, *slot[r] + h * rk_kv_codec_page_bytes(c), 0,
+            rk_kv_codec_get_ops(c)->decode(c, layer * H + h, src[r] + h * rk_kv_codec_page_bytes(c), 0,
                                            RK_KV_PAGE_TOKENS,
                                            (float *)(fresh[r] + h * rk_kv_codec_page_bytes(kv->open_codec[r])));
         if (i == 0 && kv->sink[r][layer]) /* the exact rows, not their decoding */
             copy_sink_rows(kv, r, fresh[r], kv->sink[r][layer], false);
         kv->bytes += layer_page_bytes(kv, kv->open_codec[r]);
-        kv->bytes -= layer_page_bytes(kv, c);
-        free(*slot[r]);
-        *slot[r] = fresh[r];
     }
+    kv_tiers_forget_page(kv, p);
+    kv->bytes -= kv->rec_bytes;
+    free(p->rec);
+    p->rec = NULL;
+    p->sealed = 0;
+    p->keys = fresh[0];
+    p->values = fresh[1];
     if (i == 0) free_sinks(kv, layer);
     kv->n_sealed[layer] = i;
     return RK_OK;
@@ -320,8 +355,10 @@ void rk_kv_drop_retired(rk_kv_cache *kv, int64_t layer) {
 void rk_kv_release_before(rk_kv_cache *kv, int64_t layer, int64_t pos) {
     int64_t end = pos / RK_KV_PAGE_TOKENS;
     if (end > kv->n_sealed[layer]) end = kv->n_sealed[layer]; /* only full pages */
+    if (end <= kv->n_released[layer]) return;
+    kv_tiers_quiesce(kv); /* none of them may be in the I/O thread's hands */
     for (int64_t i = kv->n_released[layer]; i < end; i++) free_page(kv, layer, i);
-    if (end > kv->n_released[layer]) kv->n_released[layer] = end;
+    kv->n_released[layer] = end;
 }
 
 int64_t rk_kv_first_kept(const rk_kv_cache *kv) {
@@ -332,6 +369,7 @@ int64_t rk_kv_first_kept(const rk_kv_cache *kv) {
 }
 
 rk_status rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens, rk_error *err) {
+    kv_tiers_quiesce(kv);
     int64_t keep = (n_tokens + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     bool partial = n_tokens % RK_KV_PAGE_TOKENS != 0;
     int64_t first_kept = rk_kv_first_kept(kv);
@@ -353,6 +391,7 @@ rk_status rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens, rk_error *err) {
         if (kv->n_released[l] > keep) kv->n_released[l] = keep;
     }
     if (kv->n_pages > keep) kv->n_pages = keep;
+    kv_tiers_truncate(kv, keep);
     return RK_OK;
 }
 
@@ -370,8 +409,9 @@ float *rk_kv_value(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t p
 
 void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page,
                     int64_t query_pos, rk_kv_page_view *view) {
-    const kv_page *p = &kv->pages[layer * kv->max_pages + page];
+    const kv_page *p = kv_page_at(kv, layer, page);
     bool sealed = page_is_encoded(kv, layer, page);
+    assert(p->keys && p->values); /* rk_kv_acquire brought a cold page back */
     bool own = page == query_pos / RK_KV_PAGE_TOKENS; /* the query's own page reads f32 */
     const rk_kv_codec *codec[2];
     const uint8_t *data[2] = {p->keys, p->values};
@@ -404,9 +444,10 @@ void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t 
 }
 
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv) {
-    size_t page = layer_page_bytes(kv, kv->sealed_codec[0]) + layer_page_bytes(kv, kv->sealed_codec[1]);
-    return (size_t)kv->dims.n_layer * page / RK_KV_PAGE_TOKENS;
+    return (size_t)kv->dims.n_layer * kv->payload_bytes / RK_KV_PAGE_TOKENS;
 }
+
+size_t rk_kv_record_bytes(const rk_kv_cache *kv) { return kv->rec_bytes; }
 
 size_t rk_kv_bytes(const rk_kv_cache *kv) { return kv->bytes; }
 

@@ -35,6 +35,23 @@ typedef struct rk_kv_dims {
     int64_t n_ctx;        /* positions the cache may hold */
 } rk_kv_dims;
 
+/* Tiers of sealed pages (DESIGN.md, "Tiers"). HOT and WARM are RAM on the CPU: hot holds the
+ * open pages, the sinks and the pages the placement policy ranks highest (the first page, the
+ * most recent ones, those that receive the most attention mass); warm holds the rest that fit,
+ * including pages read back from disk for the current layer and prefetched for the next one.
+ * COLD is the disk: with a disk tier every sealed page is written there once when it is sealed
+ * (large sequential writes), so demoting a page never writes, and a page read back is verified
+ * against its checksum. Tiers change where bytes live, never a logit: attention reads the same
+ * codec bytes in the same order. */
+typedef struct rk_kv_tier_config {
+    size_t hot_bytes;        /* budget of the hot tier; 0 = no limit */
+    size_t warm_bytes;       /* budget of the warm tier; 0 = no limit */
+    const char *disk_dir;    /* directory of the cold tier; NULL = no disk tier (borrowed until
+                              * rk_kv_create returns) */
+    uint64_t disk_max_bytes; /* most bytes of page files; 0 = no limit */
+    int disk_direct;         /* 1: O_DIRECT reads and writes where the filesystem allows */
+} rk_kv_tier_config;
+
 typedef struct rk_kv_config {
     rk_kv_codec_spec key_codec;    /* codec of sealed key pages */
     rk_kv_codec_spec value_codec;  /* codec of sealed value pages */
@@ -43,6 +60,7 @@ typedef struct rk_kv_config {
     int64_t n_sink;                /* positions 0 .. n_sink-1 stay exact (f32) after page 0 is
                                     * sealed: the attention sinks, which most queries weight
                                     * heavily (0 .. RK_KV_PAGE_TOKENS) */
+    rk_kv_tier_config tiers;       /* where sealed pages live (all zero: all in RAM) */
 } rk_kv_config;
 
 /* An f32 cache configuration (both codecs f32) for simd_level. */
@@ -120,6 +138,46 @@ size_t rk_kv_bytes(const rk_kv_cache *kv);
 
 /* Most floats a prepared query takes for this cache's key codecs (f32 tail included). */
 int64_t rk_kv_prep_floats(const rk_kv_cache *kv);
+
+/* --- tiers --------------------------------------------------------------------------------
+ * The forward pass brackets each layer's attention with rk_kv_acquire / rk_kv_settle; without
+ * budgets or a disk tier both return at once. */
+
+/* rk_kv_tier_stats (what moved between tiers and what attention read from each) is in
+ * ringkv.h. */
+
+/* A step (one forward call) begins: ages the pages' recency. */
+void rk_kv_begin_step(rk_kv_cache *kv);
+
+/* Makes the sealed pages of `layer` from position first_pos on readable by attention, reading
+ * cold ones back from disk (waiting for the I/O thread where it is already reading them), then
+ * asks the I/O thread to read the next layer's cold pages. visit (NULL: every page) marks the
+ * pages attention will read, by page index. RK_ERR_IO for a page that fails its checksum or
+ * cannot be read (the message names the page and layer; the cache is unchanged and usable);
+ * RK_ERR_NO_MEMORY when the warm tier cannot make room. */
+rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const uint8_t *visit,
+                        rk_error *err);
+
+/* Page `page` of `layer` received `share` (0..1, the largest over query heads) of the softmax
+ * mass in this step's attention: the placement policy's measure of importance. */
+void rk_kv_note_mass(rk_kv_cache *kv, int64_t layer, int64_t page, float share);
+
+/* After attention of `layer`: re-plans which of its pages stay hot and trims the warm tier to
+ * its budget. */
+void rk_kv_settle(rk_kv_cache *kv, int64_t layer);
+
+/* Tiering is on (budgets or a disk tier). */
+int rk_kv_tiered(const rk_kv_cache *kv);
+void rk_kv_get_tier_stats(const rk_kv_cache *kv, rk_kv_tier_stats *out);
+
+/* Least RAM (hot, warm) a tiered cache of these dimensions and codecs needs with a disk tier:
+ * hot holds the open pages, the sinks and the pinned pages; warm one layer's pages at n_ctx
+ * being read plus the next layer's being prefetched. */
+rk_status rk_kv_min_budgets(const rk_kv_cache *kv, size_t *hot, size_t *warm);
+
+/* Bytes of one layer's sealed page as stored (the record, with a disk tier's header and
+ * padding). */
+size_t rk_kv_record_bytes(const rk_kv_cache *kv);
 
 const rk_kv_dims *rk_kv_get_dims(const rk_kv_cache *kv);
 const rk_kv_config *rk_kv_get_config(const rk_kv_cache *kv);

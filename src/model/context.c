@@ -10,7 +10,9 @@
 #include "model/context.h"
 
 rk_context_params rk_context_default_params(void) {
-    rk_context_params p = {0, 0, 512, NULL, NULL};
+    rk_context_params p;
+    memset(&p, 0, sizeof p);
+    p.n_ubatch = 512;
     return p;
 }
 
@@ -51,6 +53,7 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
+    ctx->page_share = alloc_floats(ctx->max_splits, &failed);
     ctx->split_parts = calloc((size_t)(hp->n_head * ctx->max_splits), sizeof *ctx->split_parts);
     if (!ctx->split_parts) failed = 1;
     for (int64_t i = 0; ctx->split_parts && ctx->split_o && i < hp->n_head * ctx->max_splits; i++)
@@ -83,12 +86,21 @@ static rk_status create_kv(rk_context *ctx, const rk_context_params *p, rk_error
     if (cfg.value_codec.qjl)
         return rk_error_set(err, RK_ERR_INVALID_ARG, "context: value codec %s: the QJL sketch is for keys only",
                             ctx->kv_codec_name[1]);
+    size_t avail = rk_available_memory_bytes();
+    cfg.tiers.hot_bytes = p->kv_hot_bytes;
+    cfg.tiers.warm_bytes = p->kv_warm_bytes;
+    cfg.tiers.disk_dir = p->kv_disk_dir;
+    cfg.tiers.disk_max_bytes = p->kv_disk_max_bytes;
+    cfg.tiers.disk_direct = p->kv_disk_direct;
+    if (p->kv_disk_dir && !p->kv_hot_bytes && avail > 0) cfg.tiers.hot_bytes = avail / 2;
     rk_kv_dims dims = {hp->n_layer, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v, ctx->n_ctx};
     s = rk_kv_create(&dims, &cfg, &ctx->kv, err);
     if (s) return s;
-    /* Refuse a context the machine cannot hold before any work starts. */
+    /* Refuse a context the machine cannot hold before any work starts (with a disk tier the
+     * budgets were checked by the cache). */
     size_t need = rk_kv_bytes_per_token(ctx->kv) * (size_t)ctx->n_ctx;
-    size_t avail = rk_available_memory_bytes();
+    if (p->kv_hot_bytes || p->kv_warm_bytes) need = p->kv_hot_bytes + p->kv_warm_bytes;
+    if (p->kv_disk_dir) need = 0;
     if (avail > 0 && need > avail)
         return rk_error_set(err, RK_ERR_NO_MEMORY,
                             "context: %lld tokens need %.2f GiB of KV cache with keys %s and values %s, but only "
@@ -133,7 +145,8 @@ void rk_context_free(rk_context *ctx) {
     rk_pool_free(ctx->pool);
     rk_kv_free(ctx->kv);
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
-                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o};
+                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o,
+                     ctx->page_share};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx->split_parts);
     free(ctx);
@@ -143,6 +156,9 @@ int64_t rk_context_n_ctx(const rk_context *ctx) { return ctx->n_ctx; }
 int64_t rk_context_n_past(const rk_context *ctx) { return ctx->n_past; }
 size_t rk_context_kv_bytes_per_token(const rk_context *ctx) { return rk_kv_bytes_per_token(ctx->kv); }
 size_t rk_context_kv_bytes_in_use(const rk_context *ctx) { return rk_kv_bytes(ctx->kv); }
+void rk_context_kv_tiers(const rk_context *ctx, rk_kv_tier_stats *out) {
+    rk_kv_get_tier_stats(ctx->kv, out);
+}
 const char *rk_context_kv_codec_k(const rk_context *ctx) { return ctx->kv_codec_name[0]; }
 const char *rk_context_kv_codec_v(const rk_context *ctx) { return ctx->kv_codec_name[1]; }
 
@@ -194,13 +210,20 @@ rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int
     rk_status s = ensure_logits(ctx, all_logits ? (int64_t)n : 1, err);
     if (s) return s;
     ctx->n_logits = 0;
+    const int64_t n_past_before = ctx->n_past;
     for (int64_t start = 0; start < (int64_t)n; start += ctx->n_ubatch) {
         int64_t len = (int64_t)n - start < ctx->n_ubatch ? (int64_t)n - start : ctx->n_ubatch;
         bool last = start + len == (int64_t)n;
         int64_t n_out = all_logits ? len : (last ? 1 : 0);
         float *dst = all_logits ? ctx->logits + start * V : ctx->logits;
         s = rk_forward(ctx, tokens + start, len, n_out, dst, err);
-        if (s) return s;
+        if (s) {
+            /* Layers before the failure already took these tokens: forget them all, so the
+             * context is usable at the length it had before this call. */
+            rk_error undo;
+            if (rk_kv_truncate(ctx->kv, n_past_before, &undo) == RK_OK) ctx->n_past = n_past_before;
+            return s;
+        }
     }
     ctx->n_logits = all_logits ? (int64_t)n : 1;
     ctx->logits_first = all_logits ? 0 : (int64_t)n - 1;

@@ -37,6 +37,7 @@ struct rk_context {
     int64_t max_splits;          /* pages the context can hold */
     rk_attn_partial *split_parts;/* (n_head, max_splits); .o points into split_o */
     float *split_o;              /* (n_head, max_splits, head_dim_v) */
+    float *page_share;           /* (max_splits) attention share per page, for the tiers */
     /* logits */
     float *logits;       /* (logits_cap, n_vocab) */
     int64_t logits_cap;  /* rows allocated */

@@ -96,6 +96,27 @@ static void attention_split(void *arg, int ith, int nth) {
     }
 }
 
+/* Tells the placement policy how much attention each page of layer il received: for each page
+ * the largest share of a head's softmax mass (l·e^(m−M) over the head's total). */
+static void note_page_mass(rk_context *ctx, int64_t il, int64_t n_splits) {
+    const rk_hparams *hp = &ctx->model->hp;
+    float *share = ctx->page_share; /* (max_splits) */
+    for (int64_t sp = 0; sp < n_splits; sp++) share[sp] = 0.0f;
+    for (int64_t h = 0; h < hp->n_head; h++) {
+        const rk_attn_partial *parts = ctx->split_parts + h * ctx->max_splits;
+        float m = -INFINITY, total = 0.0f;
+        for (int64_t sp = 0; sp < n_splits; sp++)
+            if (parts[sp].l > 0.0f && parts[sp].m > m) m = parts[sp].m;
+        for (int64_t sp = 0; sp < n_splits; sp++)
+            if (parts[sp].l > 0.0f) total += parts[sp].l * expf(parts[sp].m - m);
+        for (int64_t sp = 0; sp < n_splits && total > 0.0f; sp++) {
+            float s = parts[sp].l > 0.0f ? parts[sp].l * expf(parts[sp].m - m) / total : 0.0f;
+            if (s > share[sp]) share[sp] = s;
+        }
+    }
+    for (int64_t sp = 0; sp < n_splits; sp++) rk_kv_note_mass(ctx->kv, il, sp, share[sp]);
+}
+
 static void attention_decode(rk_context *ctx, int64_t il, int64_t pos) {
     const rk_hparams *hp = &ctx->model->hp;
     int64_t t0 = 0;
@@ -106,6 +127,7 @@ static void attention_decode(rk_context *ctx, int64_t il, int64_t pos) {
     split_job job = {ctx, il, pos, t0, n_splits, hpu};
     rk_pool_run(ctx->pool, attention_split, &job);
     const int64_t dv = hp->head_dim_v;
+    if (rk_kv_tiered(ctx->kv)) note_page_mass(ctx, il, job.n_splits);
     for (int64_t h = 0; h < hp->n_head; h++) {
         rk_attn_partial *parts = ctx->split_parts + h * ctx->max_splits;
         for (int64_t sp = 1; sp < job.n_splits; sp++) rk_attn_merge(&parts[0], &parts[sp], dv);
@@ -216,6 +238,11 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
      * f32 (kept until after attention), the full pages before it through the codec, as in
      * one-token decode: results do not depend on how the tokens were batched. */
     rk_status s = rk_kv_seal_full_pages(ctx->kv, il, pos0 + n, n > 1 ? ctx->pool : NULL, err);
+    /* Cold pages this layer reads come back from disk (the I/O thread has usually read them
+     * while the previous layer computed), and the next layer's start coming. */
+    int64_t first_pos = 0;
+    if (hp->layer_is_local[il] && pos0 + 1 > hp->sliding_window) first_pos = pos0 + 1 - hp->sliding_window;
+    if (!s) s = rk_kv_acquire(ctx->kv, il, first_pos, NULL, err);
     if (s) return s;
     if (n == 1) {
         attention_decode(ctx, il, pos0);
@@ -227,6 +254,7 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
         rk_pool_run(ctx->pool, attention_rows, &job);
     }
     rk_kv_drop_retired(ctx->kv, il);
+    rk_kv_settle(ctx->kv, il);
     /* A sliding-window layer never looks before (next position + 1 - window) again: free those
      * pages (Gemma 3 keeps 5 of every 6 layers' KV at two pages this way). */
     if (hp->layer_is_local[il] && hp->sliding_window > 0)
@@ -273,6 +301,7 @@ rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t
     if (n <= 0 || n > ctx->n_ubatch || n_out > n)
         return rk_error_set(err, RK_ERR_INTERNAL, "forward: bad micro-batch %lld", (long long)n);
     int64_t pos0 = ctx->n_past;
+    rk_kv_begin_step(ctx->kv);
     rk_status s = rk_kv_reserve(ctx->kv, pos0 + n, err);
     if (!s) s = embed(ctx, tokens, n, err);
     if (s) return s;

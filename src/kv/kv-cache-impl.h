@@ -1,0 +1,102 @@
+/*
+ * kv-cache-impl.h — the cache's state, shared by the files that implement it (private to
+ * src/kv): kv-cache.c (pages, sealing, truncation), kv-tier.c (budgets, placement, the disk
+ * tier) and kv-prefetch.c (the I/O thread).
+ *
+ * Page storage. An open page holds two f32 buffers (keys, values), each n_head_kv codec pages
+ * of the f32 codec. A sealed page holds one *record*: a buffer of rec_bytes whose payload, at
+ * payload_off, is the n_head_kv key codec pages followed by the n_head_kv value codec pages.
+ * With a disk tier the record is the cold store's record (a 64-byte header, payload, padding
+ * to 4096 bytes), so pages are written and read in place; without one it is the payload alone.
+ * A sealed page that lives only on disk has rec == NULL.
+ */
+#ifndef RK_KV_CACHE_IMPL_H
+#define RK_KV_CACHE_IMPL_H
+
+#include <stdbool.h>
+
+#include "kv/kv-cache.h"
+#include "kv/kv-policy.h"
+#include "kv/kv-store.h"
+
+typedef enum kv_tier { KV_TIER_HOT = 0, KV_TIER_WARM = 1, KV_TIER_COLD = 2 } kv_tier;
+
+typedef struct kv_page {
+    uint8_t *keys;        /* open: f32 rows (owned); sealed: inside rec, NULL when cold */
+    uint8_t *values;      /* likewise */
+    uint8_t *rec;         /* sealed: the record buffer (owned); NULL when open or cold */
+    uint8_t *retired[2];  /* f32 rows of a page sealed in the current forward step, kept so its
+                           * own queries still read it in f32; freed by rk_kv_drop_retired */
+    uint8_t sealed;       /* holds a record (in RAM or on disk) rather than f32 rows */
+    uint8_t tier;         /* kv_tier of a sealed page */
+    uint8_t fetching;     /* the I/O thread is reading this page into rec */
+    rk_kv_page_heat heat; /* recency and attention mass, for the placement policy */
+} kv_page;
+
+struct kv_prefetch;
+struct kv_prefetch_req;
+
+/* What tiering keeps besides the pages. NULL fields when tiering is off. */
+typedef struct kv_tiers {
+    bool enabled;              /* budgets or a disk tier were configured */
+    rk_kv_store *store;        /* the cold tier, or NULL */
+    struct kv_prefetch *io;    /* the I/O thread (with a store) */
+    struct kv_prefetch_req *req; /* the read it has in flight (kv-tier.c) */
+    size_t hot_budget, warm_budget;
+    size_t hot_bytes, warm_bytes;   /* sealed records in RAM, per tier */
+    int64_t step;              /* decode/prefill steps begun (rk_kv_begin_step) */
+    rk_kv_policy_params policy;
+    rk_kv_policy_entry *entries; /* scratch for planning: (n_layer * max_pages) */
+    size_t *entry_bytes;
+    uint8_t *in_ram;
+    int64_t *order;
+    rk_kv_tier_stats stats;
+} kv_tiers;
+
+struct rk_kv_cache {
+    rk_kv_dims dims;
+    rk_kv_config config;
+    int64_t max_pages;    /* per layer */
+    int64_t n_pages;      /* allocated per layer (all layers alike) */
+    int64_t *n_sealed;    /* (n_layer) pages sealed, a prefix */
+    int64_t *n_released; /* (n_layer) pages freed behind a sliding window, a prefix */
+    kv_page *pages;       /* (n_layer, max_pages) */
+    rk_kv_codec *open_codec[2];    /* f32, keys and values */
+    rk_kv_codec *sealed_codec[2];  /* the configured codecs */
+    float **sink[2];      /* (n_layer) exact rows of positions 0 .. n_sink-1, or NULL */
+    size_t bytes;         /* page bytes allocated in RAM (open, retired, sinks, records) */
+    size_t key_bytes;     /* one layer's sealed key pages (n_head_kv codec pages) */
+    size_t payload_bytes; /* key_bytes + the value pages */
+    size_t rec_bytes;     /* bytes of a record buffer */
+    size_t payload_off;   /* where the payload starts in a record */
+    kv_tiers tiers;
+};
+
+static inline kv_page *kv_page_at(const rk_kv_cache *kv, int64_t layer, int64_t i) {
+    return &kv->pages[layer * kv->max_pages + i];
+}
+
+/* A record buffer (rec_bytes, aligned for direct I/O when there is a store), or NULL. */
+uint8_t *kv_record_alloc(const rk_kv_cache *kv);
+/* Points keys/values of a sealed page into its record. */
+void kv_page_attach(const rk_kv_cache *kv, kv_page *p, uint8_t *rec);
+
+/* kv-tier.c: the tiers' side of the cache's life. */
+rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error *err);
+void kv_tiers_free(rk_kv_cache *kv);
+/* Pages first .. first+count-1 of `layer` were just sealed into records: writes them to the
+ * disk tier (if any). On failure nothing changed on disk and the caller undoes the seal. */
+rk_status kv_tiers_write_sealed(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t count,
+                                rk_error *err);
+/* Newly sealed pages enter the hot tier; then the budgets are enforced. */
+void kv_tiers_admit_sealed(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t count);
+/* A sealed page is going away (freed or re-opened): drop it from the tier accounting. */
+void kv_tiers_forget_page(rk_kv_cache *kv, kv_page *p);
+/* Reads a cold page back into RAM now (warm tier). */
+rk_status kv_tiers_fetch_now(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err);
+/* Waits for the I/O thread's read in flight and takes its pages in (before pages change). */
+void kv_tiers_quiesce(rk_kv_cache *kv);
+/* Forgets disk copies of pages keep .. of every layer (a truncation). */
+void kv_tiers_truncate(rk_kv_cache *kv, int64_t keep);
+
+#endif

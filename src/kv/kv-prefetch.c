@@ -1,0 +1,161 @@
+/*
+ * kv-prefetch.c — the disk tier's I/O thread (see kv-prefetch.h).
+ *
+ * A mutex and two condition variables guard one request slot: submit fills it and signals the
+ * thread; the thread reads runs of consecutive pages with rk_kv_store_read (one large preadv
+ * each) and signals completion; wait blocks on that. The thread sleeps when there is no work.
+ */
+#include "kv/kv-prefetch.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+
+struct kv_prefetch {
+    rk_kv_store *store;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work;      /* a request arrived, or stop */
+    pthread_cond_t done;      /* the request finished */
+    bool stop;
+    bool pending;             /* submitted and not yet waited for */
+    bool finished;            /* the thread finished the pending request */
+    int64_t file;
+    int64_t n;
+    int64_t *pages;           /* (max_pages) */
+    uint8_t **recs;           /* (max_pages) */
+    rk_status status;
+    rk_error error;
+    double io_seconds;
+};
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Reads the request in runs of consecutive pages. */
+static rk_status read_request(kv_prefetch *io, rk_error *err) {
+    for (int64_t a = 0; a < io->n;) {
+        int64_t b = a + 1;
+        while (b < io->n && io->pages[b] == io->pages[b - 1] + 1) b++;
+        rk_status s = rk_kv_store_read(io->store, io->file, io->pages[a], b - a, io->recs + a, err);
+        if (s) return s;
+        a = b;
+    }
+    return RK_OK;
+}
+
+static void *io_main(void *arg) {
+    kv_prefetch *io = arg;
+    pthread_mutex_lock(&io->lock);
+    for (;;) {
+        while (!io->stop && !(io->pending && !io->finished)) pthread_cond_wait(&io->work, &io->lock);
+        if (io->stop) break;
+        pthread_mutex_unlock(&io->lock);
+        rk_error e;
+        rk_error_clear(&e);
+        double t0 = now_seconds();
+        rk_status s = read_request(io, &e);
+        double t = now_seconds() - t0;
+        pthread_mutex_lock(&io->lock);
+        io->status = s;
+        io->error = e;
+        io->io_seconds = t;
+        io->finished = true;
+        pthread_cond_broadcast(&io->done);
+    }
+    pthread_mutex_unlock(&io->lock);
+    return NULL;
+}
+
+rk_status kv_prefetch_start(rk_kv_store *store, int64_t max_pages, kv_prefetch **out,
+                            rk_error *err) {
+    *out = NULL;
+    kv_prefetch *io = calloc(1, sizeof *io);
+    if (io) {
+        io->pages = calloc((size_t)max_pages, sizeof *io->pages);
+        io->recs = calloc((size_t)max_pages, sizeof *io->recs);
+    }
+    if (!io || !io->pages || !io->recs) {
+        if (io) {
+            free(io->pages);
+            free(io->recs);
+        }
+        free(io);
+        return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the I/O thread");
+    }
+    io->store = store;
+    io->file = -1;
+    pthread_mutex_init(&io->lock, NULL);
+    pthread_cond_init(&io->work, NULL);
+    pthread_cond_init(&io->done, NULL);
+    if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
+        pthread_mutex_destroy(&io->lock);
+        pthread_cond_destroy(&io->work);
+        pthread_cond_destroy(&io->done);
+        free(io->pages);
+        free(io->recs);
+        free(io);
+        return rk_error_set(err, RK_ERR_INTERNAL, "kv: cannot start the disk tier's I/O thread");
+    }
+    *out = io;
+    return RK_OK;
+}
+
+void kv_prefetch_stop(kv_prefetch *io) {
+    if (!io) return;
+    double a, b;
+    kv_prefetch_wait(io, &a, &b, NULL);
+    pthread_mutex_lock(&io->lock);
+    io->stop = true;
+    pthread_cond_broadcast(&io->work);
+    pthread_mutex_unlock(&io->lock);
+    pthread_join(io->thread, NULL);
+    pthread_mutex_destroy(&io->lock);
+    pthread_cond_destroy(&io->work);
+    pthread_cond_destroy(&io->done);
+    free(io->pages);
+    free(io->recs);
+    free(io);
+}
+
+void kv_prefetch_submit(kv_prefetch *io, int64_t file, const int64_t *pages, uint8_t *const *recs,
+                        int64_t n) {
+    pthread_mutex_lock(&io->lock);
+    io->file = file;
+    io->n = n;
+    memcpy(io->pages, pages, (size_t)n * sizeof *pages);
+    memcpy(io->recs, recs, (size_t)n * sizeof *recs);
+    io->pending = true;
+    io->finished = false;
+    pthread_cond_signal(&io->work);
+    pthread_mutex_unlock(&io->lock);
+}
+
+int64_t kv_prefetch_pending_file(const kv_prefetch *io) {
+    /* Only the submitting thread changes `pending` and `file`, so it may read them unlocked. */
+    return io->pending ? io->file : -1;
+}
+
+rk_status kv_prefetch_wait(kv_prefetch *io, double *io_seconds, double *wait_seconds,
+                           rk_error *err) {
+    *io_seconds = *wait_seconds = 0.0;
+    if (!io->pending) return RK_OK;
+    double t0 = now_seconds();
+    pthread_mutex_lock(&io->lock);
+    while (!io->finished) pthread_cond_wait(&io->done, &io->lock);
+    io->pending = false;
+    io->file = -1;
+    rk_status s = io->status;
+    if (s && err) *err = io->error;
+    *io_seconds = io->io_seconds;
+    pthread_mutex_unlock(&io->lock);
+    *wait_seconds = now_seconds() - t0;
+    return s;
+}
