@@ -152,6 +152,7 @@ typedef struct rk_context_params {
 
 /* Tier statistics of a context's KV cache since it was created (see rk_context_kv_tiers). */
 typedef struct rk_kv_tier_stats {
+    int enabled;                               /* budgets or a disk tier are configured */
     uint64_t read_hot_bytes, read_warm_bytes, read_cold_bytes; /* page bytes attention read per tier (cold: read from disk) */
     uint64_t pages_fetched, pages_prefetched, pages_demoted, pages_evicted, pages_written;
     double io_seconds, io_wait_seconds;       /* disk reads; time the forward pass waited for them */

@@ -38,6 +38,35 @@ int rk_opt_int(const char *cmd, const char *flag, const char *value, int64_t lo,
     return 1;
 }
 
+int rk_opt_size(const char *cmd, const char *flag, const char *value, uint64_t *out) {
+    if (!value) {
+        fprintf(stderr, "%s: %s needs a size (e.g. 512M, 4G)\n", cmd, flag);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    double unit = 1.0;
+    if (end != value && *end) {
+        const char *units = "KMGT";
+        const char *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
+        if (u) {
+            unit = pow(1024.0, (double)(u - units + 1));
+            end++;
+            if (*end == 'i' || *end == 'I') end++; /* KiB, MiB */
+            if (*end == 'b' || *end == 'B') end++;
+        }
+    }
+    double bytes = v * unit;
+    if (errno || end == value || *end != '\0' || isnan(v) || v < 0 || bytes > 1.8e19) {
+        fprintf(stderr, "%s: %s expects a size in bytes with an optional K, M, G or T suffix, got '%s'\n",
+                cmd, flag, value);
+        return 0;
+    }
+    *out = (uint64_t)bytes;
+    return 1;
+}
+
 int rk_opt_float(const char *cmd, const char *flag, const char *value, double lo, double hi,
                  double *out) {
     if (!value) {

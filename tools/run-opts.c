@@ -23,6 +23,16 @@ void rk_run_opts_usage(FILE *out) {
             "                         f32, f16, q8, q4, tq2.5, tq3, tq3.5, tq4\n"
             "  -ctk, --ctk CODEC      codec for keys only (also tqR+qjl: a QJL residual sketch)\n"
             "  -ctv, --ctv CODEC      codec for values only\n"
+            "  --kv-hot SIZE          RAM for the hot KV tier (open pages, sinks, newest and most\n"
+            "                         attended pages); K/M/G suffixes (default: no limit, or half\n"
+            "                         the available memory with --kv-disk)\n"
+            "  --kv-warm SIZE         RAM for the warm KV tier (pages read back from disk; default:\n"
+            "                         no limit, or the least that works with --kv-disk)\n"
+            "  --kv-disk DIR          cold KV tier: page files in DIR (checksummed, removed at exit)\n"
+            "  --kv-disk-max SIZE     most bytes of page files (default: no limit)\n"
+            "  --kv-disk-direct       O_DIRECT page files (bypass the OS page cache)\n"
+            "  --kv-sparse PAGES      opt-in sparse decode: the first and newest pages plus the PAGES\n"
+            "                         pages with the highest key bounds (default 0: exact)\n"
             "  --temp T               temperature (default 0.8; 0 = greedy)\n"
             "  --top-k N              (default 40; 0 = off)\n"
             "  --top-p P              (default 0.95; 1 = off)\n"
@@ -59,6 +69,22 @@ int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, in
         bool keys = !rk_opt_is(a, "-ctv", "--ctv"), values = !rk_opt_is(a, "-ctk", "--ctk");
         if (keys) o->ctx.kv_codec_k = v;
         if (values) o->ctx.kv_codec_v = v;
+    } else if (rk_opt_is(a, NULL, "--kv-hot") || rk_opt_is(a, NULL, "--kv-warm") ||
+               rk_opt_is(a, NULL, "--kv-disk-max")) {
+        uint64_t bytes;
+        if (!rk_opt_size(cmd, a, v, &bytes)) return -1;
+        if (rk_opt_is(a, NULL, "--kv-hot")) o->ctx.kv_hot_bytes = (size_t)bytes;
+        if (rk_opt_is(a, NULL, "--kv-warm")) o->ctx.kv_warm_bytes = (size_t)bytes;
+        if (rk_opt_is(a, NULL, "--kv-disk-max")) o->ctx.kv_disk_max_bytes = bytes;
+    } else if (rk_opt_is(a, NULL, "--kv-disk")) {
+        if (!v) return fprintf(stderr, "%s: %s needs a directory\n", cmd, a), -1;
+        o->ctx.kv_disk_dir = v;
+    } else if (rk_opt_is(a, NULL, "--kv-disk-direct")) {
+        o->ctx.kv_disk_direct = 1;
+        return 1;
+    } else if (rk_opt_is(a, NULL, "--kv-sparse")) {
+        if (!rk_opt_int(cmd, a, v, 0, (int64_t)1 << 32, &n)) return -1;
+        o->ctx.kv_sparse_pages = n;
     } else if (rk_opt_is(a, NULL, "--temp")) {
         if (!rk_opt_float(cmd, a, v, 0.0, 100.0, &x)) return -1;
         o->sampling.temperature = (float)x;
@@ -119,6 +145,24 @@ void rk_session_close(rk_session *s) {
     memset(s, 0, sizeof *s);
 }
 
+void rk_print_tiers(FILE *out, const rk_context *ctx) {
+    rk_kv_tier_stats t;
+    rk_context_kv_tiers(ctx, &t);
+    if (!t.enabled) return;
+    fprintf(out, "KV tiers: %lld pages hot (%.1f MiB), %lld warm (%.1f MiB), %lld cold (%.1f MiB on disk%s) | "
+                 "read hot %.1f, warm %.1f, of which from disk %.1f MiB | disk reads %.3f s, waited %.3f s "
+                 "(%.0f%% hidden)\n",
+            (long long)t.pages_hot, t.hot_bytes / 1048576.0, (long long)t.pages_warm, t.warm_bytes / 1048576.0,
+            (long long)t.pages_cold, t.disk_bytes / 1048576.0, t.disk_direct ? ", O_DIRECT" : "",
+            t.read_hot_bytes / 1048576.0, t.read_warm_bytes / 1048576.0, t.read_cold_bytes / 1048576.0,
+            t.io_seconds, t.io_wait_seconds,
+            t.io_seconds > 0 ? 100.0 * (1.0 - t.io_wait_seconds / t.io_seconds) : 0.0);
+    if (t.sparse_pages_visited + t.sparse_pages_skipped > 0)
+        fprintf(out, "KV sparse: visited %llu, skipped %llu (page, head) pairs (%.1f%% skipped)\n",
+                (unsigned long long)t.sparse_pages_visited, (unsigned long long)t.sparse_pages_skipped,
+                100.0 * (double)t.sparse_pages_skipped / (double)(t.sparse_pages_visited + t.sparse_pages_skipped));
+}
+
 void rk_print_speed(FILE *out, const rk_gen_stats *st, const rk_context *ctx) {
     fprintf(out, "prompt: %lld tokens in %.3f s (%.1f tok/s) | generation: %lld tokens in %.3f s "
                  "(%.1f tok/s) | KV %s/%s: %zu bytes/token, %.1f MiB in use | peak memory: %.1f MiB\n",
@@ -128,4 +172,5 @@ void rk_print_speed(FILE *out, const rk_gen_stats *st, const rk_context *ctx) {
             st->gen_seconds > 0 ? st->n_generated / st->gen_seconds : 0.0,
             rk_context_kv_codec_k(ctx), rk_context_kv_codec_v(ctx), rk_context_kv_bytes_per_token(ctx), rk_context_kv_bytes_in_use(ctx) / 1048576.0,
             rk_peak_rss_bytes() / 1048576.0);
+    rk_print_tiers(out, ctx);
 }

@@ -36,4 +36,8 @@ void rk_session_close(rk_session *s);
  * peak memory: M MiB" */
 void rk_print_speed(FILE *out, const rk_gen_stats *st, const rk_context *ctx);
 
+/* One line on where the KV pages live and what attention read from each tier (nothing when the
+ * context has no tiers). */
+void rk_print_tiers(FILE *out, const rk_context *ctx);
+
 #endif

@@ -356,15 +356,16 @@ void kv_tiers_truncate(rk_kv_cache *kv, int64_t keep) {
     for (int64_t l = 0; l < kv->dims.n_layer; l++) rk_kv_store_drop(kv->tiers.store, l, keep);
 }
 
-/* Hands the cold pages of `layer` that attention will read to the I/O thread. */
-static void start_prefetch(rk_kv_cache *kv, int64_t layer) {
+/* Hands the cold pages of `layer` that attention will read to the I/O thread; the pages of
+ * layer `in_use` stay where they are. */
+static void start_prefetch(rk_kv_cache *kv, int64_t layer, int64_t in_use) {
     kv_tiers *t = &kv->tiers;
     kv_prefetch_req *req = req_of(kv);
     if (!t->io || req->layer >= 0) return;
     int64_t n = 0;
     for (int64_t i = kv->n_released[layer]; i < kv->n_sealed[layer]; i++)
         if (!kv_page_at(kv, layer, i)->rec) req->pages[n++] = i;
-    if (n == 0 || !make_warm_room(kv, (size_t)n * kv->rec_bytes, layer, -1)) return;
+    if (n == 0 || !make_warm_room(kv, (size_t)n * kv->rec_bytes, layer, in_use)) return;
     for (int64_t j = 0; j < n; j++)
         if ((req->recs[j] = kv_record_alloc(kv)) == NULL) {
             while (j > 0) free(req->recs[--j]);
@@ -419,7 +420,7 @@ rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const
     }
     t->stats.read_cold_bytes += (uint64_t)n_cold * kv->payload_bytes;
     note_reads(kv, layer, first, visit);
-    start_prefetch(kv, (layer + 1) % kv->dims.n_layer);
+    start_prefetch(kv, (layer + 1) % kv->dims.n_layer, layer);
     return RK_OK;
 }
 
@@ -439,6 +440,7 @@ void rk_kv_settle(rk_kv_cache *kv, int64_t layer) {
 void rk_kv_get_tier_stats(const rk_kv_cache *kv, rk_kv_tier_stats *out) {
     const kv_tiers *t = &kv->tiers;
     *out = t->stats;
+    out->enabled = t->enabled;
     out->pages_hot = out->pages_warm = out->pages_cold = 0;
     for (int64_t l = 0; l < kv->dims.n_layer; l++)
         for (int64_t i = kv->n_released[l]; i < kv->n_sealed[l]; i++) {
