@@ -148,8 +148,8 @@ void rk_session_close(rk_session *s) {
 void rk_print_tiers(FILE *out, const rk_context *ctx) {
     rk_kv_tier_stats t;
     rk_context_kv_tiers(ctx, &t);
-    if (!t.enabled) return;
-    fprintf(out, "KV tiers: %lld pages hot (%.1f MiB), %lld warm (%.1f MiB), %lld cold (%.1f MiB on disk%s) | "
+    if (t.enabled)
+        fprintf(out, "KV tiers: %lld pages hot (%.1f MiB), %lld warm (%.1f MiB), %lld cold (%.1f MiB on disk%s) | "
                  "read hot %.1f, warm %.1f, of which from disk %.1f MiB | disk reads %.3f s, waited %.3f s "
                  "(%.0f%% hidden)\n",
             (long long)t.pages_hot, t.hot_bytes / 1048576.0, (long long)t.pages_warm, t.warm_bytes / 1048576.0,

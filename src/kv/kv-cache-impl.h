@@ -50,6 +50,8 @@ typedef struct kv_tiers {
     size_t *entry_bytes;
     uint8_t *in_ram;
     int64_t *order;
+    int64_t *cold;             /* (max_pages) scratch: the cold pages acquire reads */
+    uint8_t *last_visit;       /* (n_layer, max_pages) pages the last sparse step read, or NULL */
     rk_kv_tier_stats stats;
 } kv_tiers;
 
@@ -69,6 +71,8 @@ struct rk_kv_cache {
     size_t payload_bytes; /* key_bytes + the value pages */
     size_t rec_bytes;     /* bytes of a record buffer */
     size_t payload_off;   /* where the payload starts in a record */
+    uint8_t *bounds;      /* (n_layer, max_pages, n_head_kv, bounds_bytes) key bounds, or NULL */
+    size_t bounds_bytes;  /* of one page and head */
     kv_tiers tiers;
 };
 

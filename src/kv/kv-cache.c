@@ -24,11 +24,12 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "kv/kv-sparse.h"
 #include "quant/quant.h"
 
 rk_kv_config rk_kv_config_f32(int simd_level) {
     rk_kv_config c = {{RK_KV_CODEC_F32, 0, false}, {RK_KV_CODEC_F32, 0, false}, simd_level, 0, 0,
-                      {0, 0, NULL, 0, 0}};
+                      {0, 0, NULL, 0, 0}, false};
     return c;
 }
 
@@ -103,7 +104,15 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
         kv->payload_bytes = kv->key_bytes + layer_page_bytes(kv, kv->sealed_codec[1]);
         kv->rec_bytes = kv->payload_bytes; /* kv_tiers_create widens it for a disk tier */
         kv->payload_off = 0;
-        s = kv_tiers_create(kv, &config->tiers, err);
+        if (config->key_bounds) {
+            kv->bounds_bytes = rk_kv_bounds_bytes(dims->head_dim_k);
+            size_t n = (size_t)(dims->n_layer * kv->max_pages * dims->n_head_kv) * kv->bounds_bytes;
+            kv->bounds = malloc(n);
+            if (!kv->bounds)
+                s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for %.1f MiB of key bounds",
+                                 n / 1048576.0);
+        }
+        if (!s) s = kv_tiers_create(kv, &config->tiers, err);
     }
     if (s) {
         rk_kv_free(kv);
@@ -167,6 +176,7 @@ void rk_kv_free(rk_kv_cache *kv) {
         free(kv->sink[r]);
     }
     free(kv->pages);
+    free(kv->bounds);
     free(kv->n_sealed);
     free(kv->n_released);
     free(kv);
@@ -216,6 +226,9 @@ static void seal_units(void *arg, int ith, int nth) {
         uint8_t *dst = job->recs[i] + kv->payload_off + (r == 0 ? 0 : kv->key_bytes);
         const float *rows = (const float *)(src + h * rk_kv_codec_page_bytes(kv->open_codec[r]));
         rk_kv_codec_get_ops(c)->encode(c, job->layer * H + h, rows, dst + h * rk_kv_codec_page_bytes(c));
+        if (r == 0 && kv->bounds) /* of the keys as they were before encoding */
+            rk_kv_bounds_compute(rows, RK_KV_PAGE_TOKENS, kv->dims.head_dim_k,
+                                 kv->bounds + ((job->layer * kv->max_pages + job->first + i) * H + h) * kv->bounds_bytes);
     }
 }
 
@@ -441,6 +454,11 @@ void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t 
         view->exact_values = sv ? sv + (size_t)(head * S * kv->dims.head_dim_v) * sizeof(float)
                                 : p->values + head * rk_kv_codec_page_bytes(kv->open_codec[1]);
     }
+}
+
+const uint8_t *rk_kv_page_bounds(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page) {
+    if (!kv->bounds || !kv_page_at(kv, layer, page)->sealed) return NULL;
+    return kv->bounds + ((layer * kv->max_pages + page) * kv->dims.n_head_kv + head) * kv->bounds_bytes;
 }
 
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv) {

@@ -61,6 +61,8 @@ typedef struct rk_kv_config {
                                     * sealed: the attention sinks, which most queries weight
                                     * heavily (0 .. RK_KV_PAGE_TOKENS) */
     rk_kv_tier_config tiers;       /* where sealed pages live (all zero: all in RAM) */
+    bool key_bounds;               /* keep per-channel min/max of every sealed page's keys
+                                    * (kv-sparse.h), for the opt-in sparse decode */
 } rk_kv_config;
 
 /* An f32 cache configuration (both codecs f32) for simd_level. */
@@ -129,6 +131,10 @@ typedef struct rk_kv_page_view {
 
 void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page,
                     int64_t query_pos, rk_kv_page_view *view);
+
+/* The key bounds of a sealed page of one head (rk_kv_bounds_bytes(head_dim_k) bytes), or NULL
+ * when the page is open or the cache keeps no bounds. Borrowed. */
+const uint8_t *rk_kv_page_bounds(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page);
 
 /* Bytes one position takes in every layer (keys and values) once its page is sealed. */
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv);

@@ -135,6 +135,7 @@ rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error
     t->entry_bytes = calloc(n, sizeof *t->entry_bytes);
     t->in_ram = calloc(n, 1);
     t->order = calloc(n, sizeof *t->order);
+    t->cold = calloc((size_t)kv->max_pages, sizeof *t->cold);
     kv_prefetch_req *req = calloc(1, sizeof *req);
     if (req) {
         req->pages = calloc((size_t)kv->max_pages, sizeof *req->pages);
@@ -142,7 +143,10 @@ rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error
         req->layer = -1;
     }
     t->req = req;
-    if (!t->entries || !t->entry_bytes || !t->in_ram || !t->order || !req || !req->pages || !req->recs)
+    if (kv->bounds) t->last_visit = calloc(n, 1);
+    if (kv->bounds && !t->last_visit)
+        return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the tiers' tables");
+    if (!t->entries || !t->entry_bytes || !t->in_ram || !t->order || !t->cold || !req || !req->pages || !req->recs)
         return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the tiers' tables");
     for (size_t i = 0; i < n; i++) t->entry_bytes[i] = kv->rec_bytes;
     return RK_OK;
@@ -195,6 +199,8 @@ void kv_tiers_free(rk_kv_cache *kv) {
     free(t->entry_bytes);
     free(t->in_ram);
     free(t->order);
+    free(t->cold);
+    free(t->last_visit);
     memset(t, 0, sizeof *t);
 }
 
@@ -362,9 +368,11 @@ static void start_prefetch(rk_kv_cache *kv, int64_t layer, int64_t in_use) {
     kv_tiers *t = &kv->tiers;
     kv_prefetch_req *req = req_of(kv);
     if (!t->io || req->layer >= 0) return;
+    /* sparse decode: the pages this layer read last step, the best guess of what it reads next */
+    const uint8_t *guess = t->last_visit ? t->last_visit + layer * kv->max_pages : NULL;
     int64_t n = 0;
     for (int64_t i = kv->n_released[layer]; i < kv->n_sealed[layer]; i++)
-        if (!kv_page_at(kv, layer, i)->rec) req->pages[n++] = i;
+        if (!kv_page_at(kv, layer, i)->rec && (!guess || guess[i])) req->pages[n++] = i;
     if (n == 0 || !make_warm_room(kv, (size_t)n * kv->rec_bytes, layer, in_use)) return;
     for (int64_t j = 0; j < n; j++)
         if ((req->recs[j] = kv_record_alloc(kv)) == NULL) {
@@ -411,7 +419,7 @@ rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const
     if (req_of(kv)->layer == layer) s = finish_prefetch(kv, err);
     if (s) return s;
     /* Cold pages the prefetch did not bring (a read error is reported by this read again). */
-    int64_t *cold = t->order, n_cold = 0; /* order[] is free scratch here */
+    int64_t *cold = t->cold, n_cold = 0;
     for (int64_t i = first; i < kv->n_sealed[layer]; i++)
         if ((!visit || visit[i]) && !kv_page_at(kv, layer, i)->rec) cold[n_cold++] = i;
     if (n_cold > 0) {
@@ -420,6 +428,10 @@ rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const
     }
     t->stats.read_cold_bytes += (uint64_t)n_cold * kv->payload_bytes;
     note_reads(kv, layer, first, visit);
+    if (t->last_visit) {
+        uint8_t *last = t->last_visit + layer * kv->max_pages;
+        for (int64_t i = 0; i < kv->n_sealed[layer]; i++) last[i] = visit ? visit[i] : 1;
+    }
     start_prefetch(kv, (layer + 1) % kv->dims.n_layer, layer);
     return RK_OK;
 }

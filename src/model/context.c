@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "kv/kv-sparse.h"
 #include "model/context.h"
 
 rk_context_params rk_context_default_params(void) {
@@ -54,6 +55,13 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
     ctx->page_share = alloc_floats(ctx->max_splits, &failed);
+    if (ctx->sparse_pages > 0) {
+        ctx->sparse_visit = calloc((size_t)(hp->n_head_kv * ctx->max_splits), 1);
+        ctx->sparse_union = calloc((size_t)ctx->max_splits, 1);
+        ctx->sparse_bounds = calloc((size_t)ctx->max_splits, sizeof *ctx->sparse_bounds);
+        ctx->sparse_scratch = malloc(rk_kv_sparse_scratch_bytes(ctx->max_splits));
+        if (!ctx->sparse_visit || !ctx->sparse_union || !ctx->sparse_bounds || !ctx->sparse_scratch) failed = 1;
+    }
     ctx->split_parts = calloc((size_t)(hp->n_head * ctx->max_splits), sizeof *ctx->split_parts);
     if (!ctx->split_parts) failed = 1;
     for (int64_t i = 0; ctx->split_parts && ctx->split_o && i < hp->n_head * ctx->max_splits; i++)
@@ -87,6 +95,7 @@ static rk_status create_kv(rk_context *ctx, const rk_context_params *p, rk_error
         return rk_error_set(err, RK_ERR_INVALID_ARG, "context: value codec %s: the QJL sketch is for keys only",
                             ctx->kv_codec_name[1]);
     size_t avail = rk_available_memory_bytes();
+    cfg.key_bounds = p->kv_sparse_pages > 0;
     cfg.tiers.hot_bytes = p->kv_hot_bytes;
     cfg.tiers.warm_bytes = p->kv_warm_bytes;
     cfg.tiers.disk_dir = p->kv_disk_dir;
@@ -118,8 +127,8 @@ rk_status rk_context_create(const rk_model *model, const rk_context_params *para
         return rk_error_set(err, RK_ERR_INVALID_ARG, "context: the model was loaded vocabulary-only");
     rk_context_params p = params ? *params : rk_context_default_params();
     const rk_hparams *hp = &model->hp;
-    if (p.n_ctx < 0 || p.n_ubatch < 0 || p.n_threads < 0)
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "context: negative n_ctx, n_ubatch or threads");
+    if (p.n_ctx < 0 || p.n_ubatch < 0 || p.n_threads < 0 || p.kv_sparse_pages < 0)
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "context: negative n_ctx, n_ubatch, threads or sparse pages");
     if (p.n_ctx == 0) p.n_ctx = hp->n_ctx_train;
     if (p.n_ubatch == 0) p.n_ubatch = 512;
     if (p.n_threads == 0) p.n_threads = rk_cpu_count();
@@ -129,6 +138,7 @@ rk_status rk_context_create(const rk_model *model, const rk_context_params *para
     ctx->attn_ops = rk_attn_get_ops(model->simd);
     ctx->n_ctx = p.n_ctx;
     ctx->n_ubatch = p.n_ubatch < p.n_ctx ? p.n_ubatch : p.n_ctx;
+    ctx->sparse_pages = p.kv_sparse_pages;
     rk_status s = rk_pool_create(p.n_threads, &ctx->pool, err);
     if (!s) s = create_kv(ctx, &p, err);
     if (!s) s = alloc_buffers(ctx, p.n_threads, err);
@@ -149,6 +159,10 @@ void rk_context_free(rk_context *ctx) {
                      ctx->page_share};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx->split_parts);
+    free(ctx->sparse_visit);
+    free(ctx->sparse_union);
+    free(ctx->sparse_bounds);
+    free(ctx->sparse_scratch);
     free(ctx);
 }
 
@@ -158,6 +172,8 @@ size_t rk_context_kv_bytes_per_token(const rk_context *ctx) { return rk_kv_bytes
 size_t rk_context_kv_bytes_in_use(const rk_context *ctx) { return rk_kv_bytes(ctx->kv); }
 void rk_context_kv_tiers(const rk_context *ctx, rk_kv_tier_stats *out) {
     rk_kv_get_tier_stats(ctx->kv, out);
+    out->sparse_pages_visited = ctx->sparse_visited;
+    out->sparse_pages_skipped = ctx->sparse_skipped;
 }
 const char *rk_context_kv_codec_k(const rk_context *ctx) { return ctx->kv_codec_name[0]; }
 const char *rk_context_kv_codec_v(const rk_context *ctx) { return ctx->kv_codec_name[1]; }

@@ -38,6 +38,13 @@ struct rk_context {
     rk_attn_partial *split_parts;/* (n_head, max_splits); .o points into split_o */
     float *split_o;              /* (n_head, max_splits, head_dim_v) */
     float *page_share;           /* (max_splits) attention share per page, for the tiers */
+    /* opt-in sparse decode (--kv-sparse): 0 = exact */
+    int64_t sparse_pages;        /* pages chosen by key bound besides the first and newest */
+    uint8_t *sparse_visit;       /* (n_head_kv, max_splits) pages each KV head reads this step */
+    uint8_t *sparse_union;       /* (max_splits) pages any head reads */
+    const uint8_t **sparse_bounds; /* (max_splits) bounds of the pages in range */
+    void *sparse_scratch;        /* rk_kv_sparse_scratch_bytes(max_splits) */
+    uint64_t sparse_visited, sparse_skipped; /* (page, KV head) pairs since creation */
     /* logits */
     float *logits;       /* (logits_cap, n_vocab) */
     int64_t logits_cap;  /* rows allocated */

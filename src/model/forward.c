@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "kv/kv-sparse.h"
 #include "model/context.h"
 
 typedef struct attn_job {
@@ -71,6 +72,7 @@ typedef struct row_job {
  * page order afterwards, so the result does not depend on the thread count. */
 typedef struct split_job {
     rk_context *ctx;
+    const uint8_t *visit;   /* sparse decode: (n_head_kv, max_splits) pages to read; NULL: all */
     int64_t layer, pos, t0, n_splits;
     int64_t heads_per_unit; /* a whole GQA group, or 1 when there are few pages to share out */
 } split_job;
@@ -90,6 +92,9 @@ static void attention_split(void *arg, int ith, int nth) {
         if (t1 > job->pos + 1) t1 = job->pos + 1;
         rk_attn_partial parts[RK_ATTN_MAX_GROUP];
         for (int64_t g = 0; g < hpu; g++) parts[g] = ctx->split_parts[(h + g) * ctx->max_splits + sp];
+        if (job->visit && !job->visit[(h / group) * ctx->max_splits + sp]) { /* sparse: skipped */
+            t1 = t0;
+        }
         rk_attn_group_partial(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu,
                               ctx->q + h * hp->head_dim_k, hp->attn_scale, t0, t1, job->pos, parts, scratch);
         for (int64_t g = 0; g < hpu; g++) ctx->split_parts[(h + g) * ctx->max_splits + sp] = parts[g];
@@ -117,14 +122,37 @@ static void note_page_mass(rk_context *ctx, int64_t il, int64_t n_splits) {
     for (int64_t sp = 0; sp < n_splits; sp++) rk_kv_note_mass(ctx->kv, il, sp, share[sp]);
 }
 
-static void attention_decode(rk_context *ctx, int64_t il, int64_t pos) {
+/* Sparse decode (opt-in, --kv-sparse): for each KV head, the pages its query heads read: the
+ * first page, the newest ones and the top pages by key bound (kv-sparse.h). Writes
+ * ctx->sparse_visit (per KV head) and returns the union over heads, by page, for the tiers. */
+static const uint8_t *sparse_select(rk_context *ctx, int64_t il, int64_t pos, int64_t first_pos) {
+    const rk_hparams *hp = &ctx->model->hp;
+    const int64_t group = hp->n_head / hp->n_head_kv, first = first_pos / RK_KV_PAGE_TOKENS;
+    const int64_t last = pos / RK_KV_PAGE_TOKENS, M = ctx->max_splits;
+    rk_kv_sparse_params sp = rk_kv_sparse_default_params();
+    sp.top_pages = ctx->sparse_pages;
+    memset(ctx->sparse_union, 0, (size_t)M);
+    for (int64_t g = 0; g < hp->n_head_kv; g++) {
+        uint8_t *visit = ctx->sparse_visit + g * M;
+        memset(visit, 0, (size_t)M);
+        for (int64_t i = first; i <= last; i++) ctx->sparse_bounds[i - first] = rk_kv_page_bounds(ctx->kv, il, g, i);
+        int64_t n = rk_kv_sparse_select(&sp, first, last, ctx->sparse_bounds, ctx->q + g * group * hp->head_dim_k,
+                                        group, hp->head_dim_k, hp->attn_scale, visit + first, ctx->sparse_scratch);
+        ctx->sparse_visited += (uint64_t)n;
+        ctx->sparse_skipped += (uint64_t)(last - first + 1 - n);
+        for (int64_t i = first; i <= last; i++) ctx->sparse_union[i] |= visit[i];
+    }
+    return ctx->sparse_union;
+}
+
+static void attention_decode(rk_context *ctx, int64_t il, int64_t pos, bool sparse) {
     const rk_hparams *hp = &ctx->model->hp;
     int64_t t0 = 0;
     if (hp->layer_is_local[il] && pos + 1 > hp->sliding_window) t0 = pos + 1 - hp->sliding_window;
     int64_t n_splits = pos / RK_KV_PAGE_TOKENS + 1;
     int64_t hpu = (hp->n_head / ctx->attn_max_group) * n_splits >= 2 * rk_pool_size(ctx->pool)
                       ? ctx->attn_max_group : 1; /* same numbers either way */
-    split_job job = {ctx, il, pos, t0, n_splits, hpu};
+    split_job job = {ctx, sparse ? ctx->sparse_visit : NULL, il, pos, t0, n_splits, hpu};
     rk_pool_run(ctx->pool, attention_split, &job);
     const int64_t dv = hp->head_dim_v;
     if (rk_kv_tiered(ctx->kv)) note_page_mass(ctx, il, job.n_splits);
@@ -242,10 +270,12 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
      * while the previous layer computed), and the next layer's start coming. */
     int64_t first_pos = 0;
     if (hp->layer_is_local[il] && pos0 + 1 > hp->sliding_window) first_pos = pos0 + 1 - hp->sliding_window;
-    if (!s) s = rk_kv_acquire(ctx->kv, il, first_pos, NULL, err);
+    const bool sparse = n == 1 && ctx->sparse_pages > 0;
+    const uint8_t *visit = sparse && !s ? sparse_select(ctx, il, pos0, first_pos) : NULL;
+    if (!s) s = rk_kv_acquire(ctx->kv, il, first_pos, visit, err);
     if (s) return s;
     if (n == 1) {
-        attention_decode(ctx, il, pos0);
+        attention_decode(ctx, il, pos0, sparse);
     } else {
         /* Whole GQA groups per work unit read each K/V row once per group; with few units
          * single heads spread the work over the threads instead (same numbers either way). */
