@@ -30,7 +30,8 @@ static void usage(FILE *out) {
             "  --codecs C1,C2,...     several codecs in one pass over the text (one JSON line each)\n"
             "  --ref-codec CODEC      the reference KV codec (default f16)\n"
             "  --chunks N             chunks to evaluate, each from an empty cache (default 1)\n"
-            "  --step N               scored tokens evaluated per step (default 64)\n"
+            "  --step N               scored tokens evaluated per step (default 64; 1 with --kv-sparse,\n"
+            "                         which applies to decode steps only; the reference is exact)\n"
             "  --scored N             score only the last N positions of each chunk (default: half)\n"
             "  The second half of every chunk is scored (as llama-perplexity does). Prints one JSON\n"
             "  line: mean_kld, p99_kld, max_kld, top1_agreement, ppl_f16 (the reference), ppl_codec,\n"
@@ -131,16 +132,22 @@ static void print_summary(kld_totals *t, const rk_context *tested, const rk_cont
     qsort(t->klds, (size_t)t->n, sizeof *t->klds, cmp_double);
     int64_t i99 = (int64_t)ceil(0.99 * (double)t->n) - 1;
     size_t bytes_ref = rk_context_kv_bytes_per_token(ref), bytes = rk_context_kv_bytes_per_token(tested);
+    rk_kv_tier_stats sparse;
+    rk_context_kv_tiers(tested, &sparse);
     printf("{\"ctx\":%lld,\"chunks\":%lld,\"positions\":%lld,\"ref_codec\":\"%s\",\"kv_codec_k\":\"%s\","
            "\"kv_codec_v\":\"%s\",\"mean_kld\":%.6g,\"p99_kld\":%.6g,\"max_kld\":%.6g,"
            "\"top1_agreement\":%.6f,\"ppl_f16\":%.6f,\"ppl_codec\":%.6f,\"kv_bytes_per_token\":%zu,"
            "\"kv_bytes_per_token_ref\":%zu,\"ref_over_codec_bytes\":%.3f,\"kv_bytes_in_use\":%zu,\"peak_rss_bytes\":%zu,"
-           "\"seconds\":%.1f}\n",
+           "\"sparse_skipped_fraction\":%.4f,\"seconds\":%.1f}\n",
            (long long)n_ctx, (long long)chunks, (long long)t->n, rk_context_kv_codec_k(ref),
            rk_context_kv_codec_k(tested), rk_context_kv_codec_v(tested), mean,
            t->klds[i99 < 0 ? 0 : i99], t->klds[t->n - 1], (double)t->top1_same / (double)t->n,
            exp(t->nll_ref / (double)t->n), exp(t->nll_codec / (double)t->n), bytes, bytes_ref,
-           (double)bytes_ref / (double)bytes, rk_context_kv_bytes_in_use(tested), rk_peak_rss_bytes(), seconds);
+           (double)bytes_ref / (double)bytes, rk_context_kv_bytes_in_use(tested), rk_peak_rss_bytes(),
+           sparse.sparse_pages_visited + sparse.sparse_pages_skipped > 0
+               ? (double)sparse.sparse_pages_skipped / (double)(sparse.sparse_pages_visited + sparse.sparse_pages_skipped)
+               : 0.0,
+           seconds);
 }
 
 typedef struct kld_opts {
@@ -186,14 +193,24 @@ static int parse_args(kld_opts *o, int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (o->run.ctx.kv_sparse_pages > 0 && o->step != 1) {
+        fprintf(stderr, "%s: note: --kv-sparse applies to decode steps, so the scored positions are read "
+                        "one token at a time (--step 1)\n", CMD);
+        o->step = 1;
+    }
     return 0;
 }
 
 /* Opens a context beside the session's (same size and threads) with the given codecs. */
 static int open_beside(const kld_opts *o, const rk_session *s, const char *codec_k, const char *codec_v,
-                       rk_context **out) {
+                       int reference, rk_context **out) {
     rk_context_params cp = o->run.ctx;
     cp.n_ctx = rk_context_n_ctx(s->ctx);
+    if (reference) { /* exact decode, everything in RAM */
+        cp.kv_sparse_pages = 0;
+        cp.kv_disk_dir = NULL;
+        cp.kv_hot_bytes = cp.kv_warm_bytes = 0;
+    }
     cp.kv_codec_k = codec_k;
     cp.kv_codec_v = codec_v;
     rk_error err;
@@ -207,13 +224,13 @@ static int open_beside(const kld_opts *o, const rk_session *s, const char *codec
 /* ctxs[0] = reference, then the session's context, or one context per --codecs entry. */
 static int open_contexts(const kld_opts *o, rk_session *s, char names[][32], rk_context **ctxs, int *n_ctxs) {
     *n_ctxs = 0;
-    if (open_beside(o, s, o->ref_codec, o->ref_codec, &ctxs[(*n_ctxs)++])) return 1;
+    if (open_beside(o, s, o->ref_codec, o->ref_codec, 1, &ctxs[(*n_ctxs)++])) return 1;
     if (!o->codec_list) {
         ctxs[(*n_ctxs)++] = s->ctx;
         return 0;
     }
     for (int i = 0; names[i][0]; i++)
-        if (open_beside(o, s, names[i], names[i], &ctxs[(*n_ctxs)++])) return 1;
+        if (open_beside(o, s, names[i], names[i], 0, &ctxs[(*n_ctxs)++])) return 1;
     return 0;
 }
 

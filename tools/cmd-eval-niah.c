@@ -81,7 +81,9 @@ static void usage(FILE *out) {
             "  --depths LIST          needle depths in percent of the document (default 0,10,...,100)\n"
             "  -n, --n-predict N      tokens to decode per cell, greedily (default 32)\n"
             "  --out DIR              where results.csv, responses.jsonl and heatmap.png go (niah-out)\n"
-            "  (the context is sized to the longest length plus -n; sampling options are ignored)\n");
+            "  (the context is sized to the longest length plus -n; sampling options are ignored)\n"
+            "  with --kv-sparse the prompt's tail after the document (the question) is decoded token\n"
+            "  by token, so the sparse page selection is what answers it\n");
     rk_run_opts_usage(out);
 }
 
@@ -463,13 +465,17 @@ static int contains_nocase(const char *hay, const char *needle) {
 }
 
 /* Evaluates the prompt from an empty cache and decodes greedily up to n_gen tokens (or an
- * end-of-generation token) into reply (NUL-terminated). */
+ * end-of-generation token) into reply (NUL-terminated). The last `tail` prompt tokens are fed
+ * one at a time, as decode steps (the question asked of a document already read: that is where
+ * the opt-in sparse decode applies). */
 static rk_status run_cell(rk_context *ctx, const rk_model *model, const rk_token *prompt, size_t n,
-                          int64_t n_gen, char *reply, size_t cap, rk_error *err) {
+                          size_t tail, int64_t n_gen, char *reply, size_t cap, rk_error *err) {
     size_t len = 0;
     reply[0] = '\0';
+    if (tail >= n) tail = n - 1;
     rk_status s = rk_context_truncate(ctx, 0, err);
-    if (s == RK_OK) s = rk_context_eval(ctx, prompt, n, 0, err);
+    if (s == RK_OK) s = rk_context_eval(ctx, prompt, n - tail, 0, err);
+    for (size_t i = n - tail; s == RK_OK && i < n; i++) s = rk_context_eval(ctx, prompt + i, 1, 0, err);
     const int32_t V = rk_model_n_vocab(model);
     for (int64_t g = 0; s == RK_OK && g < n_gen; g++) {
         const float *logits = rk_context_logits(ctx, -1);
@@ -581,6 +587,7 @@ typedef struct niah_run {
     rk_token *hay;       /* (max document tokens) */
     unsigned char *ends; /* (max document tokens) 1 where a sentence ends */
     FILE *csv, *jsonl;
+    int sparse;          /* --kv-sparse: the question is decoded token by token */
 } niah_run;
 
 /* Runs cell `cell` (length index li, depth index di); returns 0/1 for the score or -1. */
@@ -615,7 +622,8 @@ static int niah_cell(niah_run *r, size_t cell, size_t li, size_t di, rk_token *p
     free(nt);
     rk_error err;
     double t0 = rk_now_seconds();
-    if (run_cell(r->ctx, r->model, prompt, n, o->n_gen, reply, sizeof reply, &err) != RK_OK) {
+    size_t tail = r->sparse ? r->frame.n_suffix : 0;
+    if (run_cell(r->ctx, r->model, prompt, n, tail, o->n_gen, reply, sizeof reply, &err) != RK_OK) {
         fprintf(stderr, "%s: %s\n", CMD, err.msg);
         return -1;
     }
@@ -657,15 +665,22 @@ static int niah_grid(niah_run *r, int64_t max_len) {
         }
     if (rc == 0) {
         double score = (double)found / (double)cells;
+        rk_kv_tier_stats ts;
+        rk_context_kv_tiers(r->ctx, &ts);
         write_heatmap(o, r->model_name, correct, score);
         printf("{\"mode\":\"%s\",\"model\":", o->passkey ? "passkey" : "niah");
         json_string(stdout, r->model_name);
         printf(",\"kv_codec_k\":\"%s\",\"kv_codec_v\":\"%s\",\"kv_bytes_per_token\":%zu,"
                "\"kv_bytes_in_use\":%zu,\"peak_rss_bytes\":%zu,\"prompt\":\"%s\",\"cells\":%zu,"
-               "\"correct\":%zu,\"score\":%.4f,\"seconds\":%.2f,\"out\":",
+               "\"correct\":%zu,\"score\":%.4f,\"sparse_pages\":%lld,\"sparse_skipped_fraction\":%.4f,"
+               "\"seconds\":%.2f,\"out\":",
                rk_context_kv_codec_k(r->ctx), rk_context_kv_codec_v(r->ctx),
                rk_context_kv_bytes_per_token(r->ctx), rk_context_kv_bytes_in_use(r->ctx),
                rk_peak_rss_bytes(), r->frame.chat ? "chat" : "completion", cells, found, score,
+               (long long)o->run.ctx.kv_sparse_pages,
+               ts.sparse_pages_visited + ts.sparse_pages_skipped > 0
+                   ? (double)ts.sparse_pages_skipped / (double)(ts.sparse_pages_visited + ts.sparse_pages_skipped)
+                   : 0.0,
                rk_now_seconds() - t0);
         json_string(stdout, o->out_dir);
         printf("}\n");
@@ -777,6 +792,7 @@ int rk_cmd_eval_niah(int argc, char **argv) {
     niah_run r;
     memset(&r, 0, sizeof r);
     r.o = &o;
+    r.sparse = o.run.ctx.kv_sparse_pages > 0;
     r.model_name = o.run.model_path ? o.run.model_path : rk_opt_default_model();
     int64_t max_len = 0;
     rc = niah_prepare(&r, &o, text, len, &max_len);
