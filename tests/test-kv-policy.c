@@ -26,18 +26,6 @@
 
 #define NP 20 /* pages of the small traces */
 
-typedef struct {
-    uint64_t s;
-} rng;
-
-static uint64_t next_u64(rng *r) { /* xorshift64 */
-    r->s ^= r->s << 13;
-    r->s ^= r->s >> 7;
-    r->s ^= r->s << 17;
-    return r->s;
-}
-
-static double unif(rng *r) { return ((double)(next_u64(r) >> 11) + 0.5) / 9007199254740992.0; }
 
 /* entries[i] = page i of one layer of n pages, id = i. */
 static void layer_entries(rk_kv_policy_entry *e, const rk_kv_page_heat *heat, int64_t n) {
@@ -272,7 +260,7 @@ static void test_determinism(void) {
     /* the same random trace twice: identical plans at every step */
     uint8_t plans[2][50][NP];
     for (int run = 0; run < 2; run++) {
-        rng r = {0x9E3779B97F4A7C15ULL};
+        rk_test_rng r = {0x9E3779B97F4A7C15ULL};
         rk_kv_page_heat heat[NP];
         for (int i = 0; i < NP; i++)
             rk_kv_heat_init(&heat[i]);
@@ -281,10 +269,10 @@ static void test_determinism(void) {
         int64_t ord[NP];
         layer_entries(en, heat, NP);
         for (int i = 0; i < NP; i++)
-            bytes[i] = 1 + next_u64(&r) % 3;
+            bytes[i] = 1 + rk_test_rng_next(&r) % 3;
         for (int s = 0; s < 50; s++) {
             for (int k = 0; k < 4; k++)
-                rk_kv_heat_record(&heat[next_u64(&r) % NP], s, (float)(unif(&r) < 0.5 ? 0.25 : 0.0),
+                rk_kv_heat_record(&heat[rk_test_rng_next(&r) % NP], s, (float)(rk_test_rng_unif(&r) < 0.5 ? 0.25 : 0.0),
                                   &p);
             CHECK(rk_kv_policy_plan(en, bytes, NP, 15, s, &p, plans[run][s], ord, NULL) == RK_OK);
         }
@@ -323,14 +311,14 @@ static void trace_read(sim_trace *t, int s, int page, float share) {
  * pages that drifts one page every SIM_DRIFT steps. Heavy hitters get shares in [0.1, 0.6],
  * window pages [0.05, 0.3]: real but not oracle-like, so frequency has to be learnt. */
 static void sim_make_trace(sim_trace *t, uint64_t seed) {
-    rng r = {seed};
+    rk_test_rng r = {seed};
     const int mid = SIM_PAGES - 3; /* pages 1 .. SIM_PAGES-3 */
     int perm[SIM_PAGES];
     double cdf[SIM_PAGES];
     for (int i = 0; i < mid; i++)
         perm[i] = 1 + i;
     for (int i = mid - 1; i > 0; i--) {
-        const int j = (int)(next_u64(&r) % (uint64_t)(i + 1)), x = perm[i];
+        const int j = (int)(rk_test_rng_next(&r) % (uint64_t)(i + 1)), x = perm[i];
         perm[i] = perm[j];
         perm[j] = x;
     }
@@ -343,7 +331,7 @@ static void sim_make_trace(sim_trace *t, uint64_t seed) {
         trace_read(t, s, SIM_PAGES - 1, 0.3f);
         trace_read(t, s, SIM_PAGES - 2, 0.2f);
         for (int k = 0; k < SIM_ZIPF_DRAWS; k++) {
-            const double u = unif(&r) * sum;
+            const double u = rk_test_rng_unif(&r) * sum;
             int lo = 0, hi = mid - 1;
             while (lo < hi) {
                 const int c = (lo + hi) / 2;
@@ -352,11 +340,11 @@ static void sim_make_trace(sim_trace *t, uint64_t seed) {
                 else
                     hi = c;
             }
-            trace_read(t, s, perm[lo], (float)(0.1 + 0.5 * unif(&r)));
+            trace_read(t, s, perm[lo], (float)(0.1 + 0.5 * rk_test_rng_unif(&r)));
         }
         const int start = s / SIM_DRIFT;
         for (int k = 0; k < SIM_WINDOW; k++)
-            trace_read(t, s, 1 + (start + k) % mid, (float)(0.05 + 0.25 * unif(&r)));
+            trace_read(t, s, 1 + (start + k) % mid, (float)(0.05 + 0.25 * rk_test_rng_unif(&r)));
     }
 }
 
@@ -370,7 +358,7 @@ static long sim_misses(const sim_trace *t, sim_kind kind, const rk_kv_policy_par
     static size_t bytes[SIM_PAGES];
     static int64_t order[SIM_PAGES], last[SIM_PAGES];
     static uint8_t in_ram[SIM_PAGES];
-    rng r = {0xC0FFEEULL};
+    rk_test_rng r = {0xC0FFEEULL};
     long misses = 0;
     int64_t clock = 0, resident = 0;
     for (int i = 0; i < SIM_PAGES; i++) {
@@ -400,7 +388,7 @@ static long sim_misses(const sim_trace *t, sim_kind kind, const rk_kv_policy_par
                 for (int i = 0; i < SIM_PAGES; i++)
                     if (in_ram[i] && (victim < 0 || last[i] < last[victim])) victim = i;
             } else {
-                int64_t pick = (int64_t)(next_u64(&r) % (uint64_t)resident);
+                int64_t pick = (int64_t)(rk_test_rng_next(&r) % (uint64_t)resident);
                 for (victim = 0; !in_ram[victim] || pick-- > 0; victim++) {
                 }
             }

@@ -31,21 +31,9 @@
 #define MAXD 256
 #define T RK_KV_PAGE_TOKENS
 
-typedef struct {
-    uint64_t s;
-} rng;
 
-static uint64_t next_u64(rng *r) { /* xorshift64 */
-    r->s ^= r->s << 13;
-    r->s ^= r->s >> 7;
-    r->s ^= r->s << 17;
-    return r->s;
-}
-
-static double unif(rng *r) { return ((double)(next_u64(r) >> 11) + 0.5) / 9007199254740992.0; }
-
-static float gauss(rng *r) {
-    return (float)(sqrt(-2.0 * log(unif(r))) * cos(6.283185307179586 * unif(r)));
+static float gauss(rk_test_rng *r) {
+    return (float)(sqrt(-2.0 * log(rk_test_rng_unif(r))) * cos(6.283185307179586 * rk_test_rng_unif(r)));
 }
 
 static float bound_min(const uint8_t *b, int64_t i) {
@@ -56,9 +44,9 @@ static float bound_max(const uint8_t *b, int64_t d, int64_t i) { return bound_mi
 
 /* A float just off a half: h * (1 ± 2^-13) lands between two halves, nearer to h, so
  * round-to-nearest goes back to h, which is the wrong way for one of the two directions. */
-static float near_half(rng *r) {
+static float near_half(rk_test_rng *r) {
     const float h = rk_fp16_to_fp32(rk_fp32_to_fp16(gauss(r) * 8.0f));
-    const float e = (next_u64(r) & 1) ? 1.0f + 0x1p-13f : 1.0f - 0x1p-13f;
+    const float e = (rk_test_rng_next(r) & 1) ? 1.0f + 0x1p-13f : 1.0f - 0x1p-13f;
     return h * e;
 }
 
@@ -69,7 +57,7 @@ static double ulp16(double v) {
 }
 
 static void test_rounding(void) {
-    rng r = {0x9e3779b97f4a7c15ull};
+    rk_test_rng r = {0x9e3779b97f4a7c15ull};
     float v[64];
     int n = 0;
     /* clang-format off */
@@ -108,7 +96,7 @@ static void test_rounding(void) {
 /* K_EQUAL_HALF: identical rows just off halves, where the rounding is the bound's only slack */
 enum { K_GAUSS, K_OUTLIER, K_NEGATIVE, K_EQUAL, K_NEAR_HALF, K_EQUAL_HALF, K_HUGE, K_KINDS };
 
-static void make_page(rng *r, int kind, int64_t n, int64_t d, float *rows) {
+static void make_page(rk_test_rng *r, int kind, int64_t n, int64_t d, float *rows) {
     for (int64_t t = 0; t < n; t++)
         for (int64_t i = 0; i < d; i++) {
             float x = gauss(r);
@@ -125,9 +113,9 @@ static void make_page(rng *r, int kind, int64_t n, int64_t d, float *rows) {
         }
 }
 
-static void make_query(rng *r, int64_t d, float *q) {
+static void make_query(rk_test_rng *r, int64_t d, float *q) {
     for (int64_t i = 0; i < d; i++)
-        q[i] = (next_u64(r) % 8 == 0) ? 0.0f : gauss(r) * 2.0f;
+        q[i] = (rk_test_rng_next(r) % 8 == 0) ? 0.0f : gauss(r) * 2.0f;
 }
 
 /* max over rows of q·k in double, and the bound the decoded halves give in double. */
@@ -150,7 +138,7 @@ static double f16_bound(const uint8_t *b, int64_t d, const float *q) {
 }
 
 static void test_bound(void) {
-    rng r = {12345};
+    rk_test_rng r = {12345};
     const int64_t dims[] = {64, 80, 128, 256};
     static float rows[T * MAXD];
     uint8_t b[4 * MAXD];
@@ -159,7 +147,7 @@ static void test_bound(void) {
     for (int kind = 0; kind < K_KINDS; kind++)
         for (int di = 0; di < 4; di++)
             for (int rep = 0; rep < 8; rep++) {
-                const int64_t d = dims[di], n = 1 + (int64_t)(next_u64(&r) % T);
+                const int64_t d = dims[di], n = 1 + (int64_t)(rk_test_rng_next(&r) % T);
                 make_page(&r, kind, n, d, rows);
                 rk_kv_bounds_compute(rows, n, d, b);
                 for (int k = 0; k < 16; k++, checks++) {
@@ -177,7 +165,7 @@ static void test_bound(void) {
 }
 
 static void test_tightness(void) {
-    rng r = {777};
+    rk_test_rng r = {777};
     static float rows[8 * MAXD];
     uint8_t b[4 * MAXD];
     float q[MAXD];
@@ -210,7 +198,7 @@ typedef struct {
     const uint8_t **bounds; /* n pointers */
 } pages;
 
-static pages make_pages(rng *r, int64_t n, int64_t d, int64_t null_from) {
+static pages make_pages(rk_test_rng *r, int64_t n, int64_t d, int64_t null_from) {
     pages p = {n, d, malloc((size_t)n * rk_kv_bounds_bytes(d)), malloc((size_t)n * sizeof(void *))};
     static float rows[T * MAXD];
     for (int64_t i = 0; i < n; i++) {
@@ -237,7 +225,7 @@ static int64_t select_range(const rk_kv_sparse_params *sp, const pages *pg, int6
 }
 
 static void test_counts(void) {
-    rng r = {4242};
+    rk_test_rng r = {4242};
     const int64_t d = 64, NPG = 48;
     pages pg = make_pages(&r, NPG, d, NPG - 1); /* the last page is open */
     float q[4 * 64];
@@ -288,7 +276,7 @@ static void test_counts(void) {
 }
 
 static void test_needle(void) {
-    rng r = {99};
+    rk_test_rng r = {99};
     const int64_t d = 128, NPG = 64, needle = 37, n_q = 4, head = 2;
     pages pg = make_pages(&r, NPG, d, NPG);
     float q[4 * 128];
@@ -321,7 +309,7 @@ static void test_needle(void) {
 }
 
 static void test_ties(void) {
-    rng r = {5};
+    rk_test_rng r = {5};
     const int64_t d = 64, NPG = 30;
     pages pg = make_pages(&r, NPG, d, NPG);
     for (int64_t i = 0; i < NPG; i++)
@@ -358,15 +346,15 @@ static int rank_cmp(const void *a, const void *b) {
 }
 
 static void test_exactness(void) {
-    rng r = {31337};
+    rk_test_rng r = {31337};
     const int64_t d = 64, NPG = 200;
     float q[4 * 64];
     uint8_t visit[200];
     ranked rk[200];
     for (int rep = 0; rep < 40; rep++) {
         pages pg = make_pages(&r, NPG, d, NPG - 1);
-        const int64_t n_q = 1 + rep % 4, top = 1 + (int64_t)(next_u64(&r) % 60);
-        const int64_t first = rep % 3 ? 0 : 1 + (int64_t)(next_u64(&r) % 50);
+        const int64_t n_q = 1 + rep % 4, top = 1 + (int64_t)(rk_test_rng_next(&r) % 60);
+        const int64_t first = rep % 3 ? 0 : 1 + (int64_t)(rk_test_rng_next(&r) % 50);
         for (int i = 0; i < n_q * d; i++)
             q[i] = gauss(&r);
         const rk_kv_sparse_params sp = {top, 1, 2};

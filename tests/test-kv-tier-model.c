@@ -6,13 +6,16 @@
  * run is repeated with the least RAM budgets and a disk tier (most pages cold, read back by the
  * I/O thread), buffered and O_DIRECT, and every logit row is compared bit for bit with the
  * all-in-RAM run of the same codec. The opt-in sparse decode is checked the same way (tiers
- * must not change which pages it picks). Skipped (77) without the cached model.
+ * must not change which pages it picks). A full disk mid-prompt fails that call only: the
+ * context keeps its length and goes on. Skipped (77) without the cached model.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ringkv.h"
@@ -139,6 +142,43 @@ static void compare(const rk_model *m, const rk_token *text, const char *codec, 
     free(direct.logits);
 }
 
+/* A full disk while a step seals pages: the step fails with a clear error, the context keeps
+ * its previous length, and once there is room again it continues as if nothing happened. */
+static void test_disk_full(const rk_model *m, const rk_token *text, const char *dir) {
+    const int64_t V = rk_model_n_vocab(m);
+    rk_context_params p = rk_context_default_params();
+    p.n_ctx = 2048;
+    p.n_threads = 2;
+    p.kv_codec_k = p.kv_codec_v = "q8";
+    rk_context *ram = NULL, *disk = NULL;
+    rk_error err;
+    CHECK(rk_context_create(m, &p, &ram, &err) == RK_OK);
+    p.kv_disk_dir = dir;
+    p.kv_hot_bytes = (size_t)64 << 20;
+    CHECK(rk_context_create(m, &p, &disk, &err) == RK_OK);
+    if (!ram || !disk) goto out;
+    CHECK(rk_context_eval(ram, text, 1024 + 300, 0, &err) == RK_OK);
+    CHECK(rk_context_eval(disk, text, 1024, 0, &err) == RK_OK); /* pages 0-3 written */
+    struct rlimit old, small;
+    getrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, SIG_IGN);
+    small = old;
+    rk_kv_tier_stats t;
+    rk_context_kv_tiers(disk, &t);
+    small.rlim_cur = (rlim_t)(t.disk_bytes / 30); /* each layer's file holds its 4 pages: no 5th */
+    setrlimit(RLIMIT_FSIZE, &small);
+    rk_status s = rk_context_eval(disk, text + 1024, 300, 0, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    CHECK(s == RK_ERR_IO);
+    CHECK_MSG(strstr(err.msg, "no space") != NULL, "message: %s", err.msg);
+    CHECK(rk_context_n_past(disk) == 1024);
+    CHECK(rk_context_eval(disk, text + 1024, 300, 0, &err) == RK_OK);
+    CHECK(memcmp(rk_context_logits(ram, -1), rk_context_logits(disk, -1), (size_t)V * sizeof(float)) == 0);
+out:
+    rk_context_free(ram);
+    rk_context_free(disk);
+}
+
 int main(void) {
     char path[1024];
     if (!rk_test_model_path(path, sizeof path, "SmolLM2-135M-Instruct.Q4_1.gguf")) return RK_TEST_SKIP;
@@ -156,6 +196,7 @@ int main(void) {
         compare(m, text, "tq3.5", dir, 0);
         compare(m, text, "f16", dir, 0);
         compare(m, text, "q4", dir, 3);
+        test_disk_full(m, text, dir);
         CHECK(rmdir(dir) == 0);
     }
     free(text);

@@ -46,3 +46,12 @@ int rk_test_finish(const char *name) {
     fprintf(stderr, "%s: ok\n", name);
     return 0;
 }
+
+uint64_t rk_test_rng_next(rk_test_rng *r) {
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return r->s;
+}
+
+double rk_test_rng_unif(rk_test_rng *r) { return ((double)(rk_test_rng_next(r) >> 11) + 0.5) / 9007199254740992.0; }

@@ -5,6 +5,7 @@
 #ifndef RK_TEST_UTIL_H
 #define RK_TEST_UTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,6 +40,13 @@ const char *rk_test_model_path(char *buf, size_t size, const char *file_name);
 
 /* Reads a whole file into a malloc'd, NUL-terminated buffer; NULL on failure. */
 char *rk_test_read_file(const char *path, size_t *out_size);
+
+/* A small seeded generator (xorshift64) for reproducible random test data. s must not be 0. */
+typedef struct rk_test_rng {
+    uint64_t s;
+} rk_test_rng;
+uint64_t rk_test_rng_next(rk_test_rng *r);
+double rk_test_rng_unif(rk_test_rng *r); /* uniform in (0, 1) */
 
 /* 0 when no CHECK failed, else 1; prints a summary line. */
 int rk_test_finish(const char *name);

@@ -6,11 +6,15 @@
  * decode_bytes_per_token,depth,kv_bytes_per_token. The best of REPS runs is reported (as
  * llama-bench reports the mean; both are printed). -d DEPTH first fills the context with DEPTH
  * tokens (untimed), like llama-bench -d, to measure at long context.
+ *
+ * `ringkv bench decode --depth N ...` is the tiered-KV decode benchmark (cmd-bench-decode.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/threadpool.h"
+#include "tools/cmd-bench-decode.h"
 #include "tools/commands.h"
 #include "tools/generate.h"
 #include "tools/opts.h"
@@ -57,6 +61,7 @@ static int run_once(rk_session *s, int decode, int64_t n, int64_t depth, uint64_
 }
 
 int rk_cmd_bench(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "decode") == 0) return rk_cmd_bench_decode(argc - 1, argv + 1);
     rk_run_opts o;
     rk_run_opts_init(&o);
     o.sampling.temperature = 0.0f;
@@ -72,7 +77,8 @@ int rk_cmd_bench(int argc, char **argv) {
                           : rk_opt_is(a, "-d", "--depth")  ? &depth
                                                            : NULL;
         if (!target) {
-            fprintf(stderr, "bench: unknown option '%s'\nusage: ringkv bench [-m MODEL] [-t N] [-p N_PROMPT] [-n N_GEN] [-r REPS] [-d DEPTH]\n", a);
+            fprintf(stderr, "bench: unknown option '%s'\nusage: ringkv bench [-m MODEL] [-t N] [-p N_PROMPT] [-n N_GEN] [-r REPS] [-d DEPTH]\n"
+                            "       ringkv bench decode --depth N [...]   (decode at depth with KV tiers; --help)\n", a);
             return 2;
         }
         if (!rk_opt_int("bench", a, v, 0, (int64_t)1 << 24, target)) return 2;

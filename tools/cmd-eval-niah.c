@@ -18,7 +18,6 @@
  */
 #include "tools/cmd-eval-niah.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include "tools/generate.h"
 #include "tools/opts.h"
 #include "tools/run-opts.h"
+#include "tools/text-files.h"
 
 #define CMD "eval niah"
 #define MAX_AXIS 64
@@ -208,112 +208,6 @@ static const char *default_haystack(char *buf, size_t cap) {
         return buf;
     snprintf(buf, cap, "../shared/testdata/haystack/pg-essays");
     return buf;
-}
-
-static int cmp_names(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Appends src to the growing buffer *buf (length *len), separated by a blank line. */
-static int append_text(char **buf, size_t *len, const char *src, size_t n) {
-    char *bigger = realloc(*buf, *len + n + 3);
-    if (!bigger) return 0;
-    *buf = bigger;
-    if (*len > 0) {
-        memcpy(*buf + *len, "\n\n", 2);
-        *len += 2;
-    }
-    memcpy(*buf + *len, src, n);
-    *len += n;
-    (*buf)[*len] = '\0';
-    return 1;
-}
-
-/* Lists the regular files of dir sorted by name into *out (malloc'd paths). */
-static int list_dir(const char *dir, char ***out, size_t *out_n) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "%s: haystack '%s': %s\n", CMD, dir, strerror(errno));
-        return 0;
-    }
-    char **names = NULL;
-    size_t n = 0;
-    int ok = 1;
-    for (struct dirent *e; ok && (e = readdir(d));) {
-        size_t len = strlen(dir) + strlen(e->d_name) + 2;
-        char **bigger = realloc(names, (n + 1) * sizeof *names);
-        if (bigger) names = bigger;
-        char *path = bigger ? malloc(len) : NULL;
-        struct stat st;
-        if (!path) {
-            ok = 0;
-            break;
-        }
-        snprintf(path, len, "%s/%s", dir, e->d_name);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) names[n++] = path;
-        else free(path);
-    }
-    closedir(d);
-    if (ok && n == 0) fprintf(stderr, "%s: haystack directory '%s' has no regular files\n", CMD, dir);
-    if (!ok) fprintf(stderr, "%s: out of memory listing '%s'\n", CMD, dir);
-    if (!ok || n == 0) {
-        for (size_t i = 0; i < n; i++) free(names[i]);
-        free(names);
-        return 0;
-    }
-    qsort(names, n, sizeof *names, cmp_names);
-    *out = names;
-    *out_n = n;
-    return 1;
-}
-
-/* Checks the haystack path and, when `files` is not NULL, lists the files it stands for. */
-static int haystack_files(const char *path, char ***files, size_t *n_files) {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        fprintf(stderr, "%s: haystack '%s': %s\n", CMD, path, strerror(errno));
-        return 0;
-    }
-    if (S_ISDIR(st.st_mode)) return list_dir(path, files, n_files);
-    if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "%s: haystack '%s' is neither a file nor a directory\n", CMD, path);
-        return 0;
-    }
-    char **one = malloc(sizeof *one);
-    if (one) one[0] = strdup(path);
-    if (!one || !one[0]) {
-        free(one);
-        fprintf(stderr, "%s: out of memory\n", CMD);
-        return 0;
-    }
-    *files = one;
-    *n_files = 1;
-    return 1;
-}
-
-/* Reads and concatenates the files (malloc'd, NUL-terminated); frees the list. */
-static char *read_haystack(char **files, size_t n_files, size_t *out_len) {
-    char *text = NULL;
-    size_t len = 0;
-    int ok = 1;
-    for (size_t i = 0; i < n_files; i++) {
-        size_t n = 0;
-        char *part = ok ? rk_opt_read_file(CMD, files[i], &n) : NULL;
-        if (ok && (!part || !append_text(&text, &len, part, n))) ok = 0;
-        free(part);
-        free(files[i]);
-    }
-    free(files);
-    if (ok && len == 0) {
-        fprintf(stderr, "%s: the haystack is empty\n", CMD);
-        ok = 0;
-    }
-    if (!ok) {
-        free(text);
-        return NULL;
-    }
-    *out_len = len;
-    return text;
 }
 
 /* Renders the conversation around MARKER and tokenizes the two sides. */
@@ -782,12 +676,11 @@ int rk_cmd_eval_niah(int argc, char **argv) {
     if (rc) return rc;
     char hay_buf[PATH_MAX];
     const char *hay_path = o.haystack ? o.haystack : default_haystack(hay_buf, sizeof hay_buf);
-    char **files = NULL;
-    size_t n_files = 0, len = 0;
+    size_t len = 0;
     char *text = NULL;
     if (!o.passkey) {
-        if (!haystack_files(hay_path, &files, &n_files)) return 2;
-        if (!(text = read_haystack(files, n_files, &len))) return 1;
+        rc = rk_text_read_path(CMD, "haystack", hay_path, &text, &len);
+        if (rc) return rc;
     }
     niah_run r;
     memset(&r, 0, sizeof r);

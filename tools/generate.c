@@ -4,12 +4,6 @@
 #include <string.h>
 #include <time.h>
 
-double rk_now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Prints token t; `prev` is the token before it (for SentencePiece's space after BOS). */
 static void print_piece(const rk_model *model, rk_token prev, rk_token t, FILE *out, FILE *tee) {
     char buf[256];

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "core/clock.h"
 #include "ringkv.h"
 
 typedef struct rk_gen_stats {
@@ -24,7 +25,5 @@ rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sample
                       const rk_token *prompt, size_t n, int64_t n_predict, FILE *out,
                       FILE *tee, rk_gen_stats *stats, rk_error *err);
 
-/* Seconds on a monotonic clock. */
-double rk_now_seconds(void);
 
 #endif

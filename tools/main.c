@@ -20,7 +20,7 @@ static const command commands[] = {
     {"tokenize", rk_cmd_tokenize, "print the token ids of stdin"},
     {"convert", rk_cmd_convert, "convert a llama2.c checkpoint to GGUF"},
     {"eval", rk_cmd_eval, "evaluations: ppl (perplexity), logits (dump for tests)"},
-    {"bench", rk_cmd_bench, "prompt-processing and decode speed (llama-bench style)"},
+    {"bench", rk_cmd_bench, "prompt-processing and decode speed (llama-bench style); bench decode --depth N"},
 };
 
 static void usage(FILE *out) {

@@ -24,9 +24,12 @@ int rk_opt_int(const char *cmd, const char *flag, const char *value, int64_t lo,
     char *end;
     errno = 0;
     long long v = strtoll(value, &end, 10);
-    /* accept 1k / 32K style suffixes */
-    if (end != value && (*end == 'k' || *end == 'K') && end[1] == '\0' && v <= LLONG_MAX / 1024) {
-        v *= 1024;
+    /* accept 1k / 32K / 1M style suffixes (powers of 1024) */
+    long long mul = 1;
+    if (end != value && (*end == 'k' || *end == 'K')) mul = 1024;
+    if (end != value && (*end == 'm' || *end == 'M')) mul = 1024 * 1024;
+    if (mul > 1 && end[1] == '\0' && v <= LLONG_MAX / mul && v >= LLONG_MIN / mul) {
+        v *= mul;
         end++;
     }
     if (errno || end == value || *end != '\0' || v < lo || v > hi) {

@@ -9,7 +9,8 @@
 /* 1 when arg equals the short or the long spelling (either may be NULL). */
 int rk_opt_is(const char *arg, const char *short_name, const char *long_name);
 
-/* Parse argv[i+1] as a number in [lo, hi]; print "<cmd>: <flag> ..." and return 0 on error. */
+/* Parse argv[i+1] as a number in [lo, hi] (a K or M suffix multiplies by 1024 or 1024²); print
+ * "<cmd>: <flag> ..." and return 0 on error. */
 int rk_opt_int(const char *cmd, const char *flag, const char *value, int64_t lo, int64_t hi,
                int64_t *out);
 /* Parse a byte size: a number with an optional K/M/G/T suffix (powers of 1024; "KiB", "MB"

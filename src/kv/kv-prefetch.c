@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 struct kv_prefetch {
@@ -32,12 +33,6 @@ struct kv_prefetch {
     rk_error error;
     double io_seconds;
 };
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Reads the request in runs of consecutive pages. */
 static rk_status read_request(kv_prefetch *io, rk_error *err) {
@@ -60,9 +55,9 @@ static void *io_main(void *arg) {
         pthread_mutex_unlock(&io->lock);
         rk_error e;
         rk_error_clear(&e);
-        double t0 = now_seconds();
+        double t0 = rk_now_seconds();
         rk_status s = read_request(io, &e);
-        double t = now_seconds() - t0;
+        double t = rk_now_seconds() - t0;
         pthread_mutex_lock(&io->lock);
         io->status = s;
         io->error = e;
@@ -147,7 +142,7 @@ rk_status kv_prefetch_wait(kv_prefetch *io, double *io_seconds, double *wait_sec
                            rk_error *err) {
     *io_seconds = *wait_seconds = 0.0;
     if (!io->pending) return RK_OK;
-    double t0 = now_seconds();
+    double t0 = rk_now_seconds();
     pthread_mutex_lock(&io->lock);
     while (!io->finished) pthread_cond_wait(&io->done, &io->lock);
     io->pending = false;
@@ -156,6 +151,6 @@ rk_status kv_prefetch_wait(kv_prefetch *io, double *io_seconds, double *wait_sec
     if (s && err) *err = io->error;
     *io_seconds = io->io_seconds;
     pthread_mutex_unlock(&io->lock);
-    *wait_seconds = now_seconds() - t0;
+    *wait_seconds = rk_now_seconds() - t0;
     return s;
 }

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "core/crc32c.h"
+#include "core/clock.h"
 #include "core/error.h"
 
 #define STORE_MAGIC 0x564B4B52u /* "RKKV" read as a little-endian u32 */
@@ -87,12 +88,6 @@ static uint64_t get64(const uint8_t *p) {
     for (int i = 0; i < 8; i++)
         v |= (uint64_t)p[i] << (8 * i);
     return v;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* The lock is logically not part of the store's value: const accessors take it too. */
@@ -376,7 +371,7 @@ rk_status rk_kv_store_write(rk_kv_store *store, int64_t file, int64_t first, int
     if (st != RK_OK || count == 0) return st;
     rk_kv_store_stats *stats = &store->stats;
     const size_t rb = store->record_bytes;
-    const double t0 = now_seconds();
+    const double t0 = rk_now_seconds();
     uint64_t gen0 = 0;
     st = reserve(store, file, first, count, &gen0, err);
     if (st != RK_OK) return st;
@@ -399,7 +394,7 @@ rk_status rk_kv_store_write(rk_kv_store *store, int64_t file, int64_t first, int
         stats->bytes_held -= (uint64_t)count * rb; /* the pages stay invalid */
         stats->write_errors++;
     }
-    stats->write_seconds += now_seconds() - t0;
+    stats->write_seconds += rk_now_seconds() - t0;
     store_unlock(store);
     if (e == 0) return RK_OK;
 
@@ -492,7 +487,7 @@ rk_status rk_kv_store_read(rk_kv_store *store, int64_t file, int64_t first, int6
                            uint8_t *const *records, rk_error *err) {
     rk_status st = check_run(store, file, first, count, records, err);
     if (st != RK_OK || count == 0) return st;
-    const double t0 = now_seconds();
+    const double t0 = rk_now_seconds();
     for (int64_t i = 0; i < count && st == RK_OK; i += STORE_BATCH) {
         int64_t n = count - i < STORE_BATCH ? count - i : STORE_BATCH;
         st = read_batch(store, file, first + i, n, records + i, err);
@@ -504,7 +499,7 @@ rk_status rk_kv_store_read(rk_kv_store *store, int64_t file, int64_t first, int6
     } else {
         store->stats.read_errors++;
     }
-    store->stats.read_seconds += now_seconds() - t0;
+    store->stats.read_seconds += rk_now_seconds() - t0;
     store_unlock(store);
     return st;
 }

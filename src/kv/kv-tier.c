@@ -21,6 +21,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "kv/kv-cache-impl.h"
 #include "kv/kv-prefetch.h"
@@ -32,12 +33,6 @@ typedef struct kv_prefetch_req {
     int64_t *pages;   /* (max_pages) */
     uint8_t **recs;   /* (max_pages) */
 } kv_prefetch_req;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static kv_prefetch_req *req_of(const rk_kv_cache *kv) { return kv->tiers.req; }
 
@@ -317,7 +312,7 @@ static rk_status fetch_pages(rk_kv_cache *kv, int64_t layer, const int64_t *page
                             (long long)pages[0], (long long)layer);
     /* The budget check at creation leaves room for a layer beside the prefetched one. */
     make_warm_room(kv, (size_t)n * kv->rec_bytes, layer, req_of(kv)->layer);
-    double t0 = now_seconds();
+    double t0 = rk_now_seconds();
     rk_status s = RK_OK;
     for (int64_t a = 0; a < n && !s;) {
         int64_t b = a + 1;
@@ -344,7 +339,7 @@ static rk_status fetch_pages(rk_kv_cache *kv, int64_t layer, const int64_t *page
         }
         a = b;
     }
-    double dt = now_seconds() - t0;
+    double dt = rk_now_seconds() - t0;
     t->stats.io_seconds += dt;
     t->stats.io_wait_seconds += dt;
     return s;
