@@ -100,6 +100,8 @@ void kv_tiers_forget_page(rk_kv_cache *kv, kv_page *p);
 rk_status kv_tiers_fetch_now(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err);
 /* Waits for the I/O thread's read in flight and takes its pages in (before pages change). */
 void kv_tiers_quiesce(rk_kv_cache *kv);
+/* Forgets the disk copies of pages first .. end-1 of `layer` (released behind a window). */
+void kv_tiers_release(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t end);
 /* Forgets disk copies of pages keep .. of every layer (a truncation). */
 void kv_tiers_truncate(rk_kv_cache *kv, int64_t keep);
 

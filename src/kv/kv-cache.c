@@ -371,6 +371,7 @@ void rk_kv_release_before(rk_kv_cache *kv, int64_t layer, int64_t pos) {
     if (end <= kv->n_released[layer]) return;
     kv_tiers_quiesce(kv); /* none of them may be in the I/O thread's hands */
     for (int64_t i = kv->n_released[layer]; i < end; i++) free_page(kv, layer, i);
+    kv_tiers_release(kv, layer, kv->n_released[layer], end);
     kv->n_released[layer] = end;
 }
 

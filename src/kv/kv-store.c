@@ -504,12 +504,13 @@ rk_status rk_kv_store_read(rk_kv_store *store, int64_t file, int64_t first, int6
     return st;
 }
 
-void rk_kv_store_drop(rk_kv_store *store, int64_t file, int64_t first) {
+void rk_kv_store_drop_range(rk_kv_store *store, int64_t file, int64_t first, int64_t end) {
     if (!store || file < 0 || file >= store->n_files) return;
     if (first < 0) first = 0;
-    if (first >= store->slots_per_file) return;
+    if (end > store->slots_per_file) end = store->slots_per_file;
+    if (first >= end) return;
     store_lock(store);
-    for (int64_t i = first; i < store->slots_per_file; i++) {
+    for (int64_t i = first; i < end; i++) {
         store_slot *sl = slot_at(store, file, i);
         if (sl->gen != 0) store->stats.bytes_held -= store->record_bytes;
         sl->gen = 0;
@@ -517,9 +518,12 @@ void rk_kv_store_drop(rk_kv_store *store, int64_t file, int64_t first) {
     store_unlock(store);
 #if defined(FALLOC_FL_PUNCH_HOLE) && defined(FALLOC_FL_KEEP_SIZE)
     const off_t rb = (off_t)store->record_bytes;
-    (void)fallocate(store->fds[file], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, first * rb,
-                    (store->slots_per_file - first) * rb);
+    (void)fallocate(store->fds[file], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, first * rb, (end - first) * rb);
 #endif
+}
+
+void rk_kv_store_drop(rk_kv_store *store, int64_t file, int64_t first) {
+    if (store) rk_kv_store_drop_range(store, file, first, store->slots_per_file);
 }
 
 int rk_kv_store_valid(const rk_kv_store *store, int64_t file, int64_t slot) {

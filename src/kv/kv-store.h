@@ -121,6 +121,9 @@ rk_status rk_kv_store_read(rk_kv_store *store, int64_t file, int64_t first, int6
  * layer out of range does nothing, first < 0 drops the whole layer. */
 void rk_kv_store_drop(rk_kv_store *store, int64_t file, int64_t first);
 
+/* Forgets slots first .. end-1 of `file` alike (pages freed behind a sliding window). */
+void rk_kv_store_drop_range(rk_kv_store *store, int64_t file, int64_t first, int64_t end);
+
 /* 1 when page `slot` of layer `file` holds a valid page, else 0 (also out of range). */
 int rk_kv_store_valid(const rk_kv_store *store, int64_t file, int64_t slot);
 

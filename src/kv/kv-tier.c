@@ -352,6 +352,10 @@ rk_status kv_tiers_fetch_now(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
     return fetch_pages(kv, layer, &i, 1, err);
 }
 
+void kv_tiers_release(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t end) {
+    if (kv->tiers.store) rk_kv_store_drop_range(kv->tiers.store, layer, first, end);
+}
+
 void kv_tiers_truncate(rk_kv_cache *kv, int64_t keep) {
     if (!kv->tiers.store) return;
     for (int64_t l = 0; l < kv->dims.n_layer; l++) rk_kv_store_drop(kv->tiers.store, l, keep);
