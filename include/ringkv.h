@@ -187,6 +187,19 @@ const char *rk_context_kv_codec_v(const rk_context *ctx);
 /* Forgets every token from position `pos` on (0 clears the context). */
 rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err);
 
+/* For benchmarks of decode at depth: grows the KV cache to `depth` positions with copies of
+ * the pages of the real prefill it holds, without running the model (kv/kv-replicate.h). The
+ * context is first truncated to a whole number of pages (it must hold at least 256 tokens);
+ * then every layer's pages up to depth are copies of its pages 1.. in turn (page 0, the
+ * attention sinks, is not copied), written to the disk tier and placed in the tiers as real
+ * pages would be, and n_past becomes depth. The copies keep the RoPE positions of their
+ * originals, so the context is not a real sequence: it measures speed and memory traffic, not
+ * quality. Logits are cleared: evaluate a token next. depth: a multiple of 256, at most n_ctx.
+ * RK_ERR_INVALID_ARG for a model with sliding-window layers (they free pages behind the window:
+ * fill with real text instead), a bad depth or too short a prefill; RK_ERR_NO_MEMORY; RK_ERR_IO
+ * from the disk tier (e.g. no space left). On error the context holds the truncated prefill. */
+rk_status rk_context_fill_replicated(rk_context *ctx, int64_t depth, rk_error *err);
+
 /* Appends n tokens at the current position and runs the model over them.
  * `all_logits`: keep logits for every token (perplexity) instead of only the last one.
  * RK_ERR_CONTEXT_FULL when n_past + n exceeds n_ctx (nothing is appended). */

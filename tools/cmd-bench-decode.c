@@ -18,10 +18,14 @@
  *
  * Timing. After the fill one warm-up token is evaluated (untimed: it opens the tail page and
  * settles the tiers after the fill), then STEPS greedy steps (sample from the logits, evaluate
- * the token) are timed, with the tier counters read before and after.
+ * the token) are timed, with the tier counters read before and after. --drop-caches drops the
+ * OS page cache between the fill and the warm-up token: the page files were written during the
+ * fill and buffered reads would otherwise find them in the page cache (the memory-mapped
+ * weights go too; the warm-up token reads them back).
  */
 #include "tools/cmd-bench-decode.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +53,7 @@ typedef struct decode_opts {
     fill_kind fill;
     const char *text_path;/* NULL: the default text */
     int ctx_given;
+    int drop_caches;      /* drop the OS page cache after the fill */
 } decode_opts;
 
 /* What the fill did, for the report. */
@@ -56,6 +61,7 @@ typedef struct fill_result {
     const char *kind;     /* "text" or "replicate" */
     int64_t real_tokens;  /* tokens prefilled through the model */
     double prefill_s, replicate_s, warmup_s;
+    int cache_dropped;    /* the OS page cache was dropped after the fill */
 } fill_result;
 
 static void usage(FILE *out) {
@@ -74,6 +80,8 @@ static void usage(FILE *out) {
             "  --fill-tokens N        real prefill before replication (default 4096; rounded down to a\n"
             "                         multiple of 256)\n"
             "  -c N                   context size (default: depth + STEPS + 256; a larger -c is kept)\n"
+            "  --drop-caches          after the fill, drop the OS page cache (needs root), so that\n"
+            "                         buffered reads of the page files (--kv-disk) come from the disk\n"
             "  Prints a table and a JSON line on stdout: ms per token, KV bytes read per token from the\n"
             "  hot and warm RAM tiers and from disk, weight bytes per token, achieved GB/s, disk I/O\n"
             "  time per token and the share of it hidden behind compute, peak RSS, KV RAM.\n",
@@ -102,6 +110,9 @@ static int parse_args(decode_opts *o, int argc, char **argv) {
             if (strcmp(v, "text") == 0) o->fill = FILL_TEXT;
             else if (strcmp(v, "replicate") == 0) o->fill = FILL_REPLICATE;
             else return fprintf(stderr, "%s: --fill takes text or replicate, not '%s'\n", CMD, v), 2;
+        } else if (rk_opt_is(a, NULL, "--drop-caches")) {
+            o->drop_caches = 1;
+            continue;
         } else if (rk_opt_is(a, "-f", "--file") && v) {
             o->text_path = v;
         } else {
@@ -202,6 +213,22 @@ static int fill_context(rk_session *s, const decode_opts *o, const rk_token *fil
     return 0;
 }
 
+/* Writes back dirty pages and drops the OS page cache (the page files just written would
+ * otherwise be read back from it, at memory speed). Returns 1 when it was dropped. */
+static int drop_page_cache(void) {
+    sync();
+    FILE *f = fopen("/proc/sys/vm/drop_caches", "w");
+    if (!f) {
+        fprintf(stderr, "%s: cannot drop the OS page cache (/proc/sys/vm/drop_caches: %s): buffered disk "
+                        "reads may come from it\n", CMD, strerror(errno));
+        return 0;
+    }
+    int ok = fputs("1\n", f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok) fprintf(stderr, "%s: writing /proc/sys/vm/drop_caches failed: the OS page cache stays\n", CMD);
+    return ok;
+}
+
 /* One warm-up token, then n timed greedy steps between two snapshots of the tier counters. */
 static int decode_steps(rk_session *s, int64_t n, rk_token next, fill_result *r, rk_kv_tier_stats *before,
                         rk_kv_tier_stats *after, double *seconds) {
@@ -224,10 +251,11 @@ static int decode_steps(rk_session *s, int64_t n, rk_token next, fill_result *r,
 typedef struct report {
     char codec[72];
     double ms_per_token, tok_per_s, kv_bytes, hot_mib, warm_mib, disk_mib, weights, gbps;
-    double io_s, wait_s, hidden; /* hidden < 0: no disk reads */
+    double io_s, wait_s, hidden; /* share of disk I/O time not waited for; < 0: no disk reads */
     double rss_mib, kv_ram_mib;
     int64_t pages_hot, pages_warm, pages_cold;
     int kv_computed; /* no tier counters (tiers off): KV bytes computed from the positions */
+    int disk_direct; /* the page files use O_DIRECT */
 } report;
 
 /* KV page bytes the n steps after the warm-up read when every layer reads every sealed page:
@@ -260,12 +288,15 @@ static void make_report(const rk_session *s, int64_t depth, int64_t n, double se
     r->gbps = (r->weights + r->kv_bytes) * (double)n / seconds / 1e9;
     r->io_s = (a->io_seconds - b->io_seconds) / (double)n;
     r->wait_s = (a->io_wait_seconds - b->io_wait_seconds) / (double)n;
-    r->hidden = r->io_s > 0 ? 1.0 - r->wait_s / r->io_s : -1.0;
+    r->hidden = -1.0;
+    if (r->io_s > 0) /* waiting includes waking up: it can exceed the I/O itself */
+        r->hidden = r->wait_s >= r->io_s ? 0.0 : 1.0 - r->wait_s / r->io_s;
     r->rss_mib = (double)rk_peak_rss_bytes() / 1048576.0;
     r->kv_ram_mib = (double)rk_context_kv_bytes_in_use(s->ctx) / 1048576.0;
     r->pages_hot = a->pages_hot;
     r->pages_warm = a->pages_warm;
     r->pages_cold = a->pages_cold;
+    r->disk_direct = a->disk_direct;
 }
 
 static void print_report(const decode_opts *o, const fill_result *f, const report *r, int threads) {
@@ -288,20 +319,27 @@ static void print_report(const decode_opts *o, const fill_result *f, const repor
            "\"hot_mib_per_token\":%.4f,\"warm_mib_per_token\":%.4f,\"disk_mib_per_token\":%.4f,"
            "\"weights_bytes_per_token\":%.0f,\"achieved_gb_per_s\":%.4f,\"io_s_per_token\":%.6f,"
            "\"io_wait_s_per_token\":%.6f,\"io_hidden\":%s,\"peak_rss_mib\":%.1f,\"kv_ram_mib\":%.1f,"
-           "\"pages_hot\":%lld,\"pages_warm\":%lld,\"pages_cold\":%lld,\"kv_bytes_source\":\"%s\"}\n",
+           "\"pages_hot\":%lld,\"pages_warm\":%lld,\"pages_cold\":%lld,\"kv_bytes_source\":\"%s\","
+           "\"disk_direct\":%s,\"page_cache_dropped\":%s}\n",
            (long long)o->depth, r->codec, f->kind, (long long)f->real_tokens, f->prefill_s, f->replicate_s,
            1e3 * f->warmup_s, (long long)o->n_steps, threads, (long long)o->run.ctx.n_ctx, r->ms_per_token,
            r->tok_per_s, r->kv_bytes, r->hot_mib, r->warm_mib, r->disk_mib, r->weights, r->gbps, r->io_s,
            r->wait_s, hidden_json, r->rss_mib, r->kv_ram_mib, (long long)r->pages_hot,
-           (long long)r->pages_warm, (long long)r->pages_cold, r->kv_computed ? "computed" : "counted");
+           (long long)r->pages_warm, (long long)r->pages_cold, r->kv_computed ? "computed" : "counted",
+           r->disk_direct ? "true" : "false", f->cache_dropped ? "true" : "false");
 }
 
 /* What the fill was, on stderr. */
 static void print_fill(const decode_opts *o, const fill_result *f, const char *text_path, size_t n_distinct) {
+    char what[64];
+    if ((size_t)o->depth <= n_distinct)
+        snprintf(what, sizeof what, "the first of its %zu tokens", n_distinct);
+    else
+        snprintf(what, sizeof what, "its %zu tokens repeated %.1f times", n_distinct,
+                 (double)o->depth / (double)n_distinct);
     if (strcmp(f->kind, "text") == 0)
-        fprintf(stderr, "%s: fill: text, %lld tokens of %s (%zu tokens, repeated %.1f times), prefilled in "
-                        "%.1f s (%.0f tok/s)\n", CMD, (long long)o->depth, text_path, n_distinct,
-                (double)o->depth / (double)n_distinct, f->prefill_s, (double)o->depth / f->prefill_s);
+        fprintf(stderr, "%s: fill: text, %lld tokens of %s (%s), prefilled in %.1f s (%.0f tok/s)\n", CMD,
+                (long long)o->depth, text_path, what, f->prefill_s, (double)o->depth / f->prefill_s);
     else
         fprintf(stderr, "%s: fill: replicate, a real prefill of %lld tokens of %s in %.1f s, replicated to "
                         "%lld tokens in %.1f s (pages replicated from a real prefill of %lld tokens; copies "
@@ -344,6 +382,7 @@ int rk_cmd_bench_decode(int argc, char **argv) {
     rk_kv_tier_stats before, after;
     double seconds = 0;
     if (!rc) print_fill(&o, &f, text_path, n_distinct);
+    if (!rc && o.drop_caches) f.cache_dropped = drop_page_cache();
     if (!rc) rc = decode_steps(&s, o.n_steps, next, &f, &before, &after, &seconds);
     if (!rc) {
         fprintf(stderr, "%s: warm-up token %.1f ms; %lld decode steps in %.3f s\n", CMD, 1e3 * f.warmup_s,

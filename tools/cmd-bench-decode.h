@@ -3,6 +3,7 @@
  *     ringkv bench decode --depth N [-n STEPS] [--fill text|replicate] [-f TEXT]
  *                         [--fill-tokens N] [-m MODEL] [-t THREADS] [-c CTX] [--kv-codec C]
  *                         [--kv-hot SIZE --kv-warm SIZE --kv-disk DIR --kv-disk-direct ...]
+ *                         [--drop-caches]
  *
  * Fills the context to `depth` tokens (untimed), either by prefilling real text repeated to the
  * depth, or — for depths too long to prefill — by prefilling a few thousand real tokens and
