@@ -30,7 +30,7 @@
 /* entries[i] = page i of one layer of n pages, id = i. */
 static void layer_entries(rk_kv_policy_entry *e, const rk_kv_page_heat *heat, int64_t n) {
     for (int64_t i = 0; i < n; i++)
-        e[i] = (rk_kv_policy_entry){i, i, n, &heat[i]};
+        e[i] = (rk_kv_policy_entry){i, i, n, &heat[i], 0.0};
 }
 
 static int64_t coldest(const rk_kv_page_heat *heat, int64_t n, int64_t step,
@@ -128,7 +128,7 @@ static void test_pinned(void) {
     /* two layers in one plan: each layer's own sinks and recent pages */
     rk_kv_policy_entry two[2 * NP];
     for (int i = 0; i < 2 * NP; i++)
-        two[i] = (rk_kv_policy_entry){i, i % 10, 10, &heat[i % NP]};
+        two[i] = (rk_kv_policy_entry){i, i % 10, 10, &heat[i % NP], 0.0};
     size_t bytes2[2 * NP];
     uint8_t in2[2 * NP];
     int64_t order2[2 * NP];
@@ -250,7 +250,7 @@ static void test_determinism(void) {
     rk_kv_policy_entry e[8];
     const int64_t ids[8] = {70, 20, 50, 20, 10, 60, 30, 40};
     for (int i = 0; i < 8; i++)
-        e[i] = (rk_kv_policy_entry){ids[i], -1, 0, &same};
+        e[i] = (rk_kv_policy_entry){ids[i], -1, 0, &same, 0.0};
     int64_t order[8];
     CHECK(rk_kv_policy_rank_coldest(e, 8, 9, &p, order) == 8);
     const int64_t want[8] = {4, 1, 3, 6, 7, 2, 5, 0};
@@ -363,7 +363,7 @@ static long sim_misses(const sim_trace *t, sim_kind kind, const rk_kv_policy_par
     int64_t clock = 0, resident = 0;
     for (int i = 0; i < SIM_PAGES; i++) {
         rk_kv_heat_init(&heat[i]);
-        e[i] = (rk_kv_policy_entry){i, i, SIM_PAGES, &heat[i]};
+        e[i] = (rk_kv_policy_entry){i, i, SIM_PAGES, &heat[i], 0.0};
         bytes[i] = 1;
         last[i] = -1;
         in_ram[i] = 0;

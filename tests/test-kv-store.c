@@ -61,7 +61,7 @@ static int payload_ok(const uint8_t *rec, size_t n, int64_t file, int64_t slot, 
 static uint8_t **alloc_records(int64_t n, size_t rb) {
     uint8_t **r = calloc((size_t)n, sizeof *r);
     for (int64_t i = 0; i < n; i++) {
-        r[i] = aligned_alloc(RK_KV_STORE_ALIGN, rb);
+        r[i] = aligned_alloc(RK_KV_STORE_ALIGN, (rb + RK_KV_STORE_ALIGN - 1) / RK_KV_STORE_ALIGN * RK_KV_STORE_ALIGN);
         memset(r[i], 0xA5, rb);
     }
     return r;
@@ -165,8 +165,10 @@ static void test_round_trip(const char *dir, int direct, size_t payload, int64_t
     rk_kv_store *s = open_store(dir, n_files, slots, payload, 0, direct);
     if (!s) return;
     const size_t rb = rk_kv_store_record_bytes(s);
-    CHECK(rb % RK_KV_STORE_ALIGN == 0 && rb >= payload + RK_KV_STORE_HEADER_BYTES &&
-          rb < payload + RK_KV_STORE_HEADER_BYTES + RK_KV_STORE_ALIGN);
+    const size_t align = rk_kv_store_align(s);
+    CHECK(align == (rk_kv_store_is_direct(s) ? RK_KV_STORE_ALIGN : RK_KV_STORE_ALIGN_BUFFERED));
+    CHECK(rb % align == 0 && rb >= payload + RK_KV_STORE_HEADER_BYTES &&
+          rb < payload + RK_KV_STORE_HEADER_BYTES + align);
     fprintf(stderr, "round trip in %s: payload %zu, record %zu, direct asked %d, got %d\n", dir,
             payload, rb, direct, rk_kv_store_is_direct(s));
     if (!direct) CHECK(!rk_kv_store_is_direct(s));
@@ -600,9 +602,9 @@ static void test_bad_args(const char *dir) {
     s = open_store(dir, 2, 4, 100, 0, 0);
     if (!s) return;
     const size_t rb = rk_kv_store_record_bytes(s);
-    CHECK(rb == RK_KV_STORE_ALIGN);
+    CHECK(rb == 192); /* 64 + 100 rounded to the buffered alignment, 64 */
     uint8_t **rec = alloc_records(5, rb);
-    uint8_t *misaligned[1] = {rec[0] + 64};
+    uint8_t *misaligned[1] = {rec[0] + 8};
     uint8_t *null_rec[1] = {NULL};
     CHECK(rk_kv_store_write(s, 2, 0, 1, rec, &err) == RK_ERR_INVALID_ARG);
     CHECK(rk_kv_store_write(s, -1, 0, 1, rec, &err) == RK_ERR_INVALID_ARG);

@@ -133,7 +133,7 @@ static void free_retired(rk_kv_cache *kv, kv_page *p) {
 }
 
 uint8_t *kv_record_alloc(const rk_kv_cache *kv) {
-    size_t align = kv->tiers.store ? RK_KV_STORE_ALIGN : 64;
+    size_t align = kv->tiers.store ? rk_kv_store_align(kv->tiers.store) : 64;
     return aligned_alloc(align, (kv->rec_bytes + align - 1) / align * align);
 }
 

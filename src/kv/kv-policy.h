@@ -84,13 +84,14 @@ typedef struct rk_kv_policy_entry {
     int64_t index;               /* page index within its layer */
     int64_t n_pages;             /* sealed pages of that layer */
     const rk_kv_page_heat *heat; /* borrowed for the call; NULL: never used */
+    double score;                /* written by the ranking: the heat score at its step */
 } rk_kv_policy_entry;
 
 /* Writes into order[] (room for n) the indices into entries[] of the unpinned entries, coldest
  * first; equal scores are ordered by id ascending, then by position in entries[], so the result
  * is reproducible. Returns how many were written (the pinned entries are left out). Heapsort:
  * O(n log n), no memory beyond order[] (scores are recomputed per comparison, not stored). */
-int64_t rk_kv_policy_rank_coldest(const rk_kv_policy_entry *entries, int64_t n, int64_t step,
+int64_t rk_kv_policy_rank_coldest(rk_kv_policy_entry *entries, int64_t n, int64_t step,
                                   const rk_kv_policy_params *p, int64_t *order);
 
 /* Plans which pages stay in RAM under a budget of `budget` bytes (bytes[i]: RAM of entry i).
@@ -101,7 +102,7 @@ int64_t rk_kv_policy_rank_coldest(const rk_kv_policy_entry *entries, int64_t n, 
  * scratch_order needs room for n. Returns RK_OK; RK_ERR_NO_MEMORY when the pinned pages alone
  * exceed the budget (the message gives both byte counts; in_ram then marks the pinned pages
  * only); RK_ERR_INVALID_ARG for n < 0 or a NULL array with n > 0. */
-rk_status rk_kv_policy_plan(const rk_kv_policy_entry *entries, const size_t *bytes, int64_t n,
+rk_status rk_kv_policy_plan(rk_kv_policy_entry *entries, const size_t *bytes, int64_t n,
                             size_t budget, int64_t step, const rk_kv_policy_params *p,
                             uint8_t *in_ram, int64_t *scratch_order, rk_error *err);
 

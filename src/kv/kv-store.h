@@ -37,7 +37,8 @@
 #include "ringkv.h"
 
 #define RK_KV_STORE_HEADER_BYTES 64
-#define RK_KV_STORE_ALIGN 4096
+#define RK_KV_STORE_ALIGN 4096          /* records and buffers with O_DIRECT */
+#define RK_KV_STORE_ALIGN_BUFFERED 64   /* ... without */
 
 typedef struct rk_kv_store rk_kv_store;
 
@@ -76,6 +77,10 @@ void rk_kv_store_close(rk_kv_store *store);
 /* Bytes of one record: RK_KV_STORE_HEADER_BYTES + payload_bytes rounded up to
  * RK_KV_STORE_ALIGN. */
 size_t rk_kv_store_record_bytes(const rk_kv_store *store);
+
+/* The alignment of records (on disk and of the caller's buffers): RK_KV_STORE_ALIGN when the
+ * files are O_DIRECT, else RK_KV_STORE_ALIGN_BUFFERED. */
+size_t rk_kv_store_align(const rk_kv_store *store);
 
 /* 1 when the files were opened with O_DIRECT, 0 when the store fell back to buffered I/O. */
 int rk_kv_store_is_direct(const rk_kv_store *store);

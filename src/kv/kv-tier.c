@@ -245,7 +245,7 @@ static int make_warm_room(rk_kv_cache *kv, size_t room, int64_t keep_a, int64_t 
         for (int64_t i = kv->n_released[l]; i < kv->n_sealed[l]; i++) {
             const kv_page *p = kv_page_at(kv, l, i);
             if (p->tier != KV_TIER_WARM || !p->rec || p->fetching) continue;
-            t->entries[n] = (rk_kv_policy_entry){l * kv->max_pages + i, i, kv->n_sealed[l], &p->heat};
+            t->entries[n] = (rk_kv_policy_entry){l * kv->max_pages + i, i, kv->n_sealed[l], &p->heat, 0.0};
             n++;
         }
     }
@@ -273,7 +273,7 @@ static void plan_layer(rk_kv_cache *kv, int64_t layer) {
     for (int64_t i = kv->n_released[layer]; i < n_sealed; i++) {
         const kv_page *p = kv_page_at(kv, layer, i);
         if (!p->rec || p->fetching) continue;
-        t->entries[n++] = (rk_kv_policy_entry){layer * kv->max_pages + i, i, n_sealed, &p->heat};
+        t->entries[n++] = (rk_kv_policy_entry){layer * kv->max_pages + i, i, n_sealed, &p->heat, 0.0};
     }
     if (n == 0) return;
     if (rk_kv_policy_plan(t->entries, t->entry_bytes, n, layer_hot_quota(kv), t->step, &t->policy,
