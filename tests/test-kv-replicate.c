@@ -28,13 +28,7 @@
 #define P RK_KV_PAGE_TOKENS
 #define MAX_PAGES 540 /* > 2 chunks of 256 pages */
 
-static uint64_t rng_state;
-static float frand(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
+static float frand(rk_test_rng *r) { return (float)rk_test_rng_unif(r) * 2.0f - 1.0f; }
 
 typedef struct cfg {
     const char *codec;
@@ -59,14 +53,14 @@ static rk_status make_cache(const cfg *c, int64_t n_ctx, rk_kv_cache **kv, rk_er
 
 /* Writes n random positions from 0 and seals the full pages, as a prefill would. */
 static rk_status prefill(rk_kv_cache *kv, int64_t n, rk_error *err) {
-    rng_state = 0x1234567ull + (uint64_t)n;
+    rk_test_rng rng = {0x1234567ull + (uint64_t)n};
     rk_kv_begin_step(kv);
     rk_status s = rk_kv_reserve(kv, n, err);
     for (int64_t l = 0; l < N_LAYER && !s; l++) {
         for (int64_t p = 0; p < n; p++)
             for (int64_t h = 0; h < N_HEAD_KV; h++) {
                 float *k = rk_kv_key(kv, l, h, p), *v = rk_kv_value(kv, l, h, p);
-                for (int j = 0; j < DIM; j++) k[j] = frand() + (j % 5 == 0 ? 1.5f : 0.0f), v[j] = frand();
+                for (int j = 0; j < DIM; j++) k[j] = frand(&rng) + (j % 5 == 0 ? 1.5f : 0.0f), v[j] = frand(&rng);
             }
         s = rk_kv_seal_full_pages(kv, l, n, NULL, err);
         if (!s) s = rk_kv_acquire(kv, l, 0, NULL, err);

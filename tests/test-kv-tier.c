@@ -32,20 +32,14 @@
 #define N_PAGES 10
 #define N_CTX (N_PAGES * RK_KV_PAGE_TOKENS)
 
-static uint64_t rng_state;
-static float frand(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
+static float frand(rk_test_rng *r) { return (float)rk_test_rng_unif(r) * 2.0f - 1.0f; }
 
 /* Key/value of (layer, head, pos): a pure function of its arguments, so every run writes the
  * same rows. */
 static void row_of(int64_t layer, int64_t head, int64_t pos, int role, float *out) {
-    rng_state = 0x9E3779B97F4A7C15ull ^ (uint64_t)(((layer * 131 + head) * 1000003 + pos) * 2 + role);
-    for (int j = 0; j < 4; j++) frand();
-    for (int j = 0; j < DIM; j++) out[j] = frand() + (j % 7 == 0 ? 2.0f : 0.0f);
+    rk_test_rng rng = {0x9E3779B97F4A7C15ull ^ (uint64_t)(((layer * 131 + head) * 1000003 + pos) * 2 + role)};
+    for (int j = 0; j < 4; j++) frand(&rng);
+    for (int j = 0; j < DIM; j++) out[j] = frand(&rng) + (j % 7 == 0 ? 2.0f : 0.0f);
 }
 
 typedef struct run_cfg {
