@@ -35,7 +35,7 @@ rk_kv_config rk_kv_config_f32(int simd_level) {
 
 /* Page i of `layer` is held in the configured codecs (else open, in f32). */
 static bool page_is_encoded(const rk_kv_cache *kv, int64_t layer, int64_t i) {
-    return i < kv->n_sealed[layer];
+    return kv_page_at(kv, layer, i)->sealed;
 }
 
 static size_t layer_page_bytes(const rk_kv_cache *kv, const rk_kv_codec *c) {
@@ -148,7 +148,7 @@ static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
     kv_page *p = kv_page_at(kv, layer, i);
     free_retired(kv, p);
     if (i == 0) free_sinks(kv, layer);
-    if (p->sealed) {
+    if (page_is_encoded(kv, layer, i)) {
         p->sealed = 0;
         kv_tiers_forget_page(kv, p);
         if (p->rec) kv->bytes -= kv->rec_bytes;
@@ -458,7 +458,7 @@ void rk_kv_get_page(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t 
 }
 
 const uint8_t *rk_kv_page_bounds(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t page) {
-    if (!kv->bounds || !kv_page_at(kv, layer, page)->sealed) return NULL;
+    if (!kv->bounds || !page_is_encoded(kv, layer, page)) return NULL;
     return kv->bounds + ((layer * kv->max_pages + page) * kv->dims.n_head_kv + head) * kv->bounds_bytes;
 }
 

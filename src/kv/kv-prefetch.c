@@ -69,34 +69,34 @@ static void *io_main(void *arg) {
     return NULL;
 }
 
+/* Frees what kv_prefetch_start made (the thread already joined, or never started). */
+static void destroy(kv_prefetch *io) {
+    pthread_mutex_destroy(&io->lock);
+    pthread_cond_destroy(&io->work);
+    pthread_cond_destroy(&io->done);
+    free(io->pages);
+    free(io->recs);
+    free(io);
+}
+
 rk_status kv_prefetch_start(rk_kv_store *store, int64_t max_pages, kv_prefetch **out,
                             rk_error *err) {
     *out = NULL;
     kv_prefetch *io = calloc(1, sizeof *io);
-    if (io) {
-        io->pages = calloc((size_t)max_pages, sizeof *io->pages);
-        io->recs = calloc((size_t)max_pages, sizeof *io->recs);
-    }
-    if (!io || !io->pages || !io->recs) {
-        if (io) {
-            free(io->pages);
-            free(io->recs);
-        }
-        free(io);
-        return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the I/O thread");
-    }
-    io->store = store;
-    io->file = -1;
+    if (!io) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the I/O thread");
     pthread_mutex_init(&io->lock, NULL);
     pthread_cond_init(&io->work, NULL);
     pthread_cond_init(&io->done, NULL);
+    io->store = store;
+    io->file = -1;
+    io->pages = calloc((size_t)max_pages, sizeof *io->pages);
+    io->recs = calloc((size_t)max_pages, sizeof *io->recs);
+    if (!io->pages || !io->recs) {
+        destroy(io);
+        return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the I/O thread");
+    }
     if (pthread_create(&io->thread, NULL, io_main, io) != 0) {
-        pthread_mutex_destroy(&io->lock);
-        pthread_cond_destroy(&io->work);
-        pthread_cond_destroy(&io->done);
-        free(io->pages);
-        free(io->recs);
-        free(io);
+        destroy(io);
         return rk_error_set(err, RK_ERR_INTERNAL, "kv: cannot start the disk tier's I/O thread");
     }
     *out = io;
@@ -112,12 +112,7 @@ void kv_prefetch_stop(kv_prefetch *io) {
     pthread_cond_broadcast(&io->work);
     pthread_mutex_unlock(&io->lock);
     pthread_join(io->thread, NULL);
-    pthread_mutex_destroy(&io->lock);
-    pthread_cond_destroy(&io->work);
-    pthread_cond_destroy(&io->done);
-    free(io->pages);
-    free(io->recs);
-    free(io);
+    destroy(io);
 }
 
 void kv_prefetch_submit(kv_prefetch *io, int64_t file, const int64_t *pages, uint8_t *const *recs,
