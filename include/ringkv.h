@@ -86,7 +86,9 @@ void rk_model_describe(const rk_model *model, char *buf, size_t buf_size);
 
 int32_t rk_model_n_vocab(const rk_model *model);
 /* Weight bytes one decode step reads: every layer matrix and the output matrix in full, plus
- * one embedding row. (Decode speed × this = achieved memory bandwidth.) */
+ * one embedding row; for a mixture of experts, the router, n_used of the experts and any shared
+ * expert. (Decode speed × this = achieved memory bandwidth.) The bytes really read are counted
+ * as the products run: rk_context_weight_stats. */
 size_t rk_model_decode_bytes(const rk_model *model);
 int64_t rk_model_n_ctx_train(const rk_model *model);
 rk_token rk_model_token_bos(const rk_model *model); /* -1 when the model has none */
@@ -179,6 +181,19 @@ size_t rk_context_kv_bytes_in_use(const rk_context *ctx);
 
 /* Fills *out; all zero when the context has no tiers. */
 void rk_context_kv_tiers(const rk_context *ctx, rk_kv_tier_stats *out);
+
+/* Weight traffic of a context's forward passes, counted as the matrix products run (each
+ * product adds the rows it read), since creation or the last reset. For a mixture of experts
+ * only the experts a micro-batch routed to are read, each once per micro-batch. */
+typedef struct rk_weight_stats {
+    uint64_t bytes_read;        /* weight bytes read: matrices, router, embedding rows */
+    uint64_t tokens;            /* tokens evaluated */
+    uint64_t micro_batches;     /* forward passes (one per decode step) */
+    uint64_t experts_touched;   /* (layer, expert) pairs computed, summed over micro-batches */
+    uint64_t experts_available; /* (layer, expert) pairs there were, summed over micro-batches */
+} rk_weight_stats;
+void rk_context_weight_stats(const rk_context *ctx, rk_weight_stats *out);
+void rk_context_reset_weight_stats(rk_context *ctx);
 
 /* Canonical names of the context's key and value codecs (static strings owned by ctx). */
 const char *rk_context_kv_codec_k(const rk_context *ctx);

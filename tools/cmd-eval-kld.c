@@ -34,8 +34,11 @@ static void usage(FILE *out) {
             "                         which applies to decode steps only; the reference is exact)\n"
             "  --scored N             score only the last N positions of each chunk (default: half)\n"
             "  The second half of every chunk is scored (as llama-perplexity does). Prints one JSON\n"
-            "  line: mean_kld, p99_kld, max_kld, top1_agreement, ppl_f16 (the reference), ppl_codec,\n"
-            "  kv_bytes_per_token of both, peak RSS.\n");
+            "  line: mean_kld, p99_kld, max_kld, top1_agreement, logits_identical_fraction and\n"
+            "  max_abs_logit_diff (against the reference), ppl_f16 (the reference), ppl_codec,\n"
+            "  kv_bytes_per_token of both, peak RSS, and with tiers the fraction of pages on disk at the\n"
+            "  end and the bytes read from disk. With --ref-codec equal to the codec under test and\n"
+            "  tier flags, it checks that tiers leave every logit unchanged (the reference is all in RAM).\n");
     rk_run_opts_usage(out);
 }
 
@@ -61,6 +64,8 @@ typedef struct kld_totals {
     double *klds;            /* (capacity) per scored position */
     int64_t n, capacity;
     int64_t top1_same;
+    int64_t rows_identical;  /* positions whose logits equal the reference's bit for bit */
+    double max_abs_logit_diff;
     double nll_ref, nll_codec;
     double *lp_ref, *lp_codec;  /* (n_vocab) scratch */
 } kld_totals;
@@ -68,6 +73,11 @@ typedef struct kld_totals {
 /* Scores position `pos`'s logits of both contexts against the next token. */
 static void score_position(kld_totals *t, const float *ref, const float *codec, int32_t V,
                            rk_token next) {
+    t->rows_identical += memcmp(ref, codec, (size_t)V * sizeof *ref) == 0;
+    for (int32_t i = 0; i < V; i++) {
+        double d = fabs((double)ref[i] - (double)codec[i]);
+        if (!(d <= t->max_abs_logit_diff)) t->max_abs_logit_diff = d; /* NaN counts as a difference */
+    }
     log_softmax(ref, V, t->lp_ref);
     log_softmax(codec, V, t->lp_codec);
     double kld = 0.0;
@@ -132,21 +142,23 @@ static void print_summary(kld_totals *t, const rk_context *tested, const rk_cont
     qsort(t->klds, (size_t)t->n, sizeof *t->klds, cmp_double);
     int64_t i99 = (int64_t)ceil(0.99 * (double)t->n) - 1;
     size_t bytes_ref = rk_context_kv_bytes_per_token(ref), bytes = rk_context_kv_bytes_per_token(tested);
-    rk_kv_tier_stats sparse;
-    rk_context_kv_tiers(tested, &sparse);
+    rk_kv_tier_stats tiers;
+    rk_context_kv_tiers(tested, &tiers);
+    const int64_t pages = tiers.pages_hot + tiers.pages_warm + tiers.pages_cold;
+    const uint64_t sparse_pairs = tiers.sparse_pages_visited + tiers.sparse_pages_skipped;
     printf("{\"ctx\":%lld,\"chunks\":%lld,\"positions\":%lld,\"ref_codec\":\"%s\",\"kv_codec_k\":\"%s\","
            "\"kv_codec_v\":\"%s\",\"mean_kld\":%.6g,\"p99_kld\":%.6g,\"max_kld\":%.6g,"
-           "\"top1_agreement\":%.6f,\"ppl_f16\":%.6f,\"ppl_codec\":%.6f,\"kv_bytes_per_token\":%zu,"
+           "\"top1_agreement\":%.6f,\"logits_identical_fraction\":%.6f,\"max_abs_logit_diff\":%.6g,\"ppl_f16\":%.6f,\"ppl_codec\":%.6f,\"kv_bytes_per_token\":%zu,"
            "\"kv_bytes_per_token_ref\":%zu,\"ref_over_codec_bytes\":%.3f,\"kv_bytes_in_use\":%zu,\"peak_rss_bytes\":%zu,"
-           "\"sparse_skipped_fraction\":%.4f,\"seconds\":%.1f}\n",
+           "\"sparse_skipped_fraction\":%.4f,\"pages_on_disk_fraction\":%.4f,\"disk_read_bytes\":%llu,\"seconds\":%.1f}\n",
            (long long)n_ctx, (long long)chunks, (long long)t->n, rk_context_kv_codec_k(ref),
            rk_context_kv_codec_k(tested), rk_context_kv_codec_v(tested), mean,
            t->klds[i99 < 0 ? 0 : i99], t->klds[t->n - 1], (double)t->top1_same / (double)t->n,
+           (double)t->rows_identical / (double)t->n, t->max_abs_logit_diff,
            exp(t->nll_ref / (double)t->n), exp(t->nll_codec / (double)t->n), bytes, bytes_ref,
            (double)bytes_ref / (double)bytes, rk_context_kv_bytes_in_use(tested), rk_peak_rss_bytes(),
-           sparse.sparse_pages_visited + sparse.sparse_pages_skipped > 0
-               ? (double)sparse.sparse_pages_skipped / (double)(sparse.sparse_pages_visited + sparse.sparse_pages_skipped)
-               : 0.0,
+           sparse_pairs > 0 ? (double)tiers.sparse_pages_skipped / (double)sparse_pairs : 0.0,
+           pages > 0 ? (double)tiers.pages_cold / (double)pages : 0.0, (unsigned long long)tiers.read_cold_bytes,
            seconds);
 }
 

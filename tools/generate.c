@@ -34,6 +34,8 @@ rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sample
     stats->n_prompt = (int64_t)n;
     stats->prompt_seconds = rk_now_seconds() - t0;
     rk_token prev = n > 0 ? prompt[n - 1] : -1;
+    rk_weight_stats before;
+    rk_context_weight_stats(ctx, &before);
     double t1 = rk_now_seconds();
     while (n_predict < 0 || stats->n_generated < n_predict) {
         const float *logits = rk_context_logits(ctx, -1);
@@ -56,5 +58,12 @@ rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sample
         if (s) break;
     }
     stats->gen_seconds = rk_now_seconds() - t1;
+    rk_weight_stats after, *d = &stats->decode_weights;
+    rk_context_weight_stats(ctx, &after);
+    d->bytes_read = after.bytes_read - before.bytes_read;
+    d->tokens = after.tokens - before.tokens;
+    d->micro_batches = after.micro_batches - before.micro_batches;
+    d->experts_touched = after.experts_touched - before.experts_touched;
+    d->experts_available = after.experts_available - before.experts_available;
     return s;
 }

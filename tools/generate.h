@@ -15,6 +15,7 @@ typedef struct rk_gen_stats {
     double gen_seconds;
     int stopped_by_eog;
     int stopped_by_context;
+    rk_weight_stats decode_weights; /* weight traffic of the generation steps alone */
 } rk_gen_stats;
 
 /* Evaluates `prompt` (n tokens, may be 0 when the context already ends where generation

@@ -172,5 +172,17 @@ void rk_print_speed(FILE *out, const rk_gen_stats *st, const rk_context *ctx) {
             st->gen_seconds > 0 ? st->n_generated / st->gen_seconds : 0.0,
             rk_context_kv_codec_k(ctx), rk_context_kv_codec_v(ctx), rk_context_kv_bytes_per_token(ctx), rk_context_kv_bytes_in_use(ctx) / 1048576.0,
             rk_peak_rss_bytes() / 1048576.0);
+    rk_print_weight_traffic(out, &st->decode_weights, st->gen_seconds);
     rk_print_tiers(out, ctx);
+}
+
+void rk_print_weight_traffic(FILE *out, const rk_weight_stats *w, double seconds) {
+    if (w->tokens == 0) return;
+    double per_token = (double)w->bytes_read / (double)w->tokens;
+    fprintf(out, "weights: %.2f MiB read per decoded token (%.2f GB/s)", per_token / 1048576.0,
+            seconds > 0 ? (double)w->bytes_read / seconds / 1e9 : 0.0);
+    if (w->experts_available > 0)
+        fprintf(out, " | experts: %.1f%% of (layer, expert) pairs computed per step",
+                100.0 * (double)w->experts_touched / (double)w->experts_available);
+    fputc('\n', out);
 }

@@ -39,5 +39,8 @@ void rk_print_speed(FILE *out, const rk_gen_stats *st, const rk_context *ctx);
 /* One line on where the KV pages live and what attention read from each tier (nothing when the
  * context has no tiers). */
 void rk_print_tiers(FILE *out, const rk_context *ctx);
+/* One line: weight bytes read per token (and GB/s over `seconds`) and, for a mixture of
+ * experts, the share of experts computed; nothing when w counted no tokens. */
+void rk_print_weight_traffic(FILE *out, const rk_weight_stats *w, double seconds);
 
 #endif

@@ -4,7 +4,8 @@
  *   llama:  RMSNorm, RoPE on adjacent pairs (GGUF conversion permutes q/k for it), SwiGLU.
  *   qwen2:  + biases on q, k and v; RoPE on half-split pairs (NeoX).
  *   qwen3:  + RMSNorm over each q and k head; NeoX RoPE; no biases.
- * Embeddings may be tied (no output.weight): weight binding handles that.
+ * Embeddings may be tied (no output.weight): weight binding handles that. A llama file with
+ * llama.expert_count is a Mixtral-style mixture of experts (arch-moe.c reads the expert keys).
  */
 #include <string.h>
 
@@ -17,6 +18,7 @@ rk_status rk_arch_llama_read(const rk_gguf *gguf, rk_hparams *hp, rk_error *err)
     if (s) return s;
     if (strcmp(arch, "llama") == 0) {
         hp->arch = RK_ARCH_LLAMA;
+        return rk_arch_read_experts(gguf, arch, false, true, hp, err); /* Mixtral when expert_count is set */
     } else if (strcmp(arch, "qwen2") == 0) {
         hp->arch = RK_ARCH_QWEN2;
         hp->rope_neox = true;

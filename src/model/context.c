@@ -29,6 +29,25 @@ static int64_t max4(int64_t a, int64_t b, int64_t c, int64_t d) {
     return m > d ? m : d;
 }
 
+/* The MoE routing and gather/scatter buffers (moe.c), when the model has experts. Returns 0, or
+ * 1 when out of memory. */
+static int alloc_moe_buffers(rk_context *ctx) {
+    const rk_hparams *hp = &ctx->model->hp;
+    const int64_t U = ctx->n_ubatch, n_expert = hp->routing.n_expert, k = hp->routing.n_used;
+    if (n_expert == 0) return 0;
+    int failed = 0;
+    ctx->moe_logits = alloc_floats(U * n_expert, &failed);
+    ctx->moe_weight = alloc_floats(U * k, &failed);
+    ctx->moe_row_weight = alloc_floats(U * k, &failed);
+    ctx->moe_x = alloc_floats(U * hp->n_embd, &failed);
+    ctx->moe_y = alloc_floats(U * hp->n_embd, &failed);
+    ctx->moe_out = alloc_floats(U * hp->n_embd, &failed);
+    ctx->moe_choice = malloc((size_t)(U * k) * sizeof *ctx->moe_choice);
+    ctx->moe_rows = malloc((size_t)(U * k) * sizeof *ctx->moe_rows);
+    ctx->moe_offsets = malloc((size_t)(n_expert + 1) * sizeof *ctx->moe_offsets);
+    return failed || !ctx->moe_choice || !ctx->moe_rows || !ctx->moe_offsets;
+}
+
 static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     const rk_hparams *hp = &ctx->model->hp;
     const int64_t U = ctx->n_ubatch;
@@ -39,8 +58,10 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->k = alloc_floats(U * hp->n_head_kv * hp->head_dim_k, &failed);
     ctx->v = alloc_floats(U * hp->n_head_kv * hp->head_dim_v, &failed);
     ctx->att = alloc_floats(U * hp->n_head * hp->head_dim_v, &failed);
-    ctx->hb = alloc_floats(U * hp->n_ff, &failed);
-    ctx->hb2 = alloc_floats(U * hp->n_ff, &failed);
+    const int64_t ff = max4(hp->n_ff, hp->n_ff_exp, hp->n_ff_shexp, 1); /* dense, expert, shared */
+    ctx->hb = alloc_floats(U * ff, &failed);
+    ctx->hb2 = alloc_floats(U * ff, &failed);
+    if (alloc_moe_buffers(ctx)) failed = 1;
     ctx->cos_sin = alloc_floats(U * hp->rot_dim, &failed);
     const int64_t group = hp->n_head / hp->n_head_kv;
     ctx->attn_max_group = 1;
@@ -50,7 +71,7 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->attn_scratch = alloc_floats(n_threads * ctx->attn_scratch_floats, &failed);
     /* Quantised activation rows take at most 4 bytes per element (F32 rows), plus block
      * headers for formats with large scales (Q8_K: 292 bytes per 256). */
-    int64_t widest = max4(hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim_v, 1);
+    int64_t widest = max4(hp->n_embd, ff, hp->n_head * hp->head_dim_v, 1);
     ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
@@ -156,9 +177,13 @@ void rk_context_free(rk_context *ctx) {
     rk_kv_free(ctx->kv);
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
                      ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o,
-                     ctx->page_share};
+                     ctx->page_share, ctx->moe_logits, ctx->moe_weight, ctx->moe_row_weight,
+                     ctx->moe_x, ctx->moe_y, ctx->moe_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx->split_parts);
+    free(ctx->moe_choice);
+    free(ctx->moe_rows);
+    free(ctx->moe_offsets);
     free(ctx->sparse_visit);
     free(ctx->sparse_union);
     free(ctx->sparse_bounds);
@@ -175,6 +200,8 @@ void rk_context_kv_tiers(const rk_context *ctx, rk_kv_tier_stats *out) {
     out->sparse_pages_visited = ctx->sparse_visited;
     out->sparse_pages_skipped = ctx->sparse_skipped;
 }
+void rk_context_weight_stats(const rk_context *ctx, rk_weight_stats *out) { *out = ctx->weight_stats; }
+void rk_context_reset_weight_stats(rk_context *ctx) { memset(&ctx->weight_stats, 0, sizeof ctx->weight_stats); }
 const char *rk_context_kv_codec_k(const rk_context *ctx) { return ctx->kv_codec_name[0]; }
 const char *rk_context_kv_codec_v(const rk_context *ctx) { return ctx->kv_codec_name[1]; }
 

@@ -45,12 +45,27 @@ struct rk_context {
     const uint8_t **sparse_bounds; /* (max_splits) bounds of the pages in range */
     void *sparse_scratch;        /* rk_kv_sparse_scratch_bytes(max_splits) */
     uint64_t sparse_visited, sparse_skipped; /* (page, KV head) pairs since creation */
+    /* mixture of experts (moe.c), allocated when the model has experts */
+    float *moe_logits;           /* (n_ubatch, n_expert) router logits, then probabilities */
+    int32_t *moe_choice;         /* (n_ubatch, n_used) each token's experts */
+    float *moe_weight;           /* (n_ubatch, n_used) and their weights */
+    int64_t *moe_offsets;        /* (n_expert + 1) start of each expert's rows in moe_rows */
+    int32_t *moe_rows;           /* (n_ubatch * n_used) tokens grouped by expert */
+    float *moe_row_weight;       /* (n_ubatch * n_used) the weight of each grouped row */
+    float *moe_x;                /* (n_ubatch, n_embd) one expert's gathered inputs */
+    float *moe_y;                /* (n_ubatch, n_embd) its outputs */
+    float *moe_out;              /* (n_ubatch, n_embd) the weighted sum over experts */
+    rk_weight_stats weight_stats;/* weight traffic since creation or reset */
     /* logits */
     float *logits;       /* (logits_cap, n_vocab) */
     int64_t logits_cap;  /* rows allocated */
     int64_t n_logits;    /* rows valid from the last eval */
     int64_t logits_first;/* index (within the last eval) of row 0 */
 };
+
+/* y = x·Wᵀ for n rows on the context's pool (rk_matmul), counting the bytes of W it read. */
+void rk_ctx_matmul(rk_context *ctx, const rk_matrix *w, const float *x, int64_t x_stride, int64_t n,
+                   float *y, int64_t y_stride);
 
 /* Runs the model over n <= n_ubatch tokens at positions n_past.. and advances n_past.
  * Writes logits of the last `n_out` tokens (n_out <= n) into `logits` (n_out, n_vocab). */

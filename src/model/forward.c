@@ -7,6 +7,7 @@
  *              append k,v to the paged cache; a = attention(q over cache); o = a·Wo;
  *              [post-norm o]; x += o
  *              h = norm(x); f = act(h·Wgate) * (h·Wup); d = f·Wdown; [post-norm d]; x += d
+ *              (a mixture of experts computes d from its routed experts instead: moe.c)
  *   logits = norm(x)·Wout
  *
  * Where the time goes: the matrix products (matmul.c) read every weight once per micro-batch;
@@ -19,6 +20,7 @@
 #include "core/error.h"
 #include "kv/kv-sparse.h"
 #include "model/context.h"
+#include "model/moe.h"
 
 typedef struct attn_job {
     rk_context *ctx;
@@ -32,6 +34,12 @@ typedef struct attn_job {
  * sliding window of a local layer. */
 static int64_t window_start(const rk_hparams *hp, int64_t il, int64_t pos) {
     return hp->layer_is_local[il] && pos + 1 > hp->sliding_window ? pos + 1 - hp->sliding_window : 0;
+}
+
+void rk_ctx_matmul(rk_context *ctx, const rk_matrix *w, const float *x, int64_t x_stride, int64_t n,
+                   float *y, int64_t y_stride) {
+    rk_matmul(ctx->pool, w, x, x_stride, n, y, y_stride, ctx->mm_scratch);
+    ctx->weight_stats.bytes_read += (uint64_t)w->n_out * w->row_bytes;
 }
 
 static void attention_rows(void *arg, int ith, int nth) {
@@ -195,8 +203,12 @@ static void qkv_post(const row_job *job, int64_t i) {
     float *cs = ctx->cos_sin + i * hp->rot_dim;
     float base = hp->layer_is_local[job->il] ? hp->rope_base_local : hp->rope_base;
     rk_rope_cos_sin(cs, job->pos0 + i, hp->rot_dim, base, hp->rope_scale);
-    qk_prepare(q, hp->n_head, hp->head_dim_k, L->q_norm, cs, hp);
-    qk_prepare(k, hp->n_head_kv, hp->head_dim_k, L->k_norm, cs, hp);
+    if (hp->qk_norm_full) { /* olmoe: one RMSNorm over the whole projection, before the heads */
+        rk_rmsnorm(q, q, L->q_norm, q_dim, hp->norm_eps);
+        rk_rmsnorm(k, k, L->k_norm, k_dim, hp->norm_eps);
+    }
+    qk_prepare(q, hp->n_head, hp->head_dim_k, hp->qk_norm ? L->q_norm : NULL, cs, hp);
+    qk_prepare(k, hp->n_head_kv, hp->head_dim_k, hp->qk_norm ? L->k_norm : NULL, cs, hp);
     for (int64_t h = 0; h < hp->n_head_kv; h++) {
         memcpy(rk_kv_key(ctx->kv, job->il, h, job->pos0 + i), k + h * hp->head_dim_k,
                (size_t)hp->head_dim_k * sizeof(float));
@@ -261,9 +273,9 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
     const rk_layer *L = &ctx->model->layers[il];
     const int64_t E = hp->n_embd;
     run_rows(ctx, il, n, pos0, STAGE_ATTN_NORM);
-    rk_matmul(ctx->pool, &L->wq, ctx->xb, E, n, ctx->q, hp->n_head * hp->head_dim_k, ctx->mm_scratch);
-    rk_matmul(ctx->pool, &L->wk, ctx->xb, E, n, ctx->k, hp->n_head_kv * hp->head_dim_k, ctx->mm_scratch);
-    rk_matmul(ctx->pool, &L->wv, ctx->xb, E, n, ctx->v, hp->n_head_kv * hp->head_dim_v, ctx->mm_scratch);
+    rk_ctx_matmul(ctx, &L->wq, ctx->xb, E, n, ctx->q, hp->n_head * hp->head_dim_k);
+    rk_ctx_matmul(ctx, &L->wk, ctx->xb, E, n, ctx->k, hp->n_head_kv * hp->head_dim_k);
+    rk_ctx_matmul(ctx, &L->wv, ctx->xb, E, n, ctx->v, hp->n_head_kv * hp->head_dim_v);
     run_rows(ctx, il, n, pos0, STAGE_QKV_POST);
     /* Pages this micro-batch filled are encoded now; each query still reads its own page in
      * f32 (kept until after attention), the full pages before it through the codec, as in
@@ -291,7 +303,7 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
      * pages (Gemma 3 keeps 5 of every 6 layers' KV at two pages this way). */
     if (hp->layer_is_local[il] && hp->sliding_window > 0)
         rk_kv_release_before(ctx->kv, il, pos0 + n + 1 - hp->sliding_window);
-    rk_matmul(ctx->pool, &L->wo, ctx->att, hp->n_head * hp->head_dim_v, n, ctx->xb, E, ctx->mm_scratch);
+    rk_ctx_matmul(ctx, &L->wo, ctx->att, hp->n_head * hp->head_dim_v, n, ctx->xb, E);
     run_rows(ctx, il, n, pos0, STAGE_ATTN_RESIDUAL);
     return RK_OK;
 }
@@ -301,10 +313,15 @@ static void ffn_block(rk_context *ctx, int64_t il, int64_t n) {
     const rk_layer *L = &ctx->model->layers[il];
     const int64_t E = hp->n_embd, F = hp->n_ff;
     run_rows(ctx, il, n, 0, STAGE_FFN_NORM);
-    rk_matmul(ctx->pool, &L->w_gate, ctx->xb, E, n, ctx->hb, F, ctx->mm_scratch);
-    rk_matmul(ctx->pool, &L->w_up, ctx->xb, E, n, ctx->hb2, F, ctx->mm_scratch);
+    if (hp->routing.n_expert > 0) {
+        rk_moe_ffn(ctx, L, n);
+        run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);
+        return;
+    }
+    rk_ctx_matmul(ctx, &L->w_gate, ctx->xb, E, n, ctx->hb, F);
+    rk_ctx_matmul(ctx, &L->w_up, ctx->xb, E, n, ctx->hb2, F);
     run_rows(ctx, il, n, 0, STAGE_ACTIVATION);
-    rk_matmul(ctx->pool, &L->w_down, ctx->hb, F, n, ctx->xb, E, ctx->mm_scratch);
+    rk_ctx_matmul(ctx, &L->w_down, ctx->hb, F, n, ctx->xb, E);
     run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);
 }
 
@@ -319,6 +336,7 @@ static rk_status embed(rk_context *ctx, const rk_token *tokens, int64_t n, rk_er
                                 tokens[i], (long long)hp->n_vocab - 1);
         float *row = ctx->x + i * hp->n_embd;
         m->embd_ops->dequant_row(table + (size_t)tokens[i] * row_bytes, row, hp->n_embd);
+        ctx->weight_stats.bytes_read += row_bytes;
         if (hp->embd_scale != 1.0f)
             for (int64_t j = 0; j < hp->n_embd; j++) row[j] *= hp->embd_scale;
     }
@@ -337,6 +355,8 @@ rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t
     rk_status s = rk_kv_reserve(ctx->kv, pos0 + n, err);
     if (!s) s = embed(ctx, tokens, n, err);
     if (s) return s;
+    ctx->weight_stats.tokens += (uint64_t)n;
+    ctx->weight_stats.micro_batches++;
     for (int64_t il = 0; il < hp->n_layer; il++) {
         s = attention_block(ctx, il, n, pos0, err);
         if (s) return s;
@@ -347,7 +367,7 @@ rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t
         int64_t first = n - n_out;
         for (int64_t i = first; i < n; i++)
             rk_rmsnorm(ctx->xb + (i - first) * E, ctx->x + i * E, m->output_norm, E, hp->norm_eps);
-        rk_matmul(ctx->pool, &m->output, ctx->xb, E, n_out, logits, hp->n_vocab, ctx->mm_scratch);
+        rk_ctx_matmul(ctx, &m->output, ctx->xb, E, n_out, logits, hp->n_vocab);
     }
     return RK_OK;
 }

@@ -26,10 +26,12 @@ static rk_status read_hparams(rk_model *m, rk_error *err) {
         s = rk_arch_llama_read(m->gguf, &m->hp, err);
     else if (strcmp(arch, "gemma3") == 0)
         s = rk_arch_gemma3_read(m->gguf, &m->hp, err);
+    else if (strcmp(arch, "qwen2moe") == 0 || strcmp(arch, "qwen3moe") == 0 || strcmp(arch, "olmoe") == 0)
+        s = rk_arch_moe_read(m->gguf, &m->hp, err);
     else
         return rk_error_set(err, RK_ERR_UNSUPPORTED,
-                            "model: architecture '%s' is not supported (supported: llama, qwen2, "
-                            "qwen3, gemma3)",
+                            "model: architecture '%s' is not supported (supported: llama (and Mixtral-style "
+                            "llama MoE), qwen2, qwen3, gemma3, qwen2moe, qwen3moe, olmoe)",
                             arch);
     if (s) return s;
     const rk_gguf_tensor *embd = rk_gguf_find_tensor(m->gguf, "token_embd.weight");
@@ -97,6 +99,12 @@ void rk_model_describe(const rk_model *m, char *buf, size_t size) {
              (long long)hp->n_vocab, (long long)hp->n_ctx_train, (double)hp->rope_base,
              hp->rope_neox ? " (NeoX pairs)" : "", window, (double)hp->norm_eps,
              rk_simd_level_name(m->simd));
+    const rk_moe_routing *r = &hp->routing;
+    size_t used = strlen(buf);
+    if (r->n_expert > 0 && used < size)
+        snprintf(buf + used, size - used, ", %lld experts of %lld (%lld used per token, weights %s)%s",
+                 (long long)r->n_expert, (long long)hp->n_ff_exp, (long long)r->n_used,
+                 r->renormalise ? "renormalised" : "as routed", hp->n_ff_shexp ? " + a shared expert" : "");
 }
 
 int32_t rk_model_n_vocab(const rk_model *m) { return (int32_t)rk_tok_n_vocab(m->tok); }
@@ -108,10 +116,21 @@ size_t rk_model_decode_bytes(const rk_model *m) {
     if (!m->layers) return 0;
     const rk_hparams *hp = &m->hp;
     size_t total = matrix_bytes(&m->output) + rk_type_row_bytes(m->token_embd->type, hp->n_embd);
+    const rk_moe_routing *r = &hp->routing;
     for (int64_t il = 0; il < hp->n_layer; il++) {
         const rk_layer *L = &m->layers[il];
-        const rk_matrix *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const rk_matrix *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) total += matrix_bytes(ws[i]);
+        if (r->n_expert == 0) {
+            total += matrix_bytes(&L->w_gate) + matrix_bytes(&L->w_up) + matrix_bytes(&L->w_down);
+            continue;
+        }
+        /* the router, the k routed experts' rows, and the shared expert */
+        size_t experts = matrix_bytes(&L->exp_gate) + matrix_bytes(&L->exp_up) + matrix_bytes(&L->exp_down);
+        total += matrix_bytes(&L->router) + experts / (size_t)r->n_expert * (size_t)r->n_used;
+        if (L->shexp_gate)
+            total += matrix_bytes(&L->sh_gate) + matrix_bytes(&L->sh_up) + matrix_bytes(&L->sh_down) +
+                     (size_t)hp->n_embd * sizeof(float);
     }
     return total;
 }

@@ -26,11 +26,24 @@ static rk_status find_checked(const rk_model *m, const char *name, int64_t ne0, 
     return RK_OK;
 }
 
-static rk_status bind_matrix(const rk_model *m, const char *name, int64_t n_in, int64_t n_out,
-                             rk_matrix *out, rk_error *err) {
-    const rk_gguf_tensor *t;
-    rk_status s = find_checked(m, name, n_in, n_out, true, &t, err);
-    if (s) return s;
+/* A stacked expert tensor: ne = [ne0, ne1, n_expert]. */
+static rk_status find_checked3(const rk_model *m, const char *name, int64_t ne0, int64_t ne1, int64_t ne2,
+                               const rk_gguf_tensor **out, rk_error *err) {
+    const rk_gguf_tensor *t = rk_gguf_find_tensor(m->gguf, name);
+    *out = t;
+    if (!t) return rk_error_set(err, RK_ERR_FORMAT, "model: tensor '%s' is missing", name);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != ne2 || t->ne[3] != 1)
+        return rk_error_set(err, RK_ERR_FORMAT,
+                            "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %lld] "
+                            "(expert_count %lld)",
+                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                            (long long)t->ne[3], (long long)ne0, (long long)ne1, (long long)ne2, (long long)ne2);
+    return RK_OK;
+}
+
+/* Binds a found tensor as an (n_out, n_in) matrix (n_out = ne[1] * ne[2] for stacked experts). */
+static rk_status bind_found(const rk_model *m, const char *name, const rk_gguf_tensor *t, int64_t n_in,
+                            int64_t n_out, rk_matrix *out, rk_error *err) {
     const rk_quant_ops *ops = rk_quant_get_ops(t->type, m->simd);
     if (!ops) {
         const rk_type_info *info = rk_type_get_info(t->type);
@@ -47,6 +60,23 @@ static rk_status bind_matrix(const rk_model *m, const char *name, int64_t n_in, 
     return RK_OK;
 }
 
+static rk_status bind_matrix(const rk_model *m, const char *name, int64_t n_in, int64_t n_out,
+                             rk_matrix *out, rk_error *err) {
+    const rk_gguf_tensor *t;
+    rk_status s = find_checked(m, name, n_in, n_out, true, &t, err);
+    return s ? s : bind_found(m, name, t, n_in, n_out, out, err);
+}
+
+/* Binds ffn_*_exps (ne = [n_in, n_out, n_expert]) as one (n_expert * n_out, n_in) matrix:
+ * expert e is rows e*n_out .. (e+1)*n_out - 1. */
+static rk_status bind_experts(const rk_model *m, const char *name, int64_t n_in, int64_t n_out,
+                              rk_matrix *out, rk_error *err) {
+    const rk_gguf_tensor *t;
+    const int64_t n_expert = m->hp.routing.n_expert;
+    rk_status s = find_checked3(m, name, n_in, n_out, n_expert, &t, err);
+    return s ? s : bind_found(m, name, t, n_in, n_out * n_expert, out, err);
+}
+
 static rk_status bind_vector(const rk_model *m, const char *name, int64_t n, bool required,
                              const float **out, rk_error *err) {
     const rk_gguf_tensor *t;
@@ -60,6 +90,51 @@ static rk_status bind_vector(const rk_model *m, const char *name, int64_t n, boo
     return RK_OK;
 }
 
+static void layer_name(char *buf, size_t size, int64_t il, const char *suffix) {
+    snprintf(buf, size, "blk.%lld.%s", (long long)il, suffix);
+}
+
+/* The dense SwiGLU/GeGLU FFN. */
+static rk_status bind_ffn_dense(rk_model *m, int64_t il, rk_error *err) {
+    const rk_hparams *hp = &m->hp;
+    rk_layer *L = &m->layers[il];
+    char n[3][96];
+    layer_name(n[0], sizeof n[0], il, "ffn_gate.weight");
+    layer_name(n[1], sizeof n[1], il, "ffn_up.weight");
+    layer_name(n[2], sizeof n[2], il, "ffn_down.weight");
+    rk_status s;
+    if ((s = bind_matrix(m, n[0], hp->n_embd, hp->n_ff, &L->w_gate, err)) ||
+        (s = bind_matrix(m, n[1], hp->n_embd, hp->n_ff, &L->w_up, err)) ||
+        (s = bind_matrix(m, n[2], hp->n_ff, hp->n_embd, &L->w_down, err)))
+        return s;
+    return RK_OK;
+}
+
+/* A mixture-of-experts FFN: router, stacked experts, and (qwen2moe) the shared expert. */
+static rk_status bind_ffn_moe(rk_model *m, int64_t il, rk_error *err) {
+    const rk_hparams *hp = &m->hp;
+    rk_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, F = hp->n_ff_exp, SF = hp->n_ff_shexp;
+    char n[8][96];
+    const char *suffix[8] = {"ffn_gate_inp.weight",  "ffn_gate_exps.weight", "ffn_up_exps.weight",
+                             "ffn_down_exps.weight", "ffn_gate_inp_shexp.weight", "ffn_gate_shexp.weight",
+                             "ffn_up_shexp.weight",  "ffn_down_shexp.weight"};
+    for (int i = 0; i < 8; i++) layer_name(n[i], sizeof n[i], il, suffix[i]);
+    rk_status s;
+    if ((s = bind_matrix(m, n[0], E, hp->routing.n_expert, &L->router, err)) ||
+        (s = bind_experts(m, n[1], E, F, &L->exp_gate, err)) ||
+        (s = bind_experts(m, n[2], E, F, &L->exp_up, err)) ||
+        (s = bind_experts(m, n[3], F, E, &L->exp_down, err)))
+        return s;
+    if (SF == 0) return RK_OK;
+    if ((s = bind_vector(m, n[4], E, true, &L->shexp_gate, err)) ||
+        (s = bind_matrix(m, n[5], E, SF, &L->sh_gate, err)) ||
+        (s = bind_matrix(m, n[6], E, SF, &L->sh_up, err)) ||
+        (s = bind_matrix(m, n[7], SF, E, &L->sh_down, err)))
+        return s;
+    return RK_OK;
+}
+
 static rk_status bind_layer(rk_model *m, int64_t il, rk_error *err) {
     const rk_hparams *hp = &m->hp;
     rk_layer *L = &m->layers[il];
@@ -67,34 +142,32 @@ static rk_status bind_layer(rk_model *m, int64_t il, rk_error *err) {
     int64_t k_dim = hp->n_head_kv * hp->head_dim_k;
     int64_t v_dim = hp->n_head_kv * hp->head_dim_v;
     int64_t o_dim = hp->n_head * hp->head_dim_v;
-    char n[18][96];
-    const char *suffix[18] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                              "attn_q_norm", "attn_k_norm", "post_attention_norm", "ffn_norm",
-                              "ffn_gate", "ffn_up", "ffn_down", "post_ffw_norm", "attn_q",
-                              "attn_k", "attn_v"};
-    for (int i = 0; i < 13; i++)
-        snprintf(n[i], sizeof n[i], "blk.%lld.%s.weight", (long long)il, suffix[i]);
-    for (int i = 13; i < 16; i++)
-        snprintf(n[i], sizeof n[i], "blk.%lld.%s.bias", (long long)il, suffix[i]);
+    /* q/k norms: one weight per head dimension, or (olmoe) over the whole projection */
+    bool qk_norm = hp->qk_norm || hp->qk_norm_full;
+    int64_t q_norm_dim = hp->qk_norm_full ? q_dim : hp->head_dim_k;
+    int64_t k_norm_dim = hp->qk_norm_full ? k_dim : hp->head_dim_k;
+    char n[13][96];
+    const char *suffix[13] = {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
+                              "attn_output.weight", "attn_q_norm.weight", "attn_k_norm.weight",
+                              "post_attention_norm.weight", "ffn_norm.weight", "post_ffw_norm.weight",
+                              "attn_q.bias", "attn_k.bias", "attn_v.bias"};
+    for (int i = 0; i < 13; i++) layer_name(n[i], sizeof n[i], il, suffix[i]);
     rk_status s;
     if ((s = bind_vector(m, n[0], hp->n_embd, true, &L->attn_norm, err)) ||
         (s = bind_matrix(m, n[1], hp->n_embd, q_dim, &L->wq, err)) ||
         (s = bind_matrix(m, n[2], hp->n_embd, k_dim, &L->wk, err)) ||
         (s = bind_matrix(m, n[3], hp->n_embd, v_dim, &L->wv, err)) ||
         (s = bind_matrix(m, n[4], o_dim, hp->n_embd, &L->wo, err)) ||
-        (s = bind_vector(m, n[5], hp->head_dim_k, hp->qk_norm, &L->q_norm, err)) ||
-        (s = bind_vector(m, n[6], hp->head_dim_k, hp->qk_norm, &L->k_norm, err)) ||
+        (s = bind_vector(m, n[5], q_norm_dim, qk_norm, &L->q_norm, err)) ||
+        (s = bind_vector(m, n[6], k_norm_dim, qk_norm, &L->k_norm, err)) ||
         (s = bind_vector(m, n[7], hp->n_embd, hp->sandwich_norm, &L->post_attn_norm, err)) ||
         (s = bind_vector(m, n[8], hp->n_embd, true, &L->ffn_norm, err)) ||
-        (s = bind_matrix(m, n[9], hp->n_embd, hp->n_ff, &L->w_gate, err)) ||
-        (s = bind_matrix(m, n[10], hp->n_embd, hp->n_ff, &L->w_up, err)) ||
-        (s = bind_matrix(m, n[11], hp->n_ff, hp->n_embd, &L->w_down, err)) ||
-        (s = bind_vector(m, n[12], hp->n_embd, hp->sandwich_norm, &L->post_ffn_norm, err)) ||
-        (s = bind_vector(m, n[13], q_dim, hp->qkv_bias, &L->bq, err)) ||
-        (s = bind_vector(m, n[14], k_dim, hp->qkv_bias, &L->bk, err)) ||
-        (s = bind_vector(m, n[15], v_dim, hp->qkv_bias, &L->bv, err)))
+        (s = bind_vector(m, n[9], hp->n_embd, hp->sandwich_norm, &L->post_ffn_norm, err)) ||
+        (s = bind_vector(m, n[10], q_dim, hp->qkv_bias, &L->bq, err)) ||
+        (s = bind_vector(m, n[11], k_dim, hp->qkv_bias, &L->bk, err)) ||
+        (s = bind_vector(m, n[12], v_dim, hp->qkv_bias, &L->bv, err)))
         return s;
-    return RK_OK;
+    return hp->routing.n_expert > 0 ? bind_ffn_moe(m, il, err) : bind_ffn_dense(m, il, err);
 }
 
 /* Tensors some converters write that this forward pass does not apply: refusing the file is

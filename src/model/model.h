@@ -19,7 +19,20 @@
 
 #define RK_MAX_LAYERS 512
 
-typedef enum rk_arch { RK_ARCH_LLAMA, RK_ARCH_QWEN2, RK_ARCH_QWEN3, RK_ARCH_GEMMA3 } rk_arch;
+typedef enum rk_arch {
+    RK_ARCH_LLAMA, RK_ARCH_QWEN2, RK_ARCH_QWEN3, RK_ARCH_GEMMA3,
+    RK_ARCH_QWEN2MOE, RK_ARCH_QWEN3MOE, RK_ARCH_OLMOE
+} rk_arch;
+
+/* How a mixture-of-experts layer turns router logits into expert weights (arch-moe.c). Every
+ * supported architecture takes a softmax over all experts and keeps the top k; they differ in
+ * whether the k kept weights are renormalised to sum to 1 and in an optional scale. */
+typedef struct rk_moe_routing {
+    int64_t n_expert;            /* experts per layer; 0 = a dense FFN */
+    int64_t n_used;              /* experts each token uses (top k) */
+    bool renormalise;            /* divide the k weights by their sum */
+    float scale;                 /* multiplies the weights (1 = none) */
+} rk_moe_routing;
 
 typedef struct rk_hparams {
     rk_arch arch;
@@ -46,6 +59,11 @@ typedef struct rk_hparams {
     bool qkv_bias;               /* q, k, v projections have biases (qwen2) */
     bool sandwich_norm;          /* post-attention and post-FFN norms (gemma3) */
     bool gelu;                   /* GeGLU (tanh GELU) instead of SwiGLU */
+    bool qk_norm_full;           /* q/k RMSNorm over the whole projection, not per head (olmoe) */
+    /* mixture of experts (moe.h); routing.n_expert == 0 for dense models */
+    rk_moe_routing routing;
+    int64_t n_ff_exp;            /* hidden size of one routed expert */
+    int64_t n_ff_shexp;          /* hidden size of the shared expert (qwen2moe), 0 = none */
     int64_t sliding_window;      /* tokens a local layer sees, 0 = none */
     bool layer_is_local[RK_MAX_LAYERS]; /* sliding-window layer? */
 } rk_hparams;
@@ -65,6 +83,13 @@ typedef struct rk_layer {
     rk_matrix w_up;              /* (n_ff, n_embd) */
     rk_matrix w_down;            /* (n_embd, n_ff) */
     const float *post_ffn_norm;  /* (n_embd) or NULL */
+    /* mixture of experts (when hp.routing.n_expert > 0; w_gate/w_up/w_down are then unused) */
+    rk_matrix router;            /* (n_expert, n_embd): ffn_gate_inp */
+    rk_matrix exp_gate;          /* (n_expert * n_ff_exp, n_embd): ffn_gate_exps, experts stacked */
+    rk_matrix exp_up;            /* (n_expert * n_ff_exp, n_embd): ffn_up_exps */
+    rk_matrix exp_down;          /* (n_expert * n_embd, n_ff_exp): ffn_down_exps */
+    const float *shexp_gate;     /* (n_embd) sigmoid gate of the shared expert, or NULL */
+    rk_matrix sh_gate, sh_up, sh_down; /* the shared expert's SwiGLU FFN (n_ff_shexp) */
 } rk_layer;
 
 struct rk_model {
@@ -84,6 +109,13 @@ struct rk_model {
 /* Architecture readers: fill hp (all fields) from the GGUF metadata. */
 rk_status rk_arch_llama_read(const rk_gguf *gguf, rk_hparams *hp, rk_error *err);
 rk_status rk_arch_gemma3_read(const rk_gguf *gguf, rk_hparams *hp, rk_error *err);
+rk_status rk_arch_moe_read(const rk_gguf *gguf, rk_hparams *hp, rk_error *err);
+
+/* Reads "<arch>.expert_count" and the other expert keys into hp->routing, hp->n_ff_exp and
+ * hp->n_ff_shexp (arch-moe.c). `required`: an architecture that is always a mixture; otherwise
+ * a missing expert_count means a dense model. `renormalise`: the architecture's default. */
+rk_status rk_arch_read_experts(const rk_gguf *gguf, const char *arch, bool required, bool renormalise,
+                               rk_hparams *hp, rk_error *err);
 
 /* Reads the hyper-parameters every architecture shares under "<arch>.": block_count,
  * embedding_length, head counts, feed_forward_length, context_length, rms eps, rope. */
