@@ -39,13 +39,14 @@ static int alloc_moe_buffers(rk_context *ctx) {
     ctx->moe_logits = alloc_floats(U * n_expert, &failed);
     ctx->moe_weight = alloc_floats(U * k, &failed);
     ctx->moe_row_weight = alloc_floats(U * k, &failed);
-    ctx->moe_x = alloc_floats(U * hp->n_embd, &failed);
-    ctx->moe_y = alloc_floats(U * hp->n_embd, &failed);
+    ctx->moe_y = alloc_floats(U * k * hp->n_embd, &failed);
     ctx->moe_out = alloc_floats(U * hp->n_embd, &failed);
     ctx->moe_choice = malloc((size_t)(U * k) * sizeof *ctx->moe_choice);
     ctx->moe_rows = malloc((size_t)(U * k) * sizeof *ctx->moe_rows);
     ctx->moe_offsets = malloc((size_t)(n_expert + 1) * sizeof *ctx->moe_offsets);
-    return failed || !ctx->moe_choice || !ctx->moe_rows || !ctx->moe_offsets;
+    ctx->moe_tasks = malloc((size_t)(2 * n_expert) * sizeof *ctx->moe_tasks);
+    ctx->moe_views = malloc((size_t)(3 * n_expert) * sizeof *ctx->moe_views);
+    return failed || !ctx->moe_choice || !ctx->moe_rows || !ctx->moe_offsets || !ctx->moe_tasks || !ctx->moe_views;
 }
 
 static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
@@ -58,7 +59,8 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->k = alloc_floats(U * hp->n_head_kv * hp->head_dim_k, &failed);
     ctx->v = alloc_floats(U * hp->n_head_kv * hp->head_dim_v, &failed);
     ctx->att = alloc_floats(U * hp->n_head * hp->head_dim_v, &failed);
-    const int64_t ff = max4(hp->n_ff, hp->n_ff_exp, hp->n_ff_shexp, 1); /* dense, expert, shared */
+    /* hidden rows: dense, the shared expert, or every (token, routed expert) pair */
+    const int64_t ff = max4(hp->n_ff, hp->n_ff_shexp, hp->routing.n_used * hp->n_ff_exp, 1);
     ctx->hb = alloc_floats(U * ff, &failed);
     ctx->hb2 = alloc_floats(U * ff, &failed);
     if (alloc_moe_buffers(ctx)) failed = 1;
@@ -71,7 +73,9 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->attn_scratch = alloc_floats(n_threads * ctx->attn_scratch_floats, &failed);
     /* Quantised activation rows take at most 4 bytes per element (F32 rows), plus block
      * headers for formats with large scales (Q8_K: 292 bytes per 256). */
-    int64_t widest = max4(hp->n_embd, ff, hp->n_head * hp->head_dim_v, 1);
+    /* a MoE batch quantises every (token, routed expert) row: n_used rows per token */
+    int64_t widest = max4(hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim_v, hp->n_ff_shexp);
+    widest = max4(widest, hp->routing.n_used * max4(hp->n_embd, hp->n_ff_exp, 1, 1), 1, 1);
     ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
@@ -178,12 +182,14 @@ void rk_context_free(rk_context *ctx) {
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
                      ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o,
                      ctx->page_share, ctx->moe_logits, ctx->moe_weight, ctx->moe_row_weight,
-                     ctx->moe_x, ctx->moe_y, ctx->moe_out};
+                     ctx->moe_y, ctx->moe_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx->split_parts);
     free(ctx->moe_choice);
     free(ctx->moe_rows);
     free(ctx->moe_offsets);
+    free(ctx->moe_tasks);
+    free(ctx->moe_views);
     free(ctx->sparse_visit);
     free(ctx->sparse_union);
     free(ctx->sparse_bounds);

@@ -25,8 +25,8 @@ struct rk_context {
     float *k;        /* (n_ubatch, n_head_kv * head_dim_k) */
     float *v;        /* (n_ubatch, n_head_kv * head_dim_v) */
     float *att;      /* (n_ubatch, n_head * head_dim_v) */
-    float *hb;       /* (n_ubatch, n_ff) */
-    float *hb2;      /* (n_ubatch, n_ff) */
+    float *hb;       /* (n_ubatch, n_ff); MoE: (n_ubatch * n_used, n_ff_exp) */
+    float *hb2;      /* the same */
     float *cos_sin;  /* (n_ubatch, rot_dim) for the current layer's RoPE base */
     int64_t attn_max_group; /* query heads per attention work unit: a divisor of the GQA group */
     int64_t attn_scratch_floats; /* per thread: rk_attn_scratch_floats(kv, attn_max_group) */
@@ -52,8 +52,9 @@ struct rk_context {
     int64_t *moe_offsets;        /* (n_expert + 1) start of each expert's rows in moe_rows */
     int32_t *moe_rows;           /* (n_ubatch * n_used) tokens grouped by expert */
     float *moe_row_weight;       /* (n_ubatch * n_used) the weight of each grouped row */
-    float *moe_x;                /* (n_ubatch, n_embd) one expert's gathered inputs */
-    float *moe_y;                /* (n_ubatch, n_embd) its outputs */
+    float *moe_y;                /* (n_ubatch * n_used, n_embd) expert outputs, grouped rows */
+    rk_matmul_task *moe_tasks;   /* (2 * n_expert) the products of one batch */
+    rk_matrix *moe_views;        /* (3 * n_expert) per-expert views of the stacked tensors */
     float *moe_out;              /* (n_ubatch, n_embd) the weighted sum over experts */
     rk_weight_stats weight_stats;/* weight traffic since creation or reset */
     /* logits */

@@ -6,9 +6,11 @@
  *   out = Σ_chosen w_e · down_e(silu(gate_e · h) * (up_e · h))        in expert-index order
  *       [+ sigmoid(shexp_gate · h) · shared_ffn(h)]                    (qwen2moe)
  *
- * The micro-batch is grouped by expert (a counting sort of the (token, expert) pairs), each
- * routed expert's rows are gathered into one block and multiplied once, and the results are
- * scattered back with their weights. Every row's arithmetic is the same whether it shares its
+ * The micro-batch is grouped by expert (a counting sort of the (token, expert) pairs). Every
+ * routed expert's gate and up products run in one batch over the thread pool (each expert's
+ * weights read once for all of its tokens, which are read in place through an index list),
+ * then the activation, then every down product in a second batch; the weighted sum follows,
+ * per token in expert-index order. Every row's arithmetic is the same whether it shares its
  * expert's block with other tokens or not, up to the matrix kernels' tiling.
  */
 #include "model/moe.h"
@@ -77,46 +79,104 @@ static rk_matrix expert_rows(const rk_matrix *stack, int64_t first, int64_t rows
     return m;
 }
 
-static void swiglu_rows(const rk_context *ctx, float *gate, const float *up, int64_t rows, int64_t width) {
-    void (*act)(float *, const float *, int64_t) = ctx->model->simd >= RK_SIMD_AVX2 ? rk_swiglu_avx2 : rk_swiglu;
-    for (int64_t i = 0; i < rows; i++) act(gate + i * width, up + i * width, width);
+typedef struct activation_job {
+    const rk_context *ctx;
+    float *gate;
+    const float *up;
+    int64_t rows, width;
+} activation_job;
+
+static void activation_rows(void *arg, int ith, int nth) {
+    const activation_job *job = arg;
+    void (*act)(float *, const float *, int64_t) =
+        job->ctx->model->simd >= RK_SIMD_AVX2 ? rk_swiglu_avx2 : rk_swiglu;
+    int64_t begin, end;
+    rk_pool_split(job->rows, ith, nth, &begin, &end);
+    for (int64_t i = begin; i < end; i++) act(job->gate + i * job->width, job->up + i * job->width, job->width);
 }
 
-/* A SwiGLU FFN over `rows` rows of x (stride n_embd) into y (stride n_embd). */
-static void swiglu_ffn(rk_context *ctx, const rk_matrix *gate, const rk_matrix *up, const rk_matrix *down,
-                       const float *x, int64_t rows, float *y) {
-    const int64_t E = ctx->model->hp.n_embd, F = gate->n_out;
-    rk_ctx_matmul(ctx, gate, x, E, rows, ctx->hb, F);
-    rk_ctx_matmul(ctx, up, x, E, rows, ctx->hb2, F);
-    swiglu_rows(ctx, ctx->hb, ctx->hb2, rows, F);
-    rk_ctx_matmul(ctx, down, ctx->hb, F, rows, y, E);
+/* gate[i] = silu(gate[i]) * up[i] over rows × width, on the pool when there is enough of it. */
+static void swiglu_rows(rk_context *ctx, float *gate, const float *up, int64_t rows, int64_t width) {
+    activation_job job = {ctx, gate, up, rows, width};
+    if (rows * width < 16384)
+        activation_rows(&job, 0, 1);
+    else
+        rk_pool_run(ctx->pool, activation_rows, &job);
+}
+
+static void count_task_bytes(rk_context *ctx, const rk_matmul_task *t) {
+    for (int j = 0; j < 2 && t->w[j]; j++) ctx->weight_stats.bytes_read += (uint64_t)t->w[j]->n_out * t->w[j]->row_bytes;
+}
+
+/* Runs tasks on the pool and counts the weights they read. */
+static void run_tasks(rk_context *ctx, const rk_matmul_task *tasks, int n) {
+    rk_matmul_batch(ctx->pool, tasks, n, ctx->mm_scratch);
+    for (int i = 0; i < n; i++) count_task_bytes(ctx, &tasks[i]);
+}
+
+/* Adds one gate/up task per routed expert (two when the two projections' activation types
+ * differ), reading the expert's tokens straight from ctx->xb. Returns the number of tasks. */
+static int gate_up_tasks(rk_context *ctx, const rk_layer *L, rk_matrix *views, rk_matmul_task *tasks) {
+    const rk_hparams *hp = &ctx->model->hp;
+    const int64_t E = hp->n_embd, F = hp->n_ff_exp;
+    int n = 0;
+    for (int64_t e = 0; e < hp->routing.n_expert; e++) {
+        const int64_t begin = ctx->moe_offsets[e], rows = ctx->moe_offsets[e + 1] - begin;
+        if (rows == 0) continue;
+        rk_matrix *gate = &views[3 * e], *up = &views[3 * e + 1];
+        *gate = expert_rows(&L->exp_gate, e * F, F);
+        *up = expert_rows(&L->exp_up, e * F, F);
+        rk_matmul_task t = {{gate, up}, {ctx->hb + begin * F, ctx->hb2 + begin * F}, F, ctx->xb, E,
+                            ctx->moe_rows + begin, rows};
+        if (gate->ops->act_type != up->ops->act_type) { /* a mixed-type file: one product each */
+            rk_matmul_task t_up = t;
+            t.w[1] = NULL;
+            t_up.w[0] = up, t_up.w[1] = NULL, t_up.y[0] = t.y[1];
+            tasks[n++] = t;
+            tasks[n++] = t_up;
+        } else {
+            tasks[n++] = t;
+        }
+    }
+    return n;
 }
 
 void rk_moe_ffn(rk_context *ctx, const rk_layer *L, int64_t n) {
     const rk_hparams *hp = &ctx->model->hp;
     const rk_moe_routing *r = &hp->routing;
-    const int64_t E = hp->n_embd, F = hp->n_ff_exp;
+    const int64_t E = hp->n_embd, F = hp->n_ff_exp, slots = n * r->n_used;
     rk_ctx_matmul(ctx, &L->router, ctx->xb, E, n, ctx->moe_logits, r->n_expert);
     int64_t touched = route_and_group(ctx, r, n);
     ctx->weight_stats.experts_touched += (uint64_t)touched;
     ctx->weight_stats.experts_available += (uint64_t)r->n_expert;
-    memset(ctx->moe_out, 0, (size_t)(n * E) * sizeof *ctx->moe_out);
+    /* gate and up of every routed expert in one batch, the activation, then every down */
+    rk_matmul_task *tasks = ctx->moe_tasks;
+    rk_matrix *views = ctx->moe_views;
+    int n_tasks = gate_up_tasks(ctx, L, views, tasks);
+    run_tasks(ctx, tasks, n_tasks);
+    swiglu_rows(ctx, ctx->hb, ctx->hb2, slots, F);
+    n_tasks = 0;
     for (int64_t e = 0; e < r->n_expert; e++) {
         const int64_t begin = ctx->moe_offsets[e], rows = ctx->moe_offsets[e + 1] - begin;
         if (rows == 0) continue;
-        for (int64_t j = 0; j < rows; j++)
-            memcpy(ctx->moe_x + j * E, ctx->xb + (int64_t)ctx->moe_rows[begin + j] * E, (size_t)E * sizeof(float));
-        rk_matrix gate = expert_rows(&L->exp_gate, e * F, F), up = expert_rows(&L->exp_up, e * F, F);
-        rk_matrix down = expert_rows(&L->exp_down, e * E, E);
-        swiglu_ffn(ctx, &gate, &up, &down, ctx->moe_x, rows, ctx->moe_y);
-        for (int64_t j = 0; j < rows; j++) {
-            float *out = ctx->moe_out + (int64_t)ctx->moe_rows[begin + j] * E;
-            const float *y = ctx->moe_y + j * E, w = ctx->moe_row_weight[begin + j];
-            for (int64_t d = 0; d < E; d++) out[d] += w * y[d];
-        }
+        views[3 * e + 2] = expert_rows(&L->exp_down, e * E, E);
+        tasks[n_tasks++] = (rk_matmul_task){{&views[3 * e + 2], NULL}, {ctx->moe_y + begin * E, NULL}, E,
+                                            ctx->hb + begin * F, F, NULL, rows};
+    }
+    run_tasks(ctx, tasks, n_tasks);
+    /* weighted sum per token, experts in index order (rows of expert e are in token order) */
+    memset(ctx->moe_out, 0, (size_t)(n * E) * sizeof *ctx->moe_out);
+    for (int64_t slot = 0; slot < slots; slot++) {
+        float *out = ctx->moe_out + (int64_t)ctx->moe_rows[slot] * E;
+        const float *y = ctx->moe_y + slot * E, w = ctx->moe_row_weight[slot];
+        for (int64_t d = 0; d < E; d++) out[d] += w * y[d];
     }
     if (L->shexp_gate) { /* qwen2moe: every token also goes through the shared expert */
-        swiglu_ffn(ctx, &L->sh_gate, &L->sh_up, &L->sh_down, ctx->xb, n, ctx->moe_y);
+        const int64_t SF = hp->n_ff_shexp;
+        rk_ctx_matmul(ctx, &L->sh_gate, ctx->xb, E, n, ctx->hb, SF);
+        rk_ctx_matmul(ctx, &L->sh_up, ctx->xb, E, n, ctx->hb2, SF);
+        swiglu_rows(ctx, ctx->hb, ctx->hb2, n, SF);
+        rk_ctx_matmul(ctx, &L->sh_down, ctx->hb, SF, n, ctx->moe_y, E);
         ctx->weight_stats.bytes_read += (uint64_t)E * sizeof(float);
         for (int64_t i = 0; i < n; i++) {
             const float *h = ctx->xb + i * E, *y = ctx->moe_y + i * E;

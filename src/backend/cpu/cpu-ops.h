@@ -24,6 +24,26 @@ typedef struct rk_matrix {
     const rk_quant_ops *ops;  /* kernels for `type` at the chosen SIMD level */
 } rk_matrix;
 
+/* Several products in one pass over the thread pool (mixture-of-experts layers run the k experts
+ * a token routed to, or every expert of a prefill chunk, this way). A task multiplies one set of
+ * activation rows by one or two matrices of the same n_in and activation type (an expert's gate
+ * and up projections share their input): y_j[r][o] = sum_i w_j[o][i] * x[row r][i], where row r
+ * is rows[r] when `rows` is given (a gather) and r otherwise. Every output equals what rk_matmul
+ * computes for the same matrix and row, whatever the batching and thread count. */
+typedef struct rk_matmul_task {
+    const rk_matrix *w[2];    /* w[1] may be NULL */
+    float *y[2];              /* (n_rows, y_stride) each */
+    int64_t y_stride;
+    const float *x;           /* (…, x_stride) */
+    int64_t x_stride;
+    const int32_t *rows;      /* n_rows indices into x, or NULL for rows 0..n_rows-1 */
+    int64_t n_rows;
+} rk_matmul_task;
+
+/* Scratch rk_matmul_batch needs for these tasks (bytes; allocate 64-byte aligned). */
+size_t rk_matmul_batch_scratch_bytes(const rk_matmul_task *tasks, int n_tasks);
+void rk_matmul_batch(rk_pool *pool, const rk_matmul_task *tasks, int n_tasks, void *scratch);
+
 /* Scratch a product needs: room for n_rows quantised activation rows of n_in elements. */
 size_t rk_matmul_scratch_bytes(const rk_matrix *w, int64_t n_rows);
 

@@ -7,6 +7,8 @@
  * (prompt processing) a thread walks its weight rows in blocks that stay in cache and computes
  * small register tiles (weight rows × activation rows) with the format's vec_dot_tile kernel,
  * so each weight byte is read from memory once per block instead of once per token.
+ * rk_matmul_batch runs several products (a mixture of experts' routed experts) in the same two
+ * phases, so k experts cost two pool dispatches instead of 2k.
  */
 #include "backend/cpu/cpu-ops.h"
 
@@ -16,68 +18,147 @@
 #define TILE_W 4       /* weight rows per register tile */
 #define TILE_A 4       /* activation rows per register tile */
 
-typedef struct matmul_job {
+/* One product of a batch: matrix w over the task's activation rows. */
+typedef struct product {
+    const rk_matmul_task *task;
     const rk_matrix *w;
-    const float *x;
-    int64_t x_stride;
-    int64_t n_rows;
     float *y;
-    int64_t y_stride;
-    uint8_t *act;        /* n_rows quantised rows */
+    const uint8_t *act;       /* the task's quantised rows */
     size_t act_row_bytes;
-} matmul_job;
+    int64_t first_unit;       /* position of its first tile in the batch's tile sequence */
+} product;
+
+#define MAX_PRODUCTS_INLINE 16
+
+typedef struct batch_job {
+    const rk_matmul_task *tasks;
+    int n_tasks;
+    product *products;        /* n_products, in task order */
+    int n_products;
+    int64_t n_units;          /* tiles of TILE_W output rows over all products */
+    uint8_t *act;             /* quantised rows of every task, task after task */
+    int64_t total_rows;
+} batch_job;
+
+static size_t act_row_bytes(const rk_matmul_task *t) {
+    return rk_type_row_bytes(t->w[0]->ops->act_type, t->w[0]->n_in);
+}
+
+size_t rk_matmul_batch_scratch_bytes(const rk_matmul_task *tasks, int n_tasks) {
+    size_t bytes = 0;
+    for (int t = 0; t < n_tasks; t++) bytes += act_row_bytes(&tasks[t]) * (size_t)tasks[t].n_rows;
+    return bytes;
+}
 
 size_t rk_matmul_scratch_bytes(const rk_matrix *w, int64_t n_rows) {
     return rk_type_row_bytes(w->ops->act_type, w->n_in) * (size_t)n_rows;
 }
 
+/* Phase 1: every task's activation rows, quantised; rows split across threads. */
 static void quantize_rows(void *arg, int ith, int nth) {
-    matmul_job *job = arg;
-    int64_t begin, end;
-    rk_pool_split(job->n_rows, ith, nth, &begin, &end);
-    for (int64_t r = begin; r < end; r++)
-        job->w->ops->quantize_act(job->x + r * job->x_stride, job->act + r * job->act_row_bytes,
-                                  job->w->n_in);
+    batch_job *job = arg;
+    int64_t begin, end, row0 = 0;
+    rk_pool_split(job->total_rows, ith, nth, &begin, &end);
+    uint8_t *act = job->act;
+    for (int t = 0; t < job->n_tasks && row0 < end; t++) {
+        const rk_matmul_task *task = &job->tasks[t];
+        const size_t rb = act_row_bytes(task);
+        for (int64_t r = 0; r < task->n_rows; r++) {
+            int64_t g = row0 + r;
+            if (g < begin || g >= end) continue;
+            int64_t src = task->rows ? task->rows[r] : r;
+            task->w[0]->ops->quantize_act(task->x + src * task->x_stride, act + r * rb, task->w[0]->n_in);
+        }
+        act += rb * (size_t)task->n_rows;
+        row0 += task->n_rows;
+    }
 }
 
-static void dot_rows(void *arg, int ith, int nth) {
-    matmul_job *job = arg;
-    const rk_matrix *w = job->w;
-    int64_t begin, end;
+/* Output rows [o_begin, o_end) of one product (o_begin a multiple of TILE_W). */
+static void dot_range(const product *p, int64_t o_begin, int64_t o_end) {
+    const rk_matrix *w = p->w;
     const uint8_t *wdata = w->data;
-    if (job->n_rows == 1) {
-        rk_pool_split(w->n_out, ith, nth, &begin, &end);
-        for (int64_t o = begin; o < end; o++)
-            job->y[o] = w->ops->vec_dot(w->n_in, wdata + o * w->row_bytes, job->act);
+    const int64_t n_rows = p->task->n_rows, y_stride = p->task->y_stride;
+    if (n_rows == 1) {
+        for (int64_t o = o_begin; o < o_end; o++) p->y[o] = w->ops->vec_dot(w->n_in, wdata + o * w->row_bytes, p->act);
         return;
     }
-    /* split in whole tiles so tile boundaries, and so the rounding of every output, do not
-     * depend on the thread count */
-    int64_t n_tiles = (w->n_out + TILE_W - 1) / TILE_W;
-    rk_pool_split(n_tiles, ith, nth, &begin, &end);
-    begin *= TILE_W;
-    end = end * TILE_W < w->n_out ? end * TILE_W : w->n_out;
-    for (int64_t o0 = begin; o0 < end; o0 += ROW_BLOCK) {
-        int64_t o1 = o0 + ROW_BLOCK < end ? o0 + ROW_BLOCK : end;
-        for (int64_t a0 = 0; a0 < job->n_rows; a0 += TILE_A) {
-            int na = (int)(job->n_rows - a0 < TILE_A ? job->n_rows - a0 : TILE_A);
+    for (int64_t o0 = o_begin; o0 < o_end; o0 += ROW_BLOCK) {
+        int64_t o1 = o0 + ROW_BLOCK < o_end ? o0 + ROW_BLOCK : o_end;
+        for (int64_t a0 = 0; a0 < n_rows; a0 += TILE_A) {
+            int na = (int)(n_rows - a0 < TILE_A ? n_rows - a0 : TILE_A);
             for (int64_t o = o0; o < o1; o += TILE_W) {
                 int nw = (int)(o1 - o < TILE_W ? o1 - o : TILE_W);
                 w->ops->vec_dot_tile(w->n_in, wdata + o * w->row_bytes, w->row_bytes, nw,
-                                     job->act + a0 * job->act_row_bytes, job->act_row_bytes, na,
-                                     job->y + a0 * job->y_stride + o, (size_t)job->y_stride);
+                                     p->act + a0 * p->act_row_bytes, p->act_row_bytes, na,
+                                     p->y + a0 * y_stride + o, (size_t)y_stride);
             }
         }
     }
 }
 
+/* Phase 2: the tiles of all products split across threads in whole tiles, so tile boundaries,
+ * and so the rounding of every output, depend neither on the thread count nor on the batch.
+ * Each thread streams its own contiguous slice of the weights. */
+static void dot_rows(void *arg, int ith, int nth) {
+    batch_job *job = arg;
+    int64_t begin, end;
+    rk_pool_split(job->n_units, ith, nth, &begin, &end);
+    for (int i = 0; i < job->n_products; i++) {
+        const product *p = &job->products[i];
+        const int64_t tiles = (p->w->n_out + TILE_W - 1) / TILE_W;
+        int64_t u0 = begin > p->first_unit ? begin : p->first_unit;
+        int64_t u1 = end < p->first_unit + tiles ? end : p->first_unit + tiles;
+        if (u0 >= u1) continue;
+        int64_t o1 = (u1 - p->first_unit) * TILE_W;
+        dot_range(p, (u0 - p->first_unit) * TILE_W, o1 < p->w->n_out ? o1 : p->w->n_out);
+    }
+}
+
+#define INLINE_QUANT_ROWS 8 /* decode's few rows are quantised by the caller, without a dispatch */
+
+static void run_batch(rk_pool *pool, batch_job *job) {
+    if (job->total_rows <= INLINE_QUANT_ROWS)
+        quantize_rows(job, 0, 1);
+    else
+        rk_pool_run(pool, quantize_rows, job);
+    rk_pool_run(pool, dot_rows, job);
+}
+
+void rk_matmul_batch(rk_pool *pool, const rk_matmul_task *tasks, int n_tasks, void *scratch) {
+    product inline_products[MAX_PRODUCTS_INLINE];
+    batch_job job = {tasks, n_tasks, inline_products, 0, 0, scratch, 0};
+    /* products beyond the inline ones run as further batches (a layer rarely routes a chunk to
+     * more than 8 experts' gate and up) */
+    int first_task = 0;
+    const uint8_t *act = scratch;
+    for (int t = 0; t <= n_tasks; t++) {
+        const int n_w = t < n_tasks ? (tasks[t].w[1] ? 2 : 1) : 0;
+        if (t == n_tasks || job.n_products + n_w > MAX_PRODUCTS_INLINE) {
+            job.tasks = tasks + first_task;
+            job.n_tasks = t - first_task;
+            if (job.n_tasks > 0) run_batch(pool, &job);
+            if (t == n_tasks) break;
+            job.n_products = 0;
+            job.n_units = 0;
+            job.total_rows = 0;
+            job.act = (uint8_t *)act;
+            first_task = t;
+        }
+        const rk_matmul_task *task = &tasks[t];
+        const size_t rb = act_row_bytes(task);
+        for (int j = 0; j < n_w; j++) {
+            product *p = &job.products[job.n_products++];
+            *p = (product){task, task->w[j], task->y[j], act, rb, job.n_units};
+            job.n_units += (task->w[j]->n_out + TILE_W - 1) / TILE_W;
+        }
+        job.total_rows += task->n_rows;
+        act += rb * (size_t)task->n_rows;
+    }
+}
+
 void rk_matmul(rk_pool *pool, const rk_matrix *w, const float *x, int64_t x_stride,
                int64_t n_rows, float *y, int64_t y_stride, void *scratch) {
-    matmul_job job = {w, x, x_stride, n_rows, y, y_stride, scratch,
-                      rk_type_row_bytes(w->ops->act_type, w->n_in)};
-    if (n_rows == 1)
-        quantize_rows(&job, 0, 1);
-    else
-        rk_pool_run(pool, quantize_rows, &job);
-    rk_pool_run(pool, dot_rows, &job);
+    rk_matmul_task task = {{w, NULL}, {y, NULL}, y_stride, x, x_stride, NULL, n_rows};
+    rk_matmul_batch(pool, &task, 1, scratch);
 }
