@@ -3,7 +3,9 @@
  * llama-bench's two measurements on random tokens: prompt processing (N_PROMPT tokens from an
  * empty context, in micro-batches) and decode (a short prompt, then N_GEN single-token steps
  * with greedy sampling). Prints one CSV line per test: test,threads,tokens,seconds,tok_per_s,
- * decode_bytes_per_token,depth,kv_bytes_per_token. The best of REPS runs is reported (as
+ * decode_bytes_per_token (the model's decode size: rk_model_decode_bytes),depth,
+ * kv_bytes_per_token, and for decode the weight bytes the products really read per step and the
+ * share of (layer, expert) pairs computed (rk_context_weight_stats). The best of REPS runs is reported (as
  * llama-bench reports the mean; both are printed). -d DEPTH first fills the context with DEPTH
  * tokens (untimed), like llama-bench -d, to measure at long context.
  *
@@ -27,10 +29,19 @@ static uint64_t next_rand(uint64_t *s) {
     return *s;
 }
 
+static void add_stats_delta(rk_weight_stats *acc, const rk_weight_stats *a, const rk_weight_stats *b) {
+    acc->bytes_read += b->bytes_read - a->bytes_read;
+    acc->tokens += b->tokens - a->tokens;
+    acc->micro_batches += b->micro_batches - a->micro_batches;
+    acc->experts_touched += b->experts_touched - a->experts_touched;
+    acc->experts_available += b->experts_available - a->experts_available;
+}
+
 /* Seconds for one run: prompt processing of n tokens (decode = 0) or n decode steps, after
- * `depth` tokens of context (filled untimed, like llama-bench -d). */
+ * `depth` tokens of context (filled untimed, like llama-bench -d). Adds the decode steps' weight
+ * traffic to *decode_w. */
 static int run_once(rk_session *s, int decode, int64_t n, int64_t depth, uint64_t *seed,
-                    double *seconds) {
+                    double *seconds, rk_weight_stats *decode_w) {
     rk_error err;
     const int32_t V = rk_model_n_vocab(s->model);
     rk_token *toks = malloc((size_t)(n > 8 ? n : 8) * sizeof *toks);
@@ -48,11 +59,15 @@ static int run_once(rk_session *s, int decode, int64_t n, int64_t depth, uint64_
     if (!rc && !decode && rk_context_eval(s->ctx, toks, (size_t)n, 0, &err) != RK_OK) rc = 1;
     if (!rc && decode) {
         if (rk_context_eval(s->ctx, toks, 8, 0, &err) != RK_OK) rc = 1; /* a short prompt */
+        rk_weight_stats w0, w1;
+        rk_context_weight_stats(s->ctx, &w0);
         t0 = rk_now_seconds();
         for (int64_t i = 0; i < n && !rc; i++) {
             rk_token t = rk_sampler_sample(s->sampler, rk_context_logits(s->ctx, -1));
             if (rk_context_eval(s->ctx, &t, 1, 0, &err) != RK_OK) rc = 1;
         }
+        rk_context_weight_stats(s->ctx, &w1);
+        add_stats_delta(decode_w, &w0, &w1);
     }
     *seconds = rk_now_seconds() - t0;
     if (rc) fprintf(stderr, "bench: %s\n", err.msg);
@@ -90,24 +105,28 @@ int rk_cmd_bench(int argc, char **argv) {
     uint64_t seed = 0x2545F4914F6CDD1Dull;
     size_t bytes = rk_model_decode_bytes(s.model);
     int threads = o.ctx.n_threads ? o.ctx.n_threads : rk_cpu_count();
-    printf("test,threads,tokens,best_seconds,best_tok_per_s,mean_tok_per_s,decode_bytes_per_token,depth,kv_bytes_per_token\n");
+    printf("test,threads,tokens,best_seconds,best_tok_per_s,mean_tok_per_s,decode_bytes_per_token,depth,"
+           "kv_bytes_per_token,weight_bytes_read_per_token,experts_touched_share\n");
     int rc = 0;
     for (int decode = 0; decode <= 1 && !rc; decode++) {
         int64_t n = decode ? n_gen : n_prompt;
         if (n == 0) continue;
         double best = 1e30, sum_rate = 0;
         double warm;
-        rc = run_once(&s, decode, decode ? 4 : 32, 0, &seed, &warm); /* warm-up: page in weights */
+        rk_weight_stats w_warm = {0}, w = {0};
+        rc = run_once(&s, decode, decode ? 4 : 32, 0, &seed, &warm, &w_warm); /* warm-up: page in weights */
         for (int64_t r = 0; r < reps && !rc; r++) {
             double sec;
-            rc = run_once(&s, decode, n, depth, &seed, &sec);
+            rc = run_once(&s, decode, n, depth, &seed, &sec, &w);
             if (sec < best) best = sec;
             sum_rate += n / sec;
         }
         if (!rc)
-            printf("%s%lld,%d,%lld,%.4f,%.2f,%.2f,%zu,%lld,%zu\n", decode ? "tg" : "pp", (long long)n,
+            printf("%s%lld,%d,%lld,%.4f,%.2f,%.2f,%zu,%lld,%zu,%.0f,%.4f\n", decode ? "tg" : "pp", (long long)n,
                    threads, (long long)n, best, n / best, sum_rate / reps, bytes, (long long)depth,
-                   rk_context_kv_bytes_per_token(s.ctx));
+                   rk_context_kv_bytes_per_token(s.ctx),
+                   w.tokens ? (double)w.bytes_read / (double)w.tokens : 0.0,
+                   w.experts_available ? (double)w.experts_touched / (double)w.experts_available : 0.0);
     }
     rk_session_close(&s);
     return rc;

@@ -73,9 +73,13 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->attn_scratch = alloc_floats(n_threads * ctx->attn_scratch_floats, &failed);
     /* Quantised activation rows take at most 4 bytes per element (F32 rows), plus block
      * headers for formats with large scales (Q8_K: 292 bytes per 256). */
-    /* a MoE batch quantises every (token, routed expert) row: n_used rows per token */
-    int64_t widest = max4(hp->n_embd, hp->n_ff, hp->n_head * hp->head_dim_v, hp->n_ff_shexp);
-    widest = max4(widest, hp->routing.n_used * max4(hp->n_embd, hp->n_ff_exp, 1, 1), 1, 1);
+    /* Elements one token's activations take in the largest batch of products: q/k/v quantise
+     * the input three times, a gate/up pair up to twice, a MoE batch once or twice per routed
+     * expert (rk_matmul_batch quantises each task's rows). */
+    const int64_t E = hp->n_embd, k = hp->routing.n_used;
+    int64_t widest = max4(3 * E, hp->n_ff, hp->n_head * hp->head_dim_v, hp->n_ff_shexp);
+    widest = max4(widest, 2 * k * E, k * hp->n_ff_exp, 1);
+    ctx->mm_scratch_bytes = (size_t)(U * (widest + widest / 32 + 64)) * sizeof(float);
     ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);

@@ -32,7 +32,8 @@ struct rk_context {
     int64_t attn_scratch_floats; /* per thread: rk_attn_scratch_floats(kv, attn_max_group) */
     float *attn_scratch; /* (n_threads, attn_scratch_floats) */
     char kv_codec_name[2][32];   /* canonical names of the key and value codecs */
-    void *mm_scratch;    /* quantised activations, the largest product needs */
+    void *mm_scratch;    /* quantised activations, the largest batch of products needs */
+    size_t mm_scratch_bytes;
     /* split-K decode: one partial per (query head, key page), merged in page order */
     int64_t max_splits;          /* pages the context can hold */
     rk_attn_partial *split_parts;/* (n_head, max_splits); .o points into split_o */
@@ -67,6 +68,13 @@ struct rk_context {
 /* y = x·Wᵀ for n rows on the context's pool (rk_matmul), counting the bytes of W it read. */
 void rk_ctx_matmul(rk_context *ctx, const rk_matrix *w, const float *x, int64_t x_stride, int64_t n,
                    float *y, int64_t y_stride);
+
+/* Several products in one pass over the pool (rk_matmul_batch), counting the bytes they read. */
+void rk_ctx_matmul_batch(rk_context *ctx, const rk_matmul_task *tasks, int n_tasks);
+
+/* x·W1ᵀ → y1 and x·W2ᵀ → y2 (a gate and an up projection: the same input) in one pass. */
+void rk_ctx_matmul_pair(rk_context *ctx, const float *x, int64_t x_stride, int64_t n, const rk_matrix *w1,
+                        float *y1, int64_t y1_stride, const rk_matrix *w2, float *y2, int64_t y2_stride);
 
 /* Runs the model over n <= n_ubatch tokens at positions n_past.. and advances n_past.
  * Writes logits of the last `n_out` tokens (n_out <= n) into `logits` (n_out, n_vocab). */

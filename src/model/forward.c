@@ -15,6 +15,8 @@
  * (token, head) pairs. The row ops here are a few percent.
  */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -36,10 +38,34 @@ static int64_t window_start(const rk_hparams *hp, int64_t il, int64_t pos) {
     return hp->layer_is_local[il] && pos + 1 > hp->sliding_window ? pos + 1 - hp->sliding_window : 0;
 }
 
+void rk_ctx_matmul_batch(rk_context *ctx, const rk_matmul_task *tasks, int n_tasks) {
+    if (rk_matmul_batch_scratch_bytes(tasks, n_tasks) > ctx->mm_scratch_bytes) { /* a sizing bug */
+        fprintf(stderr, "ringkv: internal error: %zu bytes of activation scratch needed, %zu allocated\n",
+                rk_matmul_batch_scratch_bytes(tasks, n_tasks), ctx->mm_scratch_bytes);
+        abort();
+    }
+    rk_matmul_batch(ctx->pool, tasks, n_tasks, ctx->mm_scratch);
+    for (int i = 0; i < n_tasks; i++)
+        for (int j = 0; j < 2 && tasks[i].w[j]; j++)
+            ctx->weight_stats.bytes_read += (uint64_t)tasks[i].w[j]->n_out * tasks[i].w[j]->row_bytes;
+}
+
 void rk_ctx_matmul(rk_context *ctx, const rk_matrix *w, const float *x, int64_t x_stride, int64_t n,
                    float *y, int64_t y_stride) {
-    rk_matmul(ctx->pool, w, x, x_stride, n, y, y_stride, ctx->mm_scratch);
-    ctx->weight_stats.bytes_read += (uint64_t)w->n_out * w->row_bytes;
+    rk_matmul_task t = {{w, NULL}, {y, NULL}, y_stride, x, x_stride, NULL, n};
+    rk_ctx_matmul_batch(ctx, &t, 1);
+}
+
+void rk_ctx_matmul_pair(rk_context *ctx, const float *x, int64_t x_stride, int64_t n, const rk_matrix *w1,
+                        float *y1, int64_t y1_stride, const rk_matrix *w2, float *y2, int64_t y2_stride) {
+    rk_matmul_task t[2] = {{{w1, NULL}, {y1, NULL}, y1_stride, x, x_stride, NULL, n},
+                           {{w2, NULL}, {y2, NULL}, y2_stride, x, x_stride, NULL, n}};
+    if (w1->ops->act_type == w2->ops->act_type && y1_stride == y2_stride) {
+        t[0].w[1] = w2, t[0].y[1] = y2;
+        rk_ctx_matmul_batch(ctx, t, 1);
+    } else {
+        rk_ctx_matmul_batch(ctx, t, 2);
+    }
 }
 
 static void attention_rows(void *arg, int ith, int nth) {
@@ -273,9 +299,12 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
     const rk_layer *L = &ctx->model->layers[il];
     const int64_t E = hp->n_embd;
     run_rows(ctx, il, n, pos0, STAGE_ATTN_NORM);
-    rk_ctx_matmul(ctx, &L->wq, ctx->xb, E, n, ctx->q, hp->n_head * hp->head_dim_k);
-    rk_ctx_matmul(ctx, &L->wk, ctx->xb, E, n, ctx->k, hp->n_head_kv * hp->head_dim_k);
-    rk_ctx_matmul(ctx, &L->wv, ctx->xb, E, n, ctx->v, hp->n_head_kv * hp->head_dim_v);
+    /* q, k and v in one pass over the pool */
+    rk_matmul_task qkv[3] = {
+        {{&L->wq, NULL}, {ctx->q, NULL}, hp->n_head * hp->head_dim_k, ctx->xb, E, NULL, n},
+        {{&L->wk, NULL}, {ctx->k, NULL}, hp->n_head_kv * hp->head_dim_k, ctx->xb, E, NULL, n},
+        {{&L->wv, NULL}, {ctx->v, NULL}, hp->n_head_kv * hp->head_dim_v, ctx->xb, E, NULL, n}};
+    rk_ctx_matmul_batch(ctx, qkv, 3);
     run_rows(ctx, il, n, pos0, STAGE_QKV_POST);
     /* Pages this micro-batch filled are encoded now; each query still reads its own page in
      * f32 (kept until after attention), the full pages before it through the codec, as in
@@ -318,8 +347,7 @@ static void ffn_block(rk_context *ctx, int64_t il, int64_t n) {
         run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);
         return;
     }
-    rk_ctx_matmul(ctx, &L->w_gate, ctx->xb, E, n, ctx->hb, F);
-    rk_ctx_matmul(ctx, &L->w_up, ctx->xb, E, n, ctx->hb2, F);
+    rk_ctx_matmul_pair(ctx, ctx->xb, E, n, &L->w_gate, ctx->hb, F, &L->w_up, ctx->hb2, F);
     run_rows(ctx, il, n, 0, STAGE_ACTIVATION);
     rk_ctx_matmul(ctx, &L->w_down, ctx->hb, F, n, ctx->xb, E);
     run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);

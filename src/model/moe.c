@@ -104,16 +104,6 @@ static void swiglu_rows(rk_context *ctx, float *gate, const float *up, int64_t r
         rk_pool_run(ctx->pool, activation_rows, &job);
 }
 
-static void count_task_bytes(rk_context *ctx, const rk_matmul_task *t) {
-    for (int j = 0; j < 2 && t->w[j]; j++) ctx->weight_stats.bytes_read += (uint64_t)t->w[j]->n_out * t->w[j]->row_bytes;
-}
-
-/* Runs tasks on the pool and counts the weights they read. */
-static void run_tasks(rk_context *ctx, const rk_matmul_task *tasks, int n) {
-    rk_matmul_batch(ctx->pool, tasks, n, ctx->mm_scratch);
-    for (int i = 0; i < n; i++) count_task_bytes(ctx, &tasks[i]);
-}
-
 /* Adds one gate/up task per routed expert (two when the two projections' activation types
  * differ), reading the expert's tokens straight from ctx->xb. Returns the number of tasks. */
 static int gate_up_tasks(rk_context *ctx, const rk_layer *L, rk_matrix *views, rk_matmul_task *tasks) {
@@ -153,7 +143,7 @@ void rk_moe_ffn(rk_context *ctx, const rk_layer *L, int64_t n) {
     rk_matmul_task *tasks = ctx->moe_tasks;
     rk_matrix *views = ctx->moe_views;
     int n_tasks = gate_up_tasks(ctx, L, views, tasks);
-    run_tasks(ctx, tasks, n_tasks);
+    rk_ctx_matmul_batch(ctx, tasks, n_tasks);
     swiglu_rows(ctx, ctx->hb, ctx->hb2, slots, F);
     n_tasks = 0;
     for (int64_t e = 0; e < r->n_expert; e++) {
@@ -163,7 +153,7 @@ void rk_moe_ffn(rk_context *ctx, const rk_layer *L, int64_t n) {
         tasks[n_tasks++] = (rk_matmul_task){{&views[3 * e + 2], NULL}, {ctx->moe_y + begin * E, NULL}, E,
                                             ctx->hb + begin * F, F, NULL, rows};
     }
-    run_tasks(ctx, tasks, n_tasks);
+    rk_ctx_matmul_batch(ctx, tasks, n_tasks);
     /* weighted sum per token, experts in index order (rows of expert e are in token order) */
     memset(ctx->moe_out, 0, (size_t)(n * E) * sizeof *ctx->moe_out);
     for (int64_t slot = 0; slot < slots; slot++) {
@@ -173,8 +163,7 @@ void rk_moe_ffn(rk_context *ctx, const rk_layer *L, int64_t n) {
     }
     if (L->shexp_gate) { /* qwen2moe: every token also goes through the shared expert */
         const int64_t SF = hp->n_ff_shexp;
-        rk_ctx_matmul(ctx, &L->sh_gate, ctx->xb, E, n, ctx->hb, SF);
-        rk_ctx_matmul(ctx, &L->sh_up, ctx->xb, E, n, ctx->hb2, SF);
+        rk_ctx_matmul_pair(ctx, ctx->xb, E, n, &L->sh_gate, ctx->hb, SF, &L->sh_up, ctx->hb2, SF);
         swiglu_rows(ctx, ctx->hb, ctx->hb2, n, SF);
         rk_ctx_matmul(ctx, &L->sh_down, ctx->hb, SF, n, ctx->moe_y, E);
         ctx->weight_stats.bytes_read += (uint64_t)E * sizeof(float);
