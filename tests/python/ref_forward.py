@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Independent NumPy reference forward pass for GGUF models (arch `llama`, `qwen2`, `qwen3`,
-`gemma3`).
+`gemma3`, and the mixture-of-experts `qwen3moe`, `qwen2moe`, `olmoe`, llama with experts
+(Mixtral)).
 
 Written from the model definitions (llama.cpp graph builders / HF transformers modeling code),
 not from ringkv's C sources. Weights are dequantised to float32 with the `gguf` package
@@ -41,6 +42,35 @@ qwen3 (llama.cpp src/models/qwen3.cpp; rope type NEOX):
   In the llama family any bq/bk/bv/bo tensor present in the file is added (llama.cpp's llama
   graph does the same).
 
+Mixture of experts (llama.cpp src/llama-graph.cpp build_moe_ffn with gating SOFTMAX, no
+expert-selection bias, no expert groups, no weight scale; src/models/{qwen3moe,qwen2moe,olmoe,
+llama}.cpp; HF modeling_{qwen3_moe,qwen2_moe,olmoe,mixtral}). The dense FFN of a layer is
+replaced by, with n = rms(h)*ffn_norm as before:
+  p = softmax(Wr·n)                      Wr = ffn_gate_inp [n_expert x n_embd], over ALL experts
+  S = the n_expert_used largest p        (top-k per token, independent of the other tokens)
+  g_e = p_e                              qwen2moe, olmoe        (norm_w = false)
+  g_e = p_e / max(sum_S p, 6.1035e-5)    qwen3moe, Mixtral      (norm_w = true; equals a softmax
+                                                                  over the k selected logits)
+  moe = sum_{e in S} g_e * Wdown_e·(silu(Wgate_e·n) * Wup_e·n)
+  with the experts stacked: ffn_{gate,up}_exps ne [n_embd, n_ff_exp, n_expert] (numpy
+  (n_expert, n_ff_exp, n_embd)), ffn_down_exps ne [n_ff_exp, n_embd, n_expert].
+  n_ff_exp: qwen3moe/qwen2moe <arch>.expert_feed_forward_length (llama.cpp's fallback when the
+  key is absent: n_ff / n_expert_used); llama (Mixtral) and olmoe: <arch>.feed_forward_length.
+qwen3moe: attention exactly as qwen3 (per-head q/k RMSNorm, NEOX), FFN = moe, renormalised.
+qwen2moe: attention as qwen2 (q/k/v biases, added when present: llama.cpp loads them as optional
+  for qwen2moe; NEOX), FFN = moe (not renormalised) + the shared expert
+  sigmoid(ffn_gate_inp_shexp · n) * Wdown_sh·(silu(Wgate_sh·n) * Wup_sh·n)
+  (ffn_gate_inp_shexp is a vector [n_embd]: one scalar gate per token; llama.cpp computes the
+  sigmoid as silu(x)/x; n_ff_shexp = expert_shared_feed_forward_length, default n_ff).
+llama with <arch>.expert_count > 0 (Mixtral): attention as llama (adjacent-pair RoPE), FFN = moe,
+  renormalised.
+olmoe (NEOX; n_head_kv == n_head in practice):
+  q = rms(Wq·a)*attn_q_norm, k = rms(Wk·a)*attn_k_norm with the norm over the WHOLE projection
+  (attn_q_norm has n_head*head_dim entries; HF OlmoeRMSNorm(hidden_size)), then split into heads
+  and RoPE; FFN = moe, not renormalised; separate output.
+Weights of F32 tensors (routers, norms) are used without activation quantisation under act_q8, as
+ggml does; only the MoE code paths apply that exemption (the dense paths are unchanged).
+
 gemma3:
   x = tok_embd[t] * sqrt(n_embd)
   per layer: a = rms(x)*attn_norm
@@ -69,6 +99,9 @@ try:
 except ImportError:  # pragma: no cover - reported by callers
     gguf = None
 
+MOE_ARCHS = ("qwen3moe", "qwen2moe", "olmoe")  # + llama with expert_count > 0 (Mixtral)
+
+
 def _field(reader, key, default=None):
     f = reader.fields.get(key)
     if f is None:
@@ -89,7 +122,7 @@ class Model:
         self._cache = {}
         a = _field(self.r, "general.architecture")
         self.arch = a
-        if a not in ("llama", "qwen2", "qwen3", "gemma3"):
+        if a not in ("llama", "qwen2", "qwen3", "gemma3") + MOE_ARCHS:
             raise ValueError(f"unsupported architecture {a!r}")
         g = lambda k, d=None: _field(self.r, f"{a}.{k}", d)
         self.n_layer = int(g("block_count"))
@@ -102,7 +135,8 @@ class Model:
         # default to key_length)
         self.head_dim_v = int(g("attention.value_length", self.n_embd // self.n_head))
         self.n_rot = int(g("rope.dimension_count", self.head_dim_k))
-        if a in ("qwen2", "qwen3") and not (self.head_dim_v == self.head_dim_k == self.n_rot):
+        same = self.head_dim_v == self.head_dim_k == self.n_rot
+        if a in ("qwen2", "qwen3") + MOE_ARCHS and not same:
             # llama.cpp's qwen2/qwen3 graphs assert n_embd_head_v == n_embd_head_k == n_rot
             raise ValueError(f"{a}: key_length {self.head_dim_k}, value_length {self.head_dim_v} "
                              f"and rope.dimension_count {self.n_rot} must be equal")
@@ -119,6 +153,7 @@ class Model:
             self.rope_freq_scale = 1.0
         emb = self.tensors["token_embd.weight"]
         self.n_vocab = int(emb.shape[1])
+        self._init_moe(g)
         if a == "gemma3":
             self.n_swa = int(g("attention.sliding_window"))
             self.swa_pattern = 6
@@ -133,6 +168,38 @@ class Model:
         else:
             self.attn_scale = 1.0 / math.sqrt(self.head_dim_k)
             self.final_softcap = None
+
+    def _init_moe(self, g):
+        """Expert hyper-parameters (n_expert 0 = dense FFN), checked like llama.cpp's loader."""
+        a = self.arch
+        self.n_expert = int(g("expert_count", 0))
+        self.n_expert_used = int(g("expert_used_count", 0))
+        if a in MOE_ARCHS and self.n_expert == 0:
+            raise ValueError(f"{a}: {a}.expert_count missing or 0")
+        if self.n_expert == 0:
+            return
+        if not 0 < self.n_expert_used <= self.n_expert:
+            raise ValueError(f"{a}.expert_used_count {self.n_expert_used} not in "
+                             f"[1, expert_count {self.n_expert}]")
+        if a in ("qwen3moe", "qwen2moe"):
+            self.n_ff_exp = int(g("expert_feed_forward_length",
+                                  self.n_ff // self.n_expert_used))
+        else:
+            self.n_ff_exp = self.n_ff
+        self.n_ff_shexp = int(g("expert_shared_feed_forward_length", self.n_ff))
+        self.moe_norm_w = a in ("qwen3moe", "llama")
+        want = {"ffn_gate_inp": [self.n_embd, self.n_expert],
+                "ffn_gate_exps": [self.n_embd, self.n_ff_exp, self.n_expert],
+                "ffn_up_exps": [self.n_embd, self.n_ff_exp, self.n_expert],
+                "ffn_down_exps": [self.n_ff_exp, self.n_embd, self.n_expert]}
+        for il in range(self.n_layer):
+            for t, ne in want.items():
+                name = f"blk.{il}.{t}.weight"
+                if name not in self.tensors:
+                    raise ValueError(f"{a}: missing tensor {name}")
+                if [int(v) for v in self.tensors[name].shape] != ne:
+                    raise ValueError(f"{a}: tensor {name} has ne "
+                                     f"{[int(v) for v in self.tensors[name].shape]}, expected {ne}")
 
     # ---- weights -------------------------------------------------------------------------
     def has(self, name):
@@ -234,12 +301,19 @@ class Forward:
        dtype: compute dtype (float64 default; float32 to measure a plain float32 path),
        act_q8_exact: with act_q8, quantise the activations of Q8_0 weights exactly like ggml
                      (float16 block scales, quantize_act_q8_0_ggml); other types as act_q8,
+       record_routes: keep each MoE layer's router logits and selection in self.routes,
        ablate: names of architecture features to switch OFF, for negative controls only:
-               'qkv_bias' (ignore q/k/v biases), 'qk_norm' (skip qwen3's per-head q/k norm)."""
+               'qkv_bias' (ignore q/k/v biases), 'qk_norm' (skip qwen3's per-head q/k norm);
+               MoE: 'moe_norm_w' (flip the top-k renormalisation: on where the arch has it
+               off and vice versa), 'shexp' (drop qwen2moe's shared expert), 'olmoe_qk_norm_full'
+               (olmoe's q/k norm per head, weight slice h for head h, instead of full width)."""
 
     def __init__(self, model, act_q8=False, kv_f16=False, rope_mode=None, norm_shift=0.0,
-                 dtype=np.float64, act_q8_exact=False, ablate=()):
+                 dtype=np.float64, act_q8_exact=False, ablate=(), record_routes=False):
         self.m = model
+        # MoE: with record_routes, every layer's (prefix "blk.N.", router logits (T, n_expert),
+        # selected experts (T, k)) is appended here, for tests that measure routing margins
+        self.routes = [] if record_routes else None
         self.act_q8_exact = act_q8_exact
         self.ablate = frozenset(ablate)
         self.dt = np.dtype(dtype)
@@ -312,17 +386,84 @@ class Forward:
         q = q.reshape(T, m.n_head, m.head_dim_k)
         k = k.reshape(T, m.n_head_kv, m.head_dim_k)
         v = v.reshape(T, m.n_head_kv, m.head_dim_v)
-        if m.arch == "qwen3" and "qk_norm" not in self.ablate:  # per-head RMSNorm, before RoPE
+        if m.arch in ("qwen3", "qwen3moe") and "qk_norm" not in self.ablate:
+            # per-head RMSNorm, before RoPE
             q = rms_norm(q, m.w(b + "attn_q_norm.weight"), m.eps)
             k = rms_norm(k, m.w(b + "attn_k_norm.weight"), m.eps)
+        if m.arch == "olmoe":
+            q, k = self.olmoe_qk_norm(q, k, b)
         q = rope(q, pos, m.n_rot, m.rope_base, self.rope_mode, m.rope_freq_scale)
         k = rope(k, pos, m.n_rot, m.rope_base, self.rope_mode, m.rope_freq_scale)
         q = q * m.attn_scale
         att = self.attention(q, k, v, pos, il)
         h = x + self.bias(b + "attn_output.bias", self.mm(b + "attn_output.weight", att))
         n = rms_norm(h, m.w(b + "ffn_norm.weight"), m.eps)
+        if m.n_expert:
+            return h + self.moe_ffn(n, b)
         f = silu(self.mm(b + "ffn_gate.weight", n)) * self.mm(b + "ffn_up.weight", n)
         return h + self.mm(b + "ffn_down.weight", f)
+
+    # ---- mixture of experts ----------------------------------------------------------------
+
+    def olmoe_qk_norm(self, q, k, b):
+        """olmoe: RMSNorm over each token's whole q (k) projection, (T, H, D) in and out."""
+        m = self.m
+        wq, wk = m.w(b + "attn_q_norm.weight"), m.w(b + "attn_k_norm.weight")
+        T = q.shape[0]
+        if "olmoe_qk_norm_full" in self.ablate:  # negative control: per head
+            return (rms_norm(q, wq.reshape(q.shape[1:]), m.eps),
+                    rms_norm(k, wk.reshape(k.shape[1:]), m.eps))
+        q = rms_norm(q.reshape(T, -1), wq, m.eps).reshape(q.shape)
+        k = rms_norm(k.reshape(T, -1), wk, m.eps).reshape(k.shape)
+        return q, k
+
+    def mm_w(self, W, qt, x):
+        """x @ W.T with activation quantisation (act_q8) for quantised weights only: ggml
+        multiplies F32 weights by F32 activations."""
+        if self.act_q8 and qt.name not in ("F32", "F16", "BF16"):
+            x = self.quant_act(x, qt)
+        return x @ W.T.astype(self.dt)
+
+    def expert_mm(self, name, e, x):
+        """Expert e of the stacked tensor `name` ((n_expert, n_out, n_in)) applied to x."""
+        return self.mm_w(self.m.w(name)[e], self.m.weight_qtype(name), x)
+
+    def moe_route(self, n, b):
+        """(T, k) selected expert ids and their (T, k) weights, per token independently."""
+        m = self.m
+        r = b + "ffn_gate_inp.weight"
+        logits = self.mm_w(m.w(r), m.weight_qtype(r), n)                # (T, n_expert)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        sel = np.argsort(-p, axis=1, kind="stable")[:, :m.n_expert_used]
+        if self.routes is not None:
+            self.routes.append((b, logits, sel))
+        g = np.take_along_axis(p, sel, axis=1)
+        if m.moe_norm_w != ("moe_norm_w" in self.ablate):
+            g = g / np.maximum(g.sum(axis=1, keepdims=True), 6.103515625e-5)
+        return sel, g
+
+    def moe_ffn(self, n, b):
+        """The layer's MoE FFN output (T, n_embd) for normed input n (T, n_embd)."""
+        m = self.m
+        sel, g = self.moe_route(n, b)
+        out = np.zeros_like(n)
+        for e in range(m.n_expert):
+            rows, slot = np.nonzero(sel == e)
+            if rows.size == 0:
+                continue
+            x = n[rows]
+            f = silu(self.expert_mm(b + "ffn_gate_exps.weight", e, x)) * \
+                self.expert_mm(b + "ffn_up_exps.weight", e, x)
+            y = self.expert_mm(b + "ffn_down_exps.weight", e, f)
+            out[rows] += g[rows, slot][:, None] * y
+        if m.arch == "qwen2moe" and "shexp" not in self.ablate:
+            gname = b + "ffn_gate_inp_shexp.weight"
+            z = self.mm_w(m.w(gname).reshape(1, -1), m.weight_qtype(gname), n)   # (T, 1)
+            f = silu(self.mm(b + "ffn_gate_shexp.weight", n)) * \
+                self.mm(b + "ffn_up_shexp.weight", n)
+            out = out + self.mm(b + "ffn_down_shexp.weight", f) / (1.0 + np.exp(-z))
+        return out
 
     def layer_gemma3(self, x, pos, il):
         m = self.m
