@@ -51,7 +51,7 @@ lc_ts() {
 import csv, sys
 for r in csv.DictReader(sys.stdin):
     if r['$1'] == '$2' and (r['n_prompt'] == '0' or r['n_gen'] == '0'):
-        print(r['avg_ts']); break
+        print('%.2f' % float(r['avg_ts'])); break
 "
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else print "-" }'; }
