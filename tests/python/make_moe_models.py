@@ -28,11 +28,12 @@ that sizes experts from the wrong key fails on the tensor shapes.
 
 Vocabulary, tokenizer keys and the weight distributions follow tests/python/make_tiny_models.py
 (its vocab() is reused): matrices N(0, 1/n_in) (attn_q 2x, expert down projections 2x so the
-MoE branch moves the logits), norms 1 + N(0, 0.1^2) (q/k norms 0.2), biases N(0, 0.5^2),
-embeddings N(0, 0.4^2), output.weight N(0, 0.5^2), routers N(0, 1/n_embd) (router logits of
-unit spread: top-2 of 8 typically holds ~half the probability, so renormalising matters),
-shared-expert gate vector N(0, 1/n_embd). Everything is drawn in a fixed order from one seeded
-generator, before quantisation, so an F32 model and its quantised variant hold the same weights.
+MoE branch moves the logits; down_std overrides that and the shared expert's 1x), norms
+1 + N(0, 0.1^2) (q/k norms 0.2), biases N(0, 0.5^2), embeddings N(0, 0.4^2), output.weight
+N(0, 0.5^2), routers N(0, 1/n_embd) (router logits of unit spread: top-2 of 8 typically holds
+~half the probability, so renormalising matters), shared-expert gate vector N(0, 1/n_embd).
+Everything is drawn in a fixed order from one seeded generator, before quantisation, so an F32
+model and its quantised variant hold the same weights.
 
 Models (context 256; routing as llama.cpp's build_moe_ffn: softmax over all experts, top-k,
 then optional renormalisation of the k weights to sum 1):
@@ -54,6 +55,21 @@ then optional renormalisation of the k weights to sum 1):
     small-qwen3moe-k  qwen3moe, n_embd 256, 4 heads / 2 KV of 64, 2 layers, 8 experts / 2 used,
                       expert ff 256; like a Q4_K_M mix: expert gate/up Q4_K, expert down Q6_K,
                       attention and token_embd Q8_0, output Q6_K (tests/python/kquant_np.py)
+  The same K-quant mix (K_M) for the other architectures, each keeping its tiny model's MoE
+  details at n_embd 256, heads of 64, 2 layers, 256-wide experts (K-quant rows need multiples
+  of 256):
+    small-qwen2moe-k  qwen2moe, 4 heads / 2 KV, q/k/v biases, 16 experts / 2 used, expert ff
+                      256, shared expert ff 512 quantised like the experts (gate/up Q4_K, down
+                      Q6_K), feed_forward_length 768 (unused, as in tiny-qwen2moe), expert down
+                      projections 3x and shared-expert down 2x (down_std; with the default 2x /
+                      1x the renormalisation and shared-expert negative controls came within
+                      8.6-10x of the test's tolerance)
+    small-mixtral-k   llama, 4 heads / 2 KV, 8 experts / 2 used of feed_forward_length 256
+    small-olmoe-k     olmoe, 4 heads = 4 KV heads, 8 experts / 2 used of feed_forward_length 256;
+                      attn_q / attn_k rows of each head scaled by exp(0.5 z), z ~ N(0, 1)
+                      (head_spread), as heads in trained models differ in scale: with equal
+                      heads of 64 values, RMSNorm over the whole projection and per head nearly
+                      coincide (that negative control came to 4.7x the test's tolerance)
 Bad inputs (loader tests; based on tiny-qwen3moe):
     bad-expert-count   qwen3moe.expert_count 6, tensors hold 8 experts
     bad-expert-used    qwen3moe.expert_used_count 9 > expert_count 8
@@ -78,9 +94,11 @@ import make_tiny_models as mt  # noqa: E402  (vocab(), bytes_to_unicode())
 
 F32 = {}
 Q8 = dict(embd="Q8_0", output="Q8_0", attn="Q8_0", exp_gate_up="Q8_0", exp_down="Q8_0",
-          shexp="Q8_0", dense="Q8_0")
+          shexp_gate_up="Q8_0", shexp_down="Q8_0")
+# Like llama-quantize's Q4_K_M on the FFN: every ffn_down* (routed experts and qwen2moe's shared
+# expert) Q6_K, their gate/up Q4_K; attention and token_embd Q8_0, output Q6_K.
 K_M = dict(embd="Q8_0", output="Q6_K", attn="Q8_0", exp_gate_up="Q4_K", exp_down="Q6_K",
-           shexp="Q8_0", dense="Q8_0")
+           shexp_gate_up="Q4_K", shexp_down="Q6_K")
 BENCH_MIX = dict(embd="Q8_0", output="Q6_K", attn="Q4_K", exp_gate_up="Q4_K", exp_down="Q6_K")
 
 _TINY = dict(n_embd=64, n_head=4, n_head_kv=2, n_ctx=256, n_ff=96)
@@ -99,6 +117,17 @@ MODELS = {
     "small-qwen3moe-k": dict(_QWEN3MOE, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
                              n_layer=2, n_ff=512, n_ff_exp=256, quant=K_M, seed=25),
 }
+# The K-quant mix for the other architectures: each keeps its tiny model's MoE details
+# (biases, renormalisation, RoPE, olmoe's full-width q/k norm), at n_embd 256 with 256-wide
+# experts (K-quant rows need multiples of 256), 2 layers, heads of 64.
+_SMALL = dict(n_embd=256, n_head=4, n_head_kv=2, head_dim=64, n_layer=2, quant=K_M)
+MODELS.update({
+    "small-qwen2moe-k": dict(MODELS["tiny-qwen2moe"], **_SMALL, n_ff=768, n_ff_exp=256,
+                             n_ff_shexp=512, n_expert=16, down_std=(3.0, 2.0), seed=26),
+    "small-mixtral-k": dict(MODELS["tiny-mixtral"], **_SMALL, n_ff=256, n_expert=8, seed=27),
+    "small-olmoe-k": dict(MODELS["tiny-olmoe"], **dict(_SMALL, n_head_kv=4), n_ff=256, seed=28,
+                          head_spread=0.5),
+})
 # bad inputs: (base model, overrides of write_model's keyword arguments)
 BAD = {
     "bad-expert-count": ("tiny-qwen3moe", dict(meta=dict(expert_count=6))),
@@ -131,10 +160,13 @@ def _quantize(a, qtype):
 
 def write_model(path, arch, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx,
                 n_expert, n_expert_used, rope_base, eps, quant, seed, n_ff_exp=None,
-                n_ff_shexp=None, n_vocab=None, out_std=0.5, drop=(), meta=None):
+                n_ff_shexp=None, n_vocab=None, out_std=0.5, drop=(), meta=None, head_spread=0.0,
+                down_std=(2.0, 1.0)):
     """Writes one model. `drop`: tensor names left out; `meta`: metadata overrides
     ({"expert_count": 6}); n_vocab pads the byte vocabulary with dummy tokens; out_std is
-    output.weight's standard deviation (logits ~ out_std * sqrt(n_embd))."""
+    output.weight's standard deviation (logits ~ out_std * sqrt(n_embd)); head_spread > 0
+    scales attn_q's and attn_k's rows of head h by exp(head_spread * z_h), z_h ~ N(0, 1);
+    down_std: the routed and the shared experts' down projections are N(0, (s / sqrt(n_ff))^2)."""
     rng = np.random.default_rng(seed)
     meta = dict(meta or {})
     tokens, types, merges, ids = mt.vocab()
@@ -178,10 +210,14 @@ def write_model(path, arch, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, 
     w.add_pad_token_id(ids["<|endoftext|>"])
     w.add_add_bos_token(arch == "llama")
 
-    def mat(name, shape, std, role):
-        """shape in numpy order (outer ... inner = n_in); std of N(0, std^2)."""
+    def mat(name, shape, std, role, heads=0):
+        """shape in numpy order (outer ... inner = n_in); std of N(0, std^2); heads > 0: the
+        rows are that many heads, scaled by head_spread."""
         a = rng.standard_normal(shape, dtype=np.float32)
         a *= np.float32(std)
+        if heads and head_spread > 0:
+            f = np.exp(head_spread * rng.standard_normal(heads)).astype(np.float32)
+            a *= np.repeat(f, shape[0] // heads)[:, None]
         if name in drop:
             return
         data, raw = _quantize(a, quant.get(role, "F32"))
@@ -199,8 +235,8 @@ def write_model(path, arch, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, 
     for il in range(n_layer):
         b = f"blk.{il}."
         vec(b + "attn_norm.weight", n_embd, 1.0, 0.1)
-        mat(b + "attn_q.weight", (q_dim, n_embd), 2.0 / np.sqrt(n_embd), "attn")
-        mat(b + "attn_k.weight", (kv_dim, n_embd), 1.0 / np.sqrt(n_embd), "attn")
+        mat(b + "attn_q.weight", (q_dim, n_embd), 2.0 / np.sqrt(n_embd), "attn", n_head)
+        mat(b + "attn_k.weight", (kv_dim, n_embd), 1.0 / np.sqrt(n_embd), "attn", n_head_kv)
         mat(b + "attn_v.weight", (kv_dim, n_embd), 1.0 / np.sqrt(n_embd), "attn")
         mat(b + "attn_output.weight", (n_embd, q_dim), 1.0 / np.sqrt(q_dim), "attn")
         if arch == "qwen2moe":
@@ -219,15 +255,16 @@ def write_model(path, arch, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, 
             "exp_gate_up")
         mat(b + "ffn_up_exps.weight", (n_expert, ff_exp, n_embd), 1.0 / np.sqrt(n_embd),
             "exp_gate_up")
-        mat(b + "ffn_down_exps.weight", (n_expert, n_embd, ff_exp), 2.0 / np.sqrt(ff_exp),
+        mat(b + "ffn_down_exps.weight", (n_expert, n_embd, ff_exp), down_std[0] / np.sqrt(ff_exp),
             "exp_down")
         if arch == "qwen2moe":
             vec(b + "ffn_gate_inp_shexp.weight", n_embd, 0.0, 1.0 / np.sqrt(n_embd))
             mat(b + "ffn_gate_shexp.weight", (n_ff_shexp, n_embd), 1.0 / np.sqrt(n_embd),
-                "shexp")
-            mat(b + "ffn_up_shexp.weight", (n_ff_shexp, n_embd), 1.0 / np.sqrt(n_embd), "shexp")
-            mat(b + "ffn_down_shexp.weight", (n_embd, n_ff_shexp), 1.0 / np.sqrt(n_ff_shexp),
-                "shexp")
+                "shexp_gate_up")
+            mat(b + "ffn_up_shexp.weight", (n_ff_shexp, n_embd), 1.0 / np.sqrt(n_embd),
+                "shexp_gate_up")
+            mat(b + "ffn_down_shexp.weight", (n_embd, n_ff_shexp),
+                down_std[1] / np.sqrt(n_ff_shexp), "shexp_down")
 
     w.write_header_to_file()
     w.write_kv_data_to_file()
