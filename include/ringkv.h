@@ -162,6 +162,7 @@ typedef struct rk_kv_tier_stats {
     size_t hot_bytes, warm_bytes;              /* RAM in each tier now */
     uint64_t disk_bytes;                       /* page-file bytes held now */
     int disk_direct;
+    int disk_io_uring;                         /* prefetch reads go through an io_uring */
     uint64_t sparse_pages_visited, sparse_pages_skipped; /* (page, KV head) pairs in sparse decode */
 } rk_kv_tier_stats;
 

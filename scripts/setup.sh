@@ -2,7 +2,8 @@
 # Installs what ringkv needs on a fresh Debian machine, fetches the default models and builds.
 # Safe to re-run: every step is skipped when already done.
 #
-#   Debian packages: cmake, a C compiler, pkg-config, PCRE2 (BPE pre-tokenizers), clang and its
+#   Debian packages: cmake, a C compiler, pkg-config, PCRE2 (BPE pre-tokenizers), liburing (the
+#   KV disk tier's reads in flight at once; optional, detected by CMake), clang and its
 #   sanitizer runtime (fuzzing), gnuplot (NIAH heatmaps)
 #   PyPI packages (tests' reference implementations): numpy, gguf, tokenizers
 #   Models: scripts/fetch-models.sh (SmolLM2-135M-Instruct, Gemma 3 270M) into models/
@@ -10,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-apt_packages=(build-essential cmake pkg-config libpcre2-dev clang libclang-rt-14-dev gnuplot-nox)
+apt_packages=(build-essential cmake pkg-config libpcre2-dev liburing-dev clang libclang-rt-14-dev gnuplot-nox)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -153,7 +153,9 @@ void rk_print_tiers(FILE *out, const rk_context *ctx) {
                  "read hot %.1f, warm %.1f, of which from disk %.1f MiB | disk reads %.3f s, waited %.3f s "
                  "(%.0f%% hidden)\n",
             (long long)t.pages_hot, t.hot_bytes / 1048576.0, (long long)t.pages_warm, t.warm_bytes / 1048576.0,
-            (long long)t.pages_cold, t.disk_bytes / 1048576.0, t.disk_direct ? ", O_DIRECT" : "",
+            (long long)t.pages_cold, t.disk_bytes / 1048576.0,
+            t.disk_direct ? (t.disk_io_uring ? ", O_DIRECT, io_uring" : ", O_DIRECT")
+                          : (t.disk_io_uring ? ", io_uring" : ""),
             t.read_hot_bytes / 1048576.0, t.read_warm_bytes / 1048576.0, t.read_cold_bytes / 1048576.0,
             t.io_seconds, t.io_wait_seconds,
             t.io_seconds > 0 ? 100.0 * (1.0 - t.io_wait_seconds / t.io_seconds) : 0.0);

@@ -2,8 +2,9 @@
  * kv-prefetch.c — the disk tier's I/O thread (see kv-prefetch.h).
  *
  * A mutex and two condition variables guard one request slot: submit fills it and signals the
- * thread; the thread reads runs of consecutive pages with rk_kv_store_read (one large preadv
- * each) and signals completion; wait blocks on that. The thread sleeps when there is no work.
+ * thread; the thread reads the pages with rk_kv_store_read_pages (every piece in flight at
+ * once through its io_uring where available, else one large preadv per run of consecutive
+ * pages) and signals completion; wait blocks on that. The thread sleeps when there is no work.
  */
 #include "kv/kv-prefetch.h"
 
@@ -15,9 +16,13 @@
 
 #include "core/clock.h"
 #include "core/error.h"
+#include "kv/kv-uring.h"
+
+#define URING_DEPTH 32 /* reads in flight: a 4.4 MiB layer is about 18 pieces of 256 KiB */
 
 struct kv_prefetch {
     rk_kv_store *store;
+    rk_kv_uring *ring;        /* the thread's io_uring, or NULL (kv-uring.h) */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t work;      /* a request arrived, or stop */
@@ -34,16 +39,9 @@ struct kv_prefetch {
     double io_seconds;
 };
 
-/* Reads the request in runs of consecutive pages. */
+/* Reads the request: all of it in flight at once through the ring, or run after run. */
 static rk_status read_request(kv_prefetch *io, rk_error *err) {
-    for (int64_t a = 0; a < io->n;) {
-        int64_t b = a + 1;
-        while (b < io->n && io->pages[b] == io->pages[b - 1] + 1) b++;
-        rk_status s = rk_kv_store_read(io->store, io->file, io->pages[a], b - a, io->recs + a, err);
-        if (s) return s;
-        a = b;
-    }
-    return RK_OK;
+    return rk_kv_store_read_pages(io->store, io->ring, io->file, io->pages, io->n, io->recs, err);
 }
 
 static void *io_main(void *arg) {
@@ -76,6 +74,7 @@ static void destroy(kv_prefetch *io) {
     pthread_cond_destroy(&io->done);
     free(io->pages);
     free(io->recs);
+    rk_kv_uring_free(io->ring);
     free(io);
 }
 
@@ -88,6 +87,7 @@ rk_status kv_prefetch_start(rk_kv_store *store, int64_t max_pages, kv_prefetch *
     pthread_cond_init(&io->work, NULL);
     pthread_cond_init(&io->done, NULL);
     io->store = store;
+    io->ring = rk_kv_uring_create(URING_DEPTH);
     io->file = -1;
     io->pages = calloc((size_t)max_pages, sizeof *io->pages);
     io->recs = calloc((size_t)max_pages, sizeof *io->recs);
@@ -127,6 +127,8 @@ void kv_prefetch_submit(kv_prefetch *io, int64_t file, const int64_t *pages, uin
     pthread_cond_signal(&io->work);
     pthread_mutex_unlock(&io->lock);
 }
+
+int kv_prefetch_uses_uring(const kv_prefetch *io) { return io && io->ring != NULL; }
 
 int64_t kv_prefetch_pending_file(const kv_prefetch *io) {
     /* Only the submitting thread changes `pending` and `file`, so it may read them unlocked. */

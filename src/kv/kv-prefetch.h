@@ -27,6 +27,9 @@ void kv_prefetch_stop(kv_prefetch *io);
 void kv_prefetch_submit(kv_prefetch *io, int64_t file, const int64_t *pages, uint8_t *const *recs,
                         int64_t n);
 
+/* 1 when the thread reads through an io_uring (every piece of a request in flight at once). */
+int kv_prefetch_uses_uring(const kv_prefetch *io);
+
 /* The file of the outstanding request, or -1 when there is none. */
 int64_t kv_prefetch_pending_file(const kv_prefetch *io);
 

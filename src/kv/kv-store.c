@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "core/crc32c.h"
+#include "kv/kv-uring.h"
 #include "core/clock.h"
 #include "core/error.h"
 
@@ -448,18 +449,17 @@ static rk_status verify(const rk_kv_store *s, const uint8_t *rec, int64_t file, 
     return RK_OK;
 }
 
-/* Reads and verifies up to STORE_BATCH pages (first .. first+count-1). */
-static rk_status read_batch(rk_kv_store *s, int64_t file, int64_t first, int64_t count,
-                            uint8_t *const *records, rk_error *err) {
-    uint64_t gens[STORE_BATCH];
-    uint32_t crcs[STORE_BATCH];
+/* What the slot table expects of pages[0 .. n) of `file` (pages NULL: first, first+1, ...):
+ * their generations and CRCs, taken under the lock. RK_ERR_IO for a page never written. */
+static rk_status snapshot(rk_kv_store *s, int64_t file, const int64_t *pages, int64_t first, int64_t n,
+                          uint64_t *gens, uint32_t *crcs, rk_error *err) {
     int64_t invalid = -1;
     store_lock(s);
-    for (int64_t i = 0; i < count; i++) {
-        const store_slot *sl = slot_at(s, file, first + i);
+    for (int64_t i = 0; i < n; i++) {
+        const store_slot *sl = slot_at(s, file, pages ? pages[i] : first + i);
         gens[i] = sl->gen;
         crcs[i] = sl->crc;
-        if (sl->gen == 0 && invalid < 0) invalid = first + i;
+        if (sl->gen == 0 && invalid < 0) invalid = pages ? pages[i] : first + i;
     }
     store_unlock(s);
     if (invalid >= 0)
@@ -467,6 +467,16 @@ static rk_status read_batch(rk_kv_store *s, int64_t file, int64_t first, int64_t
                             "kv disk tier: page %lld of layer %lld: never written (or dropped, or "
                             "its write failed)",
                             (long long)invalid, (long long)file);
+    return RK_OK;
+}
+
+/* Reads and verifies up to STORE_BATCH pages (first .. first+count-1). */
+static rk_status read_batch(rk_kv_store *s, int64_t file, int64_t first, int64_t count,
+                            uint8_t *const *records, rk_error *err) {
+    uint64_t gens[STORE_BATCH];
+    uint32_t crcs[STORE_BATCH];
+    rk_status snap = snapshot(s, file, NULL, first, count, gens, crcs, err);
+    if (snap) return snap;
 
     const size_t rb = s->record_bytes;
     uint64_t done = 0;
@@ -502,6 +512,85 @@ rk_status rk_kv_store_read(rk_kv_store *store, int64_t file, int64_t first, int6
     if (st == RK_OK) {
         store->stats.bytes_read += (uint64_t)count * store->record_bytes;
         store->stats.pages_read += (uint64_t)count;
+    } else {
+        store->stats.read_errors++;
+    }
+    store->stats.read_seconds += rk_now_seconds() - t0;
+    store_unlock(store);
+    return st;
+}
+
+#define EXTENT_BYTES (256 * 1024) /* one read in flight; a layer's run is cut into these */
+
+/* The io_uring path of rk_kv_store_read_pages: every run in EXTENT_BYTES pieces, all in flight,
+ * then every page verified. A piece that comes back short or failed is read again with
+ * rk_kv_store_read, which reports the exact cause. */
+static rk_status read_pages_uring(rk_kv_store *s, rk_kv_uring *ring, int64_t file, const int64_t *pages,
+                                  int64_t n, uint8_t *const *records, rk_error *err) {
+    const size_t rb = s->record_bytes;
+    const int64_t per_extent = rb >= EXTENT_BYTES ? 1 : (int64_t)(EXTENT_BYTES / rb);
+    uint64_t *gens = malloc((size_t)n * sizeof *gens);
+    uint32_t *crcs = malloc((size_t)n * sizeof *crcs);
+    struct iovec *iov = malloc((size_t)n * sizeof *iov);
+    rk_kv_extent *ext = malloc((size_t)n * sizeof *ext);
+    int64_t *res = malloc((size_t)n * sizeof *res), *ext_first = malloc((size_t)n * sizeof *ext_first);
+    rk_status st = RK_OK;
+    if (!gens || !crcs || !iov || !ext || !res || !ext_first)
+        st = rk_error_set(err, RK_ERR_NO_MEMORY, "kv disk tier: out of memory reading layer %lld", (long long)file);
+    if (!st) st = snapshot(s, file, pages, 0, n, gens, crcs, err);
+    int n_ext = 0;
+    for (int64_t i = 0; i < n && !st; i++) {
+        iov[i].iov_base = records[i];
+        iov[i].iov_len = rb;
+        const rk_kv_extent *last = n_ext > 0 ? &ext[n_ext - 1] : NULL;
+        if (last && pages[i] == pages[i - 1] + 1 && last->n_iov < per_extent) {
+            ext[n_ext - 1].n_iov++;
+            ext[n_ext - 1].bytes += rb;
+        } else {
+            ext_first[n_ext] = i;
+            ext[n_ext++] = (rk_kv_extent){s->fds[file], (off_t)pages[i] * (off_t)rb, &iov[i], 1, rb};
+        }
+    }
+    if (!st) rk_kv_uring_read(ring, ext, n_ext, res);
+    for (int e = 0; e < n_ext && !st; e++) {
+        const int64_t i0 = ext_first[e];
+        if (res[e] != (int64_t)ext[e].bytes) { /* short, failed or never submitted: again, plainly */
+            st = rk_kv_store_read(s, file, pages[i0], ext[e].n_iov, records + i0, err);
+            continue;
+        }
+        for (int64_t i = i0; i < i0 + ext[e].n_iov && !st; i++)
+            st = verify(s, records[i], file, pages[i], gens[i], crcs[i], err);
+    }
+    free(gens), free(crcs), free(iov), free(ext), free(res), free(ext_first);
+    return st;
+}
+
+rk_status rk_kv_store_read_pages(rk_kv_store *store, rk_kv_uring *ring, int64_t file, const int64_t *pages,
+                                 int64_t n, uint8_t *const *records, rk_error *err) {
+    for (int64_t i = 0; i < n; i++) { /* each page in range, ascending, its buffer fit */
+        if (i > 0 && pages[i] <= pages[i - 1])
+            return rk_error_set(err, RK_ERR_INVALID_ARG, "kv disk tier: pages of layer %lld not ascending",
+                                (long long)file);
+        rk_status st = check_run(store, file, pages[i], 1, records + i, err);
+        if (st) return st;
+    }
+    if (n == 0) return RK_OK;
+    if (!ring) { /* one run of consecutive pages after another */
+        for (int64_t a = 0; a < n;) {
+            int64_t b = a + 1;
+            while (b < n && pages[b] == pages[b - 1] + 1) b++;
+            rk_status st = rk_kv_store_read(store, file, pages[a], b - a, records + a, err);
+            if (st) return st;
+            a = b;
+        }
+        return RK_OK;
+    }
+    const double t0 = rk_now_seconds();
+    rk_status st = read_pages_uring(store, ring, file, pages, n, records, err);
+    store_lock(store);
+    if (st == RK_OK) {
+        store->stats.bytes_read += (uint64_t)n * store->record_bytes;
+        store->stats.pages_read += (uint64_t)n;
     } else {
         store->stats.read_errors++;
     }

@@ -120,6 +120,16 @@ rk_status rk_kv_store_write(rk_kv_store *store, int64_t file, int64_t first, int
 rk_status rk_kv_store_read(rk_kv_store *store, int64_t file, int64_t first, int64_t count,
                            uint8_t *const *records, rk_error *err);
 
+typedef struct rk_kv_uring rk_kv_uring;
+
+/* Reads pages[0 .. n) of layer `file` (ascending, not necessarily consecutive) into
+ * records[0 .. n), with the same checks and errors as rk_kv_store_read. With a ring
+ * (kv-uring.h) every run of consecutive pages, cut into 256 KiB pieces, is in flight at once;
+ * with NULL the runs are read one after another. The ring's statistics count as reads (a page
+ * re-read after a short or failed piece counts twice). */
+rk_status rk_kv_store_read_pages(rk_kv_store *store, rk_kv_uring *ring, int64_t file, const int64_t *pages,
+                                 int64_t n, uint8_t *const *records, rk_error *err);
+
 /* Forgets pages first .. slots_per_file-1 of layer `file` (a truncated sequence): they become
  * invalid, stop counting in bytes_held, and their disk space is released (fallocate
  * PUNCH_HOLE where supported; failure is ignored). Out-of-range arguments are clamped: a

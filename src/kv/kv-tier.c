@@ -472,5 +472,6 @@ void rk_kv_get_tier_stats(const rk_kv_cache *kv, rk_kv_tier_stats *out) {
         rk_kv_store_get_stats(t->store, &ss);
         out->disk_bytes = ss.bytes_held;
         out->disk_direct = rk_kv_store_is_direct(t->store);
+        out->disk_io_uring = kv_prefetch_uses_uring(t->io);
     }
 }

@@ -200,15 +200,7 @@ def write_model(path, arch, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, 
     assert not meta, f"unknown metadata overrides {meta}"
     w.add_file_type(FTYPE[id(quant)])
 
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(PRE.get(arch, "qwen2"))
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(ids["<|endoftext|>"])
-    w.add_eos_token_id(ids["<|im_end|>"])
-    w.add_pad_token_id(ids["<|endoftext|>"])
-    w.add_add_bos_token(arch == "llama")
+    mt.add_vocab(w, PRE.get(arch, "qwen2"), arch == "llama", tokens, types, merges, ids)
 
     def mat(name, shape, std, role, heads=0):
         """shape in numpy order (outer ... inner = n_in); std of N(0, std^2); heads > 0: the

@@ -84,6 +84,19 @@ def vocab():
     return tokens, types, merges, ids
 
 
+def add_vocab(w, pre, add_bos, tokens, types, merges, ids):
+    """The byte-level BPE tokenizer metadata of vocab() (shared with make_moe_models.py)."""
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(ids["<|endoftext|>"])
+    w.add_eos_token_id(ids["<|im_end|>"])
+    w.add_pad_token_id(ids["<|endoftext|>"])
+    w.add_add_bos_token(add_bos)
+
+
 def write_model(path, arch, n_layer, head_dim, tied, qtype, rope_base, eps, seed, drop=()):
     """Writes one model; tensors named in `drop` are left out (for loader tests)."""
     rng = np.random.default_rng(seed)
@@ -108,15 +121,7 @@ def write_model(path, arch, n_layer, head_dim, tied, qtype, rope_base, eps, seed
     ftype = gguf.LlamaFileType.MOSTLY_Q8_0 if qtype == "Q8_0" else gguf.LlamaFileType.ALL_F32
     w.add_file_type(ftype)
 
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("llama-bpe" if arch == "llama" else "qwen2")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(ids["<|endoftext|>"])
-    w.add_eos_token_id(ids["<|im_end|>"])
-    w.add_pad_token_id(ids["<|endoftext|>"])
-    w.add_add_bos_token(arch == "llama")
+    add_vocab(w, "llama-bpe" if arch == "llama" else "qwen2", arch == "llama", tokens, types, merges, ids)
 
     def mat(name, n_out, n_in, std=None):
         a = rng.standard_normal((n_out, n_in)).astype(np.float32)
