@@ -14,6 +14,7 @@
  *     test-kv-store                 the tests
  *     test-kv-store --bench [DIR]   write and read 256 MiB, buffered and O_DIRECT, report MB/s
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,12 +100,13 @@ static int msg_has(const rk_error *err, const char *a, const char *b) {
     return strstr(err->msg, a) && (!b || strstr(err->msg, b));
 }
 
-/* Opens layer `file`'s file of store s behind its back (buffered). */
+/* Opens layer `file`'s file of store s behind its back (buffered). The store unlinked it, so
+ * it is found among this process's open descriptors. */
 static int open_layer_file(const rk_kv_store *s, int64_t file) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/layer-%03lld.kv", rk_kv_store_path(s), (long long)file);
-    int fd = open(path, O_RDWR);
-    CHECK_MSG(fd >= 0, "open %s: %s", path, strerror(errno));
+    char name[64];
+    snprintf(name, sizeof name, "/layer-%03lld.kv", (long long)file);
+    int fd = rk_test_open_unlinked(rk_kv_store_path(s), name);
+    CHECK_MSG(fd >= 0, "no open, unlinked %s%s", rk_kv_store_path(s), name);
     return fd;
 }
 
@@ -754,6 +757,33 @@ static void test_read_pages(const char *dir, int direct) {
     close_store(s);
 }
 
+/* Nothing of a store shows in its directory while it is open, and nothing is left when its
+ * process is killed with pages written. */
+static void test_no_leftovers(const char *dir) {
+    rk_kv_store *s = open_store(dir, 3, 10, 5000, 0, 0);
+    if (!s) return;
+    struct stat sb;
+    CHECK_MSG(stat(rk_kv_store_path(s), &sb) != 0 && errno == ENOENT, "%s visible while open", rk_kv_store_path(s));
+    close_store(s);
+    pid_t child = fork();
+    if (child == 0) {
+        rk_kv_store *c = open_store(dir, 3, 10, 5000, 0, 0);
+        const size_t rb = c ? rk_kv_store_record_bytes(c) : 0;
+        uint8_t **w = alloc_records(10, rb);
+        rk_error err;
+        for (int f = 0; c && f < 3; f++) rk_kv_store_write(c, f, 0, 10, w, &err);
+        raise(SIGKILL); /* no close, no cleanup */
+        _exit(1);
+    }
+    int status = 0;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFSIGNALED(status));
+    DIR *d = opendir(dir);
+    int entries = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) entries += e->d_name[0] != '.';
+    if (d) closedir(d);
+    CHECK_MSG(entries == 0, "%d entries left in %s by a killed process", entries, dir);
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "--bench") == 0) {
         const char *dir = argc >= 3 ? argv[2] : "/tmp";
@@ -781,6 +811,7 @@ int main(int argc, char **argv) {
     }
     test_budget(dir);
     test_bad_args(dir);
+    test_no_leftovers(dir);
 
     /* Every store removed its subdirectory: the test directories are empty again. */
     CHECK_MSG(rmdir(dir) == 0, "rmdir %s: %s", dir, strerror(errno));

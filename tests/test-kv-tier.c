@@ -11,7 +11,6 @@
  *   - budgets that cannot hold what they must are refused with the sizes needed.
  *   - truncating into a page that lives on disk reads it back and re-opens it.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -177,20 +176,6 @@ static void test_exact(const char *dir) {
 }
 
 /* The one page file of layer `layer` under the store's subdirectory of dir. */
-static int find_layer_file(const char *dir, int layer, char *path, size_t cap) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *e;
-    int found = 0;
-    while (!found && (e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, "ringkv-kv-", 10) != 0) continue;
-        snprintf(path, cap, "%s/%s/layer-%03d.kv", dir, e->d_name, layer);
-        found = access(path, F_OK) == 0;
-    }
-    closedir(d);
-    return found;
-}
-
 static void test_corruption(const char *dir) {
     run_cfg rc = {"tq3.5", dir, 0, 0, 0};
     rk_error err;
@@ -200,9 +185,8 @@ static void test_corruption(const char *dir) {
     if (!kv) return;
     CHECK(drive(kv, &out, &err) == RK_OK);
     /* page 3 of layer 1 is cold now (only pinned pages and two layers stay in RAM) */
-    char path[512];
-    CHECK(find_layer_file(dir, 1, path, sizeof path));
-    int fd = open(path, O_RDWR);
+    /* the page files were unlinked when the store opened them: found through /proc/self/fd */
+    int fd = rk_test_open_unlinked("ringkv-kv-", "/layer-001.kv");
     CHECK(fd >= 0);
     size_t rec = rk_kv_record_bytes(kv);
     off_t at = (off_t)(3 * rec + 64 + 1000);

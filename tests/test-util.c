@@ -1,6 +1,8 @@
 /* test-util.c — see test-util.h. */
 #include "test-util.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -55,3 +57,22 @@ uint64_t rk_test_rng_next(rk_test_rng *r) {
 }
 
 double rk_test_rng_unif(rk_test_rng *r) { return ((double)(rk_test_rng_next(r) >> 11) + 0.5) / 9007199254740992.0; }
+
+int rk_test_open_unlinked(const char *a, const char *b) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int fd = -1;
+    struct dirent *e;
+    while (fd < 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char link[300], target[4096];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n <= 0) continue;
+        target[n] = '\0';
+        if (strstr(target, a) && (!b || strstr(target, b)) && strstr(target, " (deleted)"))
+            fd = open(link, O_RDWR); /* a new open file description: buffered even if the store's is O_DIRECT */
+    }
+    closedir(d);
+    return fd;
+}

@@ -48,6 +48,12 @@ typedef struct rk_test_rng {
 uint64_t rk_test_rng_next(rk_test_rng *r);
 double rk_test_rng_unif(rk_test_rng *r); /* uniform in (0, 1) */
 
+/* Opens (O_RDWR, buffered) a file this process holds open but whose name was unlinked, found
+ * through /proc/self/fd: the first whose former path contains both `a` and `b` (b may be
+ * NULL). For tests that corrupt the KV disk tier's page files behind its back. Returns the new
+ * descriptor, or -1. */
+int rk_test_open_unlinked(const char *a, const char *b);
+
 /* 0 when no CHECK failed, else 1; prints a summary line. */
 int rk_test_finish(const char *name);
 

@@ -7,6 +7,9 @@
  * O_DIRECT when the filesystem takes it so that the page cache neither doubles the memory nor
  * adds a copy. The CRC32C of a payload (SSE4.2, several GB/s) costs little next to the disk.
  *
+ * The layer files are unlinked as soon as they are open, and the subdirectory removed: the
+ * store works on open descriptors, and a killed or crashed process leaves no page on disk.
+ *
  * Trust comes from a slot table in RAM (16 bytes per page): the generation of the page's last
  * write (0 = not valid) and its payload CRC. Generations count writes store-wide, so a record
  * left over from an earlier write of the same slot never passes for the current one. The
@@ -61,6 +64,7 @@ struct rk_kv_store {
     size_t record_bytes;
     uint64_t max_bytes;
     int direct;
+    int unlinked; /* the names are gone (unlink_files ran) */
 
     pthread_mutex_t lock; /* guards everything below */
     store_slot *slots;    /* (n_files, slots_per_file) */
@@ -145,6 +149,21 @@ static rk_status open_layer(rk_kv_store *s, int64_t file, rk_error *err) {
     return RK_OK;
 }
 
+/* Removes the names of the files opened so far and the subdirectory. The open descriptors keep
+ * the files alive; the kernel frees them when the last one closes, so nothing is left on disk
+ * when the process ends, however it ends. Failures are ignored (nothing to lose). */
+static void unlink_files(rk_kv_store *s) {
+    if (!s->path || !s->fds || s->unlinked) return;
+    s->unlinked = 1; /* once: the name may belong to another store afterwards */
+    for (int64_t f = 0; f < s->n_files; f++) {
+        if (s->fds[f] < 0) continue;
+        char *p = layer_path(s, f);
+        if (p) unlink(p);
+        free(p);
+    }
+    rmdir(s->path);
+}
+
 static rk_status check_config(const rk_kv_store_config *c, rk_error *err) {
     if (!c || !c->dir)
         return rk_error_set(err, RK_ERR_INVALID_ARG, "kv disk tier: no directory given");
@@ -222,6 +241,7 @@ rk_status rk_kv_store_open(const rk_kv_store_config *config, rk_kv_store **out, 
             return st;
         }
     }
+    unlink_files(s);
     /* O_DIRECT needs 4096-byte records; buffered files pack them at 64 bytes (a tq3 page of
      * SmolLM2 would waste 10% padded to 4096) */
     const size_t align = rk_kv_store_align(s);
@@ -232,16 +252,10 @@ rk_status rk_kv_store_open(const rk_kv_store_config *config, rk_kv_store **out, 
 
 void rk_kv_store_close(rk_kv_store *store) {
     if (!store) return;
-    if (store->fds) {
-        for (int64_t f = 0; f < store->n_files; f++) {
-            if (store->fds[f] < 0) continue;
-            close(store->fds[f]);
-            char *p = layer_path(store, f);
-            if (p) unlink(p);
-            free(p);
-        }
-    }
-    if (store->path) rmdir(store->path);
+    unlink_files(store); /* when open failed half-way */
+    if (store->fds)
+        for (int64_t f = 0; f < store->n_files; f++)
+            if (store->fds[f] >= 0) close(store->fds[f]);
     pthread_mutex_destroy(&store->lock);
     free(store->path);
     free(store->fds);

@@ -1,7 +1,8 @@
 /*
  * kv-store.h — the cold tier of the KV cache: sealed pages in files on disk, one checksum each.
  *
- * A store is a private subdirectory with one sparse file per layer; page i of a layer lives at
+ * A store is a private subdirectory with one sparse file per layer (unlinked as soon as they
+ * are open, so nothing outlives the process); page i of a layer lives at
  * offset i * record_bytes of that layer's file, so a run of consecutive pages is one large
  * sequential read or write (preadv / pwritev), and never-written pages take no disk space.
  *
@@ -65,13 +66,16 @@ typedef struct rk_kv_store_stats {
                                          * excepted) */
 } rk_kv_store_stats;
 
-/* Creates the subdirectory and the layer files. *out belongs to the caller (rk_kv_store_close).
+/* Creates the subdirectory and the layer files, then unlinks them and removes the subdirectory:
+ * the store keeps only open descriptors, so the files vanish with the process however it ends
+ * (their space is freed when the descriptors close). *out belongs to the caller
+ * (rk_kv_store_close).
  * RK_ERR_INVALID_ARG for a NULL config, dir or out, non-positive sizes, or sizes whose files
  * would not fit in an off_t; RK_ERR_IO when the directory is missing or not writable, or a
  * file cannot be created (the message names the path and strerror); RK_ERR_NO_MEMORY. */
 rk_status rk_kv_store_open(const rk_kv_store_config *config, rk_kv_store **out, rk_error *err);
 
-/* Closes the files, unlinks them and removes the subdirectory. NULL is a no-op. */
+/* Closes the files (already unlinked), which frees their space. NULL is a no-op. */
 void rk_kv_store_close(rk_kv_store *store);
 
 /* Bytes of one record: RK_KV_STORE_HEADER_BYTES + payload_bytes rounded up to
@@ -85,7 +89,7 @@ size_t rk_kv_store_align(const rk_kv_store *store);
 /* 1 when the files were opened with O_DIRECT, 0 when the store fell back to buffered I/O. */
 int rk_kv_store_is_direct(const rk_kv_store *store);
 
-/* The store's subdirectory (valid until close). */
+/* The store's subdirectory, for messages (removed right after open; valid until close). */
 const char *rk_kv_store_path(const rk_kv_store *store);
 
 /* Writes pages first .. first+count-1 of layer `file` from records[i] (record buffers as
