@@ -513,6 +513,19 @@ static rk_status read_batch(rk_kv_store *s, int64_t file, int64_t first, int64_t
     return RK_OK;
 }
 
+/* Adds a read call of `pages` pages that started at t0 (and ended with st) to the stats. */
+static void count_read(rk_kv_store *store, rk_status st, int64_t pages, double t0) {
+    store_lock(store);
+    if (st == RK_OK) {
+        store->stats.bytes_read += (uint64_t)pages * store->record_bytes;
+        store->stats.pages_read += (uint64_t)pages;
+    } else {
+        store->stats.read_errors++;
+    }
+    store->stats.read_seconds += rk_now_seconds() - t0;
+    store_unlock(store);
+}
+
 rk_status rk_kv_store_read(rk_kv_store *store, int64_t file, int64_t first, int64_t count,
                            uint8_t *const *records, rk_error *err) {
     rk_status st = check_run(store, file, first, count, records, err);
@@ -522,15 +535,7 @@ rk_status rk_kv_store_read(rk_kv_store *store, int64_t file, int64_t first, int6
         int64_t n = count - i < STORE_BATCH ? count - i : STORE_BATCH;
         st = read_batch(store, file, first + i, n, records + i, err);
     }
-    store_lock(store);
-    if (st == RK_OK) {
-        store->stats.bytes_read += (uint64_t)count * store->record_bytes;
-        store->stats.pages_read += (uint64_t)count;
-    } else {
-        store->stats.read_errors++;
-    }
-    store->stats.read_seconds += rk_now_seconds() - t0;
-    store_unlock(store);
+    count_read(store, st, count, t0);
     return st;
 }
 
@@ -601,15 +606,7 @@ rk_status rk_kv_store_read_pages(rk_kv_store *store, rk_kv_uring *ring, int64_t 
     }
     const double t0 = rk_now_seconds();
     rk_status st = read_pages_uring(store, ring, file, pages, n, records, err);
-    store_lock(store);
-    if (st == RK_OK) {
-        store->stats.bytes_read += (uint64_t)n * store->record_bytes;
-        store->stats.pages_read += (uint64_t)n;
-    } else {
-        store->stats.read_errors++;
-    }
-    store->stats.read_seconds += rk_now_seconds() - t0;
-    store_unlock(store);
+    count_read(store, st, n, t0);
     return st;
 }
 
