@@ -6,7 +6,9 @@
 #   weights  bytes of weights ringkv's products really read per decoded token (counted as they
 #            run: rk_context_weight_stats), next to the size of what a token routes to (attention,
 #            router, output, embedding row and n_used of the experts: rk_model_decode_bytes) and
-#            to the whole model, with the share of (layer, expert) pairs computed per step
+#            to the whole model, with the share of (layer, expert) pairs computed per step; and the
+#            bytes one decode step reads from storage after the weights were dropped from memory
+#            with readahead off, as the kernel counts them (ringkv bench --cold-step)
 # The model is written by tests/python/make_moe_models.py --bench (qwen3moe shape: 12 layers,
 # n_embd 768, 32 experts of 512, 4 used; Q4_K gate/up, Q6_K down; random weights, seeded) into
 # .cache/bench/ unless -m names another GGUF. Prints a Markdown table and writes it to
@@ -44,7 +46,7 @@ bw=$(./build/bench-membw "$threads" | awk -F, -v t="$threads" '$1==t{print $2}')
 file_bytes=$(stat -c %s "$model")
 desc=$(./build/ringkv info -m "$model" 2>/dev/null | grep -m1 "experts" || true)
 
-rk=$(./build/ringkv bench -m "$model" -t "$threads" -p 512 -n 128 -r "$reps")
+rk=$(./build/ringkv bench -m "$model" -t "$threads" -p 512 -n 128 -r "$reps" --cold-step)
 lc=$("$lcpp/llama-bench" -m "$model" -t "$threads" -p 512 -n 128 -r "$reps" -o csv 2>/dev/null)
 lc_ts() {
   echo "$lc" | python3 -c "
@@ -60,6 +62,8 @@ rk_tg=$(echo "$rk" | awk -F, '$1=="tg128"{print $6}')
 routed=$(echo "$rk" | awk -F, '$1=="tg128"{print $7}')
 read_per_tok=$(echo "$rk" | awk -F, '$1=="tg128"{print $10}')
 share=$(echo "$rk" | awk -F, '$1=="tg128"{print $11}')
+cold_read=$(echo "$rk" | awk -F, '$1=="cold_step"{print $2}')
+cold_counted=$(echo "$rk" | awk -F, '$1=="cold_step"{print $3}')
 lc_pp=$(lc_ts n_prompt 512)
 lc_tg=$(lc_ts n_gen 128)
 
@@ -78,11 +82,17 @@ echo "| tg128 | $threads | $rk_tg | $lc_tg | $(ratio "$rk_tg" "$lc_tg") |"
 echo
 echo "Weights per decoded token (ringkv, tg128):"
 echo
-echo "| read (counted) | routed size (attention, router, output, k experts) | read / routed | whole model file | experts computed | decode GB/s (% of measured) |"
-echo "|---|---|---|---|---|---|"
-awk -v r="$read_per_tok" -v s="$routed" -v f="$file_bytes" -v sh="$share" -v ts="$rk_tg" -v bw="$bw" 'BEGIN{
+echo "| read (counted) | routed size (attention, router, output, k experts) | read / routed | one cold step: read from storage (kernel) | storage / counted | whole model file | experts computed | decode GB/s (% of measured) |"
+echo "|---|---|---|---|---|---|---|---|"
+awk -v r="$read_per_tok" -v s="$routed" -v f="$file_bytes" -v sh="$share" -v ts="$rk_tg" -v bw="$bw" \
+    -v cr="$cold_read" -v cc="$cold_counted" 'BEGIN{
   g = r * ts / 1e9
-  printf "| %.2f MiB | %.2f MiB | %.3f | %.1f MiB | %.1f%% | %.1f (%.0f%%) |\n", r/1048576, s/1048576, r/s, f/1048576, 100*sh, g, 100*g/bw }'
+  printf "| %.2f MiB | %.2f MiB | %.3f | %.2f MiB | %.3f | %.1f MiB | %.1f%% | %.1f (%.0f%%) |\n", r/1048576, s/1048576, r/s,
+         cr/1048576, cr/cc, f/1048576, 100*sh, g, 100*g/bw }'
+echo
+echo "One cold step: after 8 tokens, the weights are dropped from memory with readahead off"
+echo "(\`ringkv bench --cold-step\`: MADV_PAGEOUT + MADV_RANDOM), one token is decoded, and the kernel's"
+echo "read_bytes (/proc/self/io) says how much came from storage: page-granular, independent of ringkv's count."
 } | tee "$out"
 echo
 echo "written to $out"

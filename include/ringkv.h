@@ -90,6 +90,11 @@ int32_t rk_model_n_vocab(const rk_model *model);
  * expert. (Decode speed × this = achieved memory bandwidth.) The bytes really read are counted
  * as the products run: rk_context_weight_stats. */
 size_t rk_model_decode_bytes(const rk_model *model);
+/* For benchmarks: drops the model's weights from memory (they are read back from the file as
+ * they are touched) and turns off readahead, so the bytes the process then reads from storage
+ * are the weight pages a computation touched (rk_gguf_evict_pages). RK_ERR_UNSUPPORTED where
+ * the kernel cannot. */
+rk_status rk_model_evict_weights(const rk_model *model, rk_error *err);
 int64_t rk_model_n_ctx_train(const rk_model *model);
 rk_token rk_model_token_bos(const rk_model *model); /* -1 when the model has none */
 rk_token rk_model_token_eos(const rk_model *model); /* -1 when the model has none */

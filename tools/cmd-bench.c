@@ -5,7 +5,8 @@
  * with greedy sampling). Prints one CSV line per test: test,threads,tokens,seconds,tok_per_s,
  * decode_bytes_per_token (the model's decode size: rk_model_decode_bytes),depth,
  * kv_bytes_per_token, and for decode the weight bytes the products really read per step and the
- * share of (layer, expert) pairs computed (rk_context_weight_stats). The best of REPS runs is reported (as
+ * share of (layer, expert) pairs computed (rk_context_weight_stats). --cold-step then measures
+ * one decode step's weight reads with the kernel's own counter (see cold_step). The best of REPS runs is reported (as
  * llama-bench reports the mean; both are printed). -d DEPTH first fills the context with DEPTH
  * tokens (untimed), like llama-bench -d, to measure at long context.
  *
@@ -75,14 +76,62 @@ static int run_once(rk_session *s, int decode, int64_t n, int64_t depth, uint64_
     return rc;
 }
 
+/* Bytes this process has read from storage so far (/proc/self/io read_bytes), or -1. */
+static long long storage_read_bytes(void) {
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f) return -1;
+    char line[128];
+    long long v = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "read_bytes: %lld", &v) == 1) break;
+    fclose(f);
+    return v;
+}
+
+/* --cold-step: one decode step after the weights were dropped from memory with readahead off,
+ * so the weight bytes it reads from storage are measured by the kernel (page-granular) rather
+ * than counted by ringkv. Prints a CSV line: cold_step,storage_read_bytes,counted_weight_bytes. */
+static int cold_step(rk_session *s, uint64_t *seed) {
+    rk_error err;
+    const int32_t V = rk_model_n_vocab(s->model);
+    rk_token toks[8];
+    for (int i = 0; i < 8; i++) toks[i] = (rk_token)(next_rand(seed) % (uint64_t)V);
+    if (rk_context_truncate(s->ctx, 0, &err) != RK_OK || rk_context_eval(s->ctx, toks, 8, 0, &err) != RK_OK ||
+        rk_model_evict_weights(s->model, &err) != RK_OK) {
+        fprintf(stderr, "bench: --cold-step: %s\n", err.msg);
+        return 1;
+    }
+    rk_token t = rk_sampler_sample(s->sampler, rk_context_logits(s->ctx, -1));
+    rk_weight_stats w0, w1;
+    rk_context_weight_stats(s->ctx, &w0);
+    long long r0 = storage_read_bytes();
+    if (rk_context_eval(s->ctx, &t, 1, 0, &err) != RK_OK) {
+        fprintf(stderr, "bench: --cold-step: %s\n", err.msg);
+        return 1;
+    }
+    long long r1 = storage_read_bytes();
+    rk_context_weight_stats(s->ctx, &w1);
+    if (r0 < 0 || r1 < 0) {
+        fprintf(stderr, "bench: --cold-step: /proc/self/io is not readable here\n");
+        return 1;
+    }
+    printf("cold_step,%lld,%llu\n", r1 - r0, (unsigned long long)(w1.bytes_read - w0.bytes_read));
+    return 0;
+}
+
 int rk_cmd_bench(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "decode") == 0) return rk_cmd_bench_decode(argc - 1, argv + 1);
     rk_run_opts o;
     rk_run_opts_init(&o);
     o.sampling.temperature = 0.0f;
     int64_t n_prompt = 512, n_gen = 128, reps = 3, depth = 0;
+    int cold = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (rk_opt_is(a, NULL, "--cold-step")) {
+            cold = 1;
+            continue;
+        }
         int used = rk_run_opts_parse(&o, "bench", argc, argv, i);
         if (used < 0) return 2;
         if (used > 0) { i += used - 1; continue; }
@@ -92,7 +141,7 @@ int rk_cmd_bench(int argc, char **argv) {
                           : rk_opt_is(a, "-d", "--depth")  ? &depth
                                                            : NULL;
         if (!target) {
-            fprintf(stderr, "bench: unknown option '%s'\nusage: ringkv bench [-m MODEL] [-t N] [-p N_PROMPT] [-n N_GEN] [-r REPS] [-d DEPTH]\n"
+            fprintf(stderr, "bench: unknown option '%s'\nusage: ringkv bench [-m MODEL] [-t N] [-p N_PROMPT] [-n N_GEN] [-r REPS] [-d DEPTH] [--cold-step]\n"
                             "       ringkv bench decode --depth N [...]   (decode at depth with KV tiers; --help)\n", a);
             return 2;
         }
@@ -128,6 +177,7 @@ int rk_cmd_bench(int argc, char **argv) {
                    w.tokens ? (double)w.bytes_read / (double)w.tokens : 0.0,
                    w.experts_available ? (double)w.experts_touched / (double)w.experts_available : 0.0);
     }
+    if (!rc && cold) rc = cold_step(&s, &seed);
     rk_session_close(&s);
     return rc;
 }

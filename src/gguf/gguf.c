@@ -379,6 +379,18 @@ rk_status rk_gguf_open(const char *path, rk_gguf **out, rk_error *err) {
     return RK_OK;
 }
 
+rk_status rk_gguf_evict_pages(const rk_gguf *g, rk_error *err) {
+    if (!g || !g->mapped) return rk_error_set(err, RK_ERR_UNSUPPORTED, "gguf: the file is not memory-mapped");
+#ifdef MADV_PAGEOUT
+    void *base = (void *)g->base;
+    if (madvise(base, g->size, MADV_PAGEOUT) != 0 || madvise(base, g->size, MADV_RANDOM) != 0)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED, "gguf: madvise: %s", strerror(errno));
+    return RK_OK;
+#else
+    return rk_error_set(err, RK_ERR_UNSUPPORTED, "gguf: this system has no MADV_PAGEOUT");
+#endif
+}
+
 void rk_gguf_close(rk_gguf *g) {
     if (!g) return;
     for (int64_t i = 0; i < g->n_kv; i++) {

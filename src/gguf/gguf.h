@@ -67,6 +67,13 @@ rk_status rk_gguf_open_memory(const void *data, size_t size, rk_gguf **out, rk_e
 
 void rk_gguf_close(rk_gguf *gguf);
 
+/* For measurements of what a computation reads: asks the kernel to drop the mapped file's
+ * pages from memory (MADV_PAGEOUT; clean file pages that only this process maps leave the page
+ * cache) and to read later faults page by page, without readahead (MADV_RANDOM). Afterwards the
+ * bytes read from storage (/proc/self/io read_bytes) are the pages the computation touched.
+ * RK_ERR_UNSUPPORTED when the file is not mapped or the kernel lacks MADV_PAGEOUT. */
+rk_status rk_gguf_evict_pages(const rk_gguf *gguf, rk_error *err);
+
 uint32_t rk_gguf_version(const rk_gguf *gguf);
 size_t rk_gguf_file_size(const rk_gguf *gguf);
 

@@ -112,6 +112,10 @@ int64_t rk_model_n_ctx_train(const rk_model *m) { return m->hp.n_ctx_train; }
 
 static size_t matrix_bytes(const rk_matrix *w) { return (size_t)w->n_out * w->row_bytes; }
 
+rk_status rk_model_evict_weights(const rk_model *m, rk_error *err) {
+    return rk_gguf_evict_pages(m->gguf, err);
+}
+
 size_t rk_model_decode_bytes(const rk_model *m) {
     if (!m->layers) return 0;
     const rk_hparams *hp = &m->hp;
