@@ -84,6 +84,7 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
     ctx->page_share = alloc_floats(ctx->max_splits, &failed);
+    ctx->page_mass = alloc_floats(ctx->max_splits, &failed);
     if (ctx->sparse_pages > 0) {
         ctx->sparse_visit = calloc((size_t)(hp->n_head_kv * ctx->max_splits), 1);
         ctx->sparse_union = calloc((size_t)ctx->max_splits, 1);
@@ -137,7 +138,9 @@ static rk_status create_kv(rk_context *ctx, const rk_context_params *p, rk_error
     /* Refuse a context the machine cannot hold before any work starts (with a disk tier the
      * budgets were checked by the cache). */
     size_t need = rk_kv_bytes_per_token(ctx->kv) * (size_t)ctx->n_ctx;
-    if (p->kv_hot_bytes || p->kv_warm_bytes) need = p->kv_hot_bytes + p->kv_warm_bytes;
+    /* both budgets set: they bound the RAM; one left unlimited holds whatever the other does not */
+    if (p->kv_hot_bytes && p->kv_warm_bytes && p->kv_hot_bytes + p->kv_warm_bytes < need)
+        need = p->kv_hot_bytes + p->kv_warm_bytes;
     if (p->kv_disk_dir) need = 0;
     if (avail > 0 && need > avail)
         return rk_error_set(err, RK_ERR_NO_MEMORY,
@@ -185,7 +188,7 @@ void rk_context_free(rk_context *ctx) {
     rk_kv_free(ctx->kv);
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
                      ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o,
-                     ctx->page_share, ctx->moe_logits, ctx->moe_weight, ctx->moe_row_weight,
+                     ctx->page_share, ctx->page_mass, ctx->moe_logits, ctx->moe_weight, ctx->moe_row_weight,
                      ctx->moe_y, ctx->moe_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx->split_parts);

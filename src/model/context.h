@@ -39,6 +39,7 @@ struct rk_context {
     rk_attn_partial *split_parts;/* (n_head, max_splits); .o points into split_o */
     float *split_o;              /* (n_head, max_splits, head_dim_v) */
     float *page_share;           /* (max_splits) attention share per page, for the tiers */
+    float *page_mass;            /* (max_splits) one head's softmax mass per page (scratch) */
     /* opt-in sparse decode (--kv-sparse): 0 = exact */
     int64_t sparse_pages;        /* pages chosen by key bound besides the first and newest */
     uint8_t *sparse_visit;       /* (n_head_kv, max_splits) pages each KV head reads this step */

@@ -143,19 +143,19 @@ static void attention_split(void *arg, int ith, int nth) {
  * the largest share of a head's softmax mass (l·e^(m−M) over the head's total). */
 static void note_page_mass(rk_context *ctx, int64_t il, int64_t n_splits) {
     const rk_hparams *hp = &ctx->model->hp;
-    float *share = ctx->page_share; /* (max_splits) */
+    float *share = ctx->page_share, *mass = ctx->page_mass; /* (max_splits) each */
     for (int64_t sp = 0; sp < n_splits; sp++) share[sp] = 0.0f;
     for (int64_t h = 0; h < hp->n_head; h++) {
         const rk_attn_partial *parts = ctx->split_parts + h * ctx->max_splits;
         float m = -INFINITY, total = 0.0f;
         for (int64_t sp = 0; sp < n_splits; sp++)
             if (parts[sp].l > 0.0f && parts[sp].m > m) m = parts[sp].m;
-        for (int64_t sp = 0; sp < n_splits; sp++)
-            if (parts[sp].l > 0.0f) total += parts[sp].l * expf(parts[sp].m - m);
-        for (int64_t sp = 0; sp < n_splits && total > 0.0f; sp++) {
-            float s = parts[sp].l > 0.0f ? parts[sp].l * expf(parts[sp].m - m) / total : 0.0f;
-            if (s > share[sp]) share[sp] = s;
+        for (int64_t sp = 0; sp < n_splits; sp++) {
+            mass[sp] = parts[sp].l > 0.0f ? parts[sp].l * expf(parts[sp].m - m) : 0.0f;
+            total += mass[sp];
         }
+        for (int64_t sp = 0; sp < n_splits && total > 0.0f; sp++)
+            if (mass[sp] / total > share[sp]) share[sp] = mass[sp] / total;
     }
     for (int64_t sp = 0; sp < n_splits; sp++) rk_kv_note_mass(ctx->kv, il, sp, share[sp]);
 }
