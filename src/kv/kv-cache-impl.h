@@ -50,6 +50,8 @@ typedef struct kv_tiers {
     size_t *entry_bytes;
     uint8_t *in_ram;
     int64_t *order;
+    int64_t *evict_ids;        /* (n_layer * max_pages) warm pages, coldest first, ranked at */
+    int64_t n_evict, evict_step; /* ... step evict_step (-1: never) */
     int64_t *cold;             /* (max_pages) scratch: the cold pages acquire reads */
     uint8_t *last_visit;       /* (n_layer, max_pages) pages the last sparse step read, or NULL */
     rk_kv_tier_stats stats;

@@ -130,6 +130,8 @@ rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error
     t->entry_bytes = calloc(n, sizeof *t->entry_bytes);
     t->in_ram = calloc(n, 1);
     t->order = calloc(n, sizeof *t->order);
+    t->evict_ids = calloc(n, sizeof *t->evict_ids);
+    t->evict_step = -1;
     t->cold = calloc((size_t)kv->max_pages, sizeof *t->cold);
     kv_prefetch_req *req = calloc(1, sizeof *req);
     if (req) {
@@ -141,7 +143,8 @@ rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error
     if (kv->bounds) t->last_visit = calloc(n, 1);
     if (kv->bounds && !t->last_visit)
         return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the tiers' tables");
-    if (!t->entries || !t->entry_bytes || !t->in_ram || !t->order || !t->cold || !req || !req->pages || !req->recs)
+    if (!t->entries || !t->entry_bytes || !t->in_ram || !t->order || !t->evict_ids || !t->cold || !req ||
+        !req->pages || !req->recs)
         return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the tiers' tables");
     for (size_t i = 0; i < n; i++) t->entry_bytes[i] = kv->rec_bytes;
     return RK_OK;
@@ -194,6 +197,7 @@ void kv_tiers_free(rk_kv_cache *kv) {
     free(t->entry_bytes);
     free(t->in_ram);
     free(t->order);
+    free(t->evict_ids);
     free(t->cold);
     free(t->last_visit);
     memset(t, 0, sizeof *t);
@@ -233,26 +237,38 @@ static void evict(rk_kv_cache *kv, kv_page *p) {
     kv->tiers.stats.pages_evicted++;
 }
 
+/* Ranks every warm page, coldest first, into t->evict_ids. */
+static void rank_warm(rk_kv_cache *kv) {
+    kv_tiers *t = &kv->tiers;
+    int64_t n = 0;
+    for (int64_t l = 0; l < kv->dims.n_layer; l++)
+        for (int64_t i = kv->n_released[l]; i < kv->n_sealed[l]; i++) {
+            const kv_page *p = kv_page_at(kv, l, i);
+            if (p->tier != KV_TIER_WARM || !p->rec || p->fetching) continue;
+            t->entries[n++] = (rk_kv_policy_entry){l * kv->max_pages + i, i, kv->n_sealed[l], &p->heat, 0.0};
+        }
+    t->n_evict = rk_kv_policy_rank_coldest(t->entries, n, t->step, &t->policy, t->order);
+    for (int64_t j = 0; j < t->n_evict; j++) t->evict_ids[j] = t->entries[t->order[j]].id;
+    t->evict_step = t->step;
+}
+
 /* Evicts the coldest warm pages outside layers keep_a and keep_b until `room` more bytes fit
- * in the warm budget. Returns whether they fit. */
+ * in the warm budget. Returns whether they fit. The ranking is made once per step (this runs
+ * about twice per layer and step, and ranking all warm pages each time cost a full scan and a
+ * sort: ~60 of them per token at 1M tokens); pages that turned warm since are ranked when the
+ * step's ranking runs out. */
 static int make_warm_room(rk_kv_cache *kv, size_t room, int64_t keep_a, int64_t keep_b) {
     kv_tiers *t = &kv->tiers;
     if (t->warm_bytes + room <= t->warm_budget) return 1;
     if (!t->store) return 0;
-    int64_t n = 0;
-    for (int64_t l = 0; l < kv->dims.n_layer; l++) {
-        if (l == keep_a || l == keep_b) continue;
-        for (int64_t i = kv->n_released[l]; i < kv->n_sealed[l]; i++) {
-            const kv_page *p = kv_page_at(kv, l, i);
-            if (p->tier != KV_TIER_WARM || !p->rec || p->fetching) continue;
-            t->entries[n] = (rk_kv_policy_entry){l * kv->max_pages + i, i, kv->n_sealed[l], &p->heat, 0.0};
-            n++;
+    for (int attempt = 0; attempt < 2 && t->warm_bytes + room > t->warm_budget; attempt++) {
+        if (attempt == 1 || t->evict_step != t->step) rank_warm(kv);
+        for (int64_t j = 0; j < t->n_evict && t->warm_bytes + room > t->warm_budget; j++) {
+            const int64_t id = t->evict_ids[j], layer = id / kv->max_pages;
+            kv_page *p = &kv->pages[id];
+            if (layer == keep_a || layer == keep_b || p->tier != KV_TIER_WARM || !p->rec || p->fetching) continue;
+            evict(kv, p);
         }
-    }
-    int64_t m = rk_kv_policy_rank_coldest(t->entries, n, t->step, &t->policy, t->order);
-    for (int64_t j = 0; j < m && t->warm_bytes + room > t->warm_budget; j++) {
-        int64_t id = t->entries[t->order[j]].id;
-        evict(kv, &kv->pages[id]);
     }
     return t->warm_bytes + room <= t->warm_budget;
 }
