@@ -150,10 +150,63 @@ static void test_matmul(void) {
     rk_pool_free(pool);
 }
 
+/* rk_matmul_batch with several tasks over the same matrices (the rows of several sequences)
+ * gives every task exactly, bit for bit, what rk_matmul gives it alone, with 1 and 2 threads,
+ * and in any company: batch-invariant results. */
+static void test_matmul_shared(void) {
+    enum { N_IN = 512, N_OUT = 301, N_TASKS = 5, MAX_ROWS = 7 };
+    const int64_t task_rows[N_TASKS] = {1, 3, 4, 7, 1};
+    const uint32_t types[] = {RK_TYPE_F32, RK_TYPE_Q8_0};
+    rk_test_rng rng = {0xbadc0ffee};
+    float *x = malloc(sizeof(float) * N_IN * MAX_ROWS * N_TASKS), *wf = malloc(sizeof(float) * N_IN * N_OUT);
+    float *solo = malloc(sizeof(float) * N_OUT * MAX_ROWS), *y = malloc(sizeof(float) * N_OUT * MAX_ROWS * N_TASKS * 2);
+    for (int64_t i = 0; i < N_IN * MAX_ROWS * N_TASKS; i++) x[i] = (float)(2.0 * rk_test_rng_unif(&rng) - 1.0);
+    for (int64_t i = 0; i < N_IN * N_OUT; i++) wf[i] = (float)(rk_test_rng_unif(&rng) - 0.5);
+    for (int threads = 1; threads <= 2; threads++)
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            rk_pool *pool;
+            rk_error err;
+            CHECK(rk_pool_create(threads, &pool, &err) == RK_OK);
+            const rk_quant_ops *ops = rk_quant_get_ops(types[t], rk_cpu_simd_level());
+            const size_t rb = rk_type_row_bytes(types[t], N_IN);
+            uint8_t *wq = malloc(rb * N_OUT * 2); /* two matrices: "gate" and "up" */
+            for (int64_t o = 0; o < 2 * N_OUT; o++) {
+                const float *src = wf + (o % N_OUT) * N_IN;
+                if (types[t] == RK_TYPE_F32) {
+                    for (int64_t i = 0; i < N_IN; i++) ((float *)(wq + o * rb))[i] = src[i] * (o < N_OUT ? 1.0f : -0.5f);
+                } else {
+                    rk_quant_get_ops(RK_TYPE_Q8_0, RK_SIMD_SCALAR)->quantize_act(src, wq + o * rb, N_IN);
+                    if (o >= N_OUT) wq[o * rb + 2] ^= 0x11; /* the second matrix differs */
+                }
+            }
+            rk_matrix m[2] = {{wq, types[t], N_IN, N_OUT, rb, ops}, {wq + rb * N_OUT, types[t], N_IN, N_OUT, rb, ops}};
+            rk_matmul_task tasks[N_TASKS];
+            for (int k = 0; k < N_TASKS; k++)
+                tasks[k] = (rk_matmul_task){{&m[0], &m[1]},
+                                            {y + (size_t)(2 * k) * N_OUT * MAX_ROWS, y + (size_t)(2 * k + 1) * N_OUT * MAX_ROWS},
+                                            N_OUT, x + (size_t)k * N_IN * MAX_ROWS, N_IN, NULL, task_rows[k]};
+            void *scratch = aligned_alloc(64, (rk_matmul_batch_scratch_bytes(tasks, N_TASKS) + 63) / 64 * 64);
+            for (int first = 0; first < 2; first++) { /* all five, then the last four: other company */
+                rk_matmul_batch(pool, tasks + first, N_TASKS - first, scratch);
+                for (int k = first; k < N_TASKS; k++)
+                    for (int j = 0; j < 2; j++) {
+                        rk_matmul(pool, &m[j], tasks[k].x, N_IN, task_rows[k], solo, N_OUT, scratch);
+                        CHECK_MSG(memcmp(solo, tasks[k].y[j], sizeof(float) * (size_t)(N_OUT * task_rows[k])) == 0,
+                                  "type %u threads %d task %d matrix %d: batched differs from solo", types[t], threads, k, j);
+                    }
+            }
+            free(scratch);
+            free(wq);
+            rk_pool_free(pool);
+        }
+    free(x); free(wf); free(solo); free(y);
+}
+
 int main(void) {
     test_pool();
     test_activations();
     test_rope_and_norm();
     test_matmul();
+    test_matmul_shared();
     return rk_test_finish("test-backend");
 }

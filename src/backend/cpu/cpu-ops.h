@@ -29,7 +29,9 @@ typedef struct rk_matrix {
  * activation rows by one or two matrices of the same n_in and activation type (an expert's gate
  * and up projections share their input): y_j[r][o] = sum_i w_j[o][i] * x[row r][i], where row r
  * is rows[r] when `rows` is given (a gather) and r otherwise. Every output equals what rk_matmul
- * computes for the same matrix and row, whatever the batching and thread count. */
+ * computes for the same matrix and rows, whatever the batching and thread count. Tasks over the
+ * same matrix (several sequences' rows) read its weights once per batch while each still gets
+ * exactly its solo result: batch-invariant serving. */
 typedef struct rk_matmul_task {
     const rk_matrix *w[2];    /* w[1] may be NULL */
     float *y[2];              /* (n_rows, y_stride) each */

@@ -8,10 +8,14 @@
  * small register tiles (weight rows × activation rows) with the format's vec_dot_tile kernel,
  * so each weight byte is read from memory once per block instead of once per token.
  * rk_matmul_batch runs several products (a mixture of experts' routed experts) in the same two
- * phases, so k experts cost two pool dispatches instead of 2k.
+ * phases, so k experts cost two pool dispatches instead of 2k. Products over the same weight
+ * matrix (the rows of several sequences, for batched serving) share its tiles: each block of
+ * weight rows is used by every one of them while it is in cache, and each product's outputs
+ * are computed exactly as if it ran alone (its own activation tiles, from its row 0).
  */
 #include "backend/cpu/cpu-ops.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #define ROW_BLOCK 64   /* weight rows per cache block */
@@ -26,6 +30,8 @@ typedef struct product {
     const uint8_t *act;       /* the task's quantised rows */
     size_t act_row_bytes;
     int64_t first_unit;       /* position of its first tile in the batch's tile sequence */
+    int next;                 /* the next product over the same weights, or -1 */
+    bool follows;             /* another product over the same weights leads: no tiles of its own */
 } product;
 
 #define MAX_PRODUCTS_INLINE 16
@@ -106,12 +112,23 @@ static void dot_rows(void *arg, int ith, int nth) {
     rk_pool_split(job->n_units, ith, nth, &begin, &end);
     for (int i = 0; i < job->n_products; i++) {
         const product *p = &job->products[i];
+        if (p->follows) continue;
         const int64_t tiles = (p->w->n_out + TILE_W - 1) / TILE_W;
         int64_t u0 = begin > p->first_unit ? begin : p->first_unit;
         int64_t u1 = end < p->first_unit + tiles ? end : p->first_unit + tiles;
         if (u0 >= u1) continue;
-        int64_t o1 = (u1 - p->first_unit) * TILE_W;
-        dot_range(p, (u0 - p->first_unit) * TILE_W, o1 < p->w->n_out ? o1 : p->w->n_out);
+        int64_t o0 = (u0 - p->first_unit) * TILE_W, o1 = (u1 - p->first_unit) * TILE_W;
+        if (o1 > p->w->n_out) o1 = p->w->n_out;
+        if (p->next < 0) {
+            dot_range(p, o0, o1);
+            continue;
+        }
+        /* products over the same weights (several sequences' rows): a block of weight rows
+         * serves each of them while it is in cache */
+        for (int64_t c0 = o0; c0 < o1; c0 += ROW_BLOCK) {
+            int64_t c1 = c0 + ROW_BLOCK < o1 ? c0 + ROW_BLOCK : o1;
+            for (int k = i; k >= 0; k = job->products[k].next) dot_range(&job->products[k], c0, c1);
+        }
     }
 }
 
@@ -123,6 +140,18 @@ static void run_batch(rk_pool *pool, batch_job *job) {
     else
         rk_pool_run(pool, quantize_rows, job);
     rk_pool_run(pool, dot_rows, job);
+}
+
+/* The product before `idx` in this batch that leads a chain over the same weight matrix, or -1. */
+static int same_weights_leader(const batch_job *job, int idx) {
+    const rk_matrix *w = job->products[idx].w;
+    for (int k = 0; k < idx; k++) {
+        const rk_matrix *v = job->products[k].w;
+        if (!job->products[k].follows && v->data == w->data && v->n_out == w->n_out && v->n_in == w->n_in &&
+            v->ops == w->ops)
+            return k;
+    }
+    return -1;
 }
 
 void rk_matmul_batch(rk_pool *pool, const rk_matmul_task *tasks, int n_tasks, void *scratch) {
@@ -148,9 +177,18 @@ void rk_matmul_batch(rk_pool *pool, const rk_matmul_task *tasks, int n_tasks, vo
         const rk_matmul_task *task = &tasks[t];
         const size_t rb = act_row_bytes(task);
         for (int j = 0; j < n_w; j++) {
-            product *p = &job.products[job.n_products++];
-            *p = (product){task, task->w[j], task->y[j], act, rb, job.n_units};
-            job.n_units += (task->w[j]->n_out + TILE_W - 1) / TILE_W;
+            const int idx = job.n_products++;
+            product *p = &job.products[idx];
+            *p = (product){task, task->w[j], task->y[j], act, rb, job.n_units, -1, false};
+            int lead = same_weights_leader(&job, idx);
+            if (lead >= 0) { /* join its chain: its tiles cover ours */
+                int k = lead;
+                while (job.products[k].next >= 0) k = job.products[k].next;
+                job.products[k].next = idx;
+                p->follows = true;
+            } else {
+                job.n_units += (task->w[j]->n_out + TILE_W - 1) / TILE_W;
+            }
         }
         job.total_rows += task->n_rows;
         act += rb * (size_t)task->n_rows;
