@@ -20,13 +20,15 @@
 #include "tools/opts.h"
 #include "tools/run-opts.h"
 
-/* log-softmax probability of `target` under logits (n_vocab), in double for the sums. */
+/* log-softmax probability of `target` under logits (n_vocab). Each term is a float expf (a
+ * double exp over Gemma's 262144 logits per position was a tenth of `eval ppl`'s time), summed
+ * in double. */
 static double token_nll(const float *logits, int32_t n_vocab, rk_token target) {
     float max = logits[0];
     for (int32_t i = 1; i < n_vocab; i++)
         if (logits[i] > max) max = logits[i];
     double sum = 0.0;
-    for (int32_t i = 0; i < n_vocab; i++) sum += exp((double)logits[i] - max);
+    for (int32_t i = 0; i < n_vocab; i++) sum += expf(logits[i] - max);
     return -((double)logits[target] - max - log(sum));
 }
 
