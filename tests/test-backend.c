@@ -202,11 +202,46 @@ static void test_matmul_shared(void) {
     free(x); free(wf); free(solo); free(y);
 }
 
+/* A pair whose matrices want different activation types (F32 and Q8_0) is split in two tasks
+ * by rk_matmul_split_pair; a matching pair stays one. Both give each matrix its solo result. */
+static void test_matmul_split_pair(void) {
+    enum { N_IN = 64, N_OUT = 9, ROWS = 3 };
+    rk_pool *pool;
+    rk_error err;
+    CHECK(rk_pool_create(2, &pool, &err) == RK_OK);
+    float x[N_IN * ROWS], wf[N_IN * N_OUT], y[2][N_OUT * ROWS], solo[N_OUT * ROWS];
+    for (int i = 0; i < N_IN * ROWS; i++) x[i] = (float)sin(i * 0.3);
+    for (int i = 0; i < N_IN * N_OUT; i++) wf[i] = (float)cos(i * 0.7);
+    const rk_simd_level lvl = rk_cpu_simd_level();
+    const size_t rb8 = rk_type_row_bytes(RK_TYPE_Q8_0, N_IN);
+    uint8_t *w8 = malloc(rb8 * N_OUT);
+    for (int o = 0; o < N_OUT; o++) rk_quant_get_ops(RK_TYPE_Q8_0, RK_SIMD_SCALAR)->quantize_act(wf + o * N_IN, w8 + o * rb8, N_IN);
+    rk_matrix f32 = {wf, RK_TYPE_F32, N_IN, N_OUT, N_IN * sizeof(float), rk_quant_get_ops(RK_TYPE_F32, lvl)};
+    rk_matrix q8 = {w8, RK_TYPE_Q8_0, N_IN, N_OUT, rb8, rk_quant_get_ops(RK_TYPE_Q8_0, lvl)};
+    void *scratch = aligned_alloc(64, 64 * 1024);
+    const rk_matrix *pairs[2][2] = {{&f32, &q8}, {&q8, &q8}};
+    for (int c = 0; c < 2; c++) {
+        const rk_matmul_task pair = {{pairs[c][0], pairs[c][1]}, {y[0], y[1]}, N_OUT, x, N_IN, NULL, ROWS};
+        rk_matmul_task t[2];
+        int n = rk_matmul_split_pair(&pair, t);
+        CHECK(n == (c == 0 ? 2 : 1));
+        rk_matmul_batch(pool, t, n, scratch);
+        for (int j = 0; j < 2; j++) {
+            rk_matmul(pool, pairs[c][j], x, N_IN, ROWS, solo, N_OUT, scratch);
+            CHECK_MSG(memcmp(solo, y[j], sizeof solo) == 0, "pair %d matrix %d differs from solo", c, j);
+        }
+    }
+    free(scratch);
+    free(w8);
+    rk_pool_free(pool);
+}
+
 int main(void) {
     test_pool();
     test_activations();
     test_rope_and_norm();
     test_matmul();
     test_matmul_shared();
+    test_matmul_split_pair();
     return rk_test_finish("test-backend");
 }

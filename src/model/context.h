@@ -73,9 +73,10 @@ void rk_ctx_matmul(rk_context *ctx, const rk_matrix *w, const float *x, int64_t 
 /* Several products in one pass over the pool (rk_matmul_batch), counting the bytes they read. */
 void rk_ctx_matmul_batch(rk_context *ctx, const rk_matmul_task *tasks, int n_tasks);
 
-/* x·W1ᵀ → y1 and x·W2ᵀ → y2 (a gate and an up projection: the same input) in one pass. */
+/* x·W1ᵀ → y1 and x·W2ᵀ → y2 (a gate and an up projection: the same input, the same output
+ * width y_stride) in one pass. */
 void rk_ctx_matmul_pair(rk_context *ctx, const float *x, int64_t x_stride, int64_t n, const rk_matrix *w1,
-                        float *y1, int64_t y1_stride, const rk_matrix *w2, float *y2, int64_t y2_stride);
+                        float *y1, const rk_matrix *w2, float *y2, int64_t y_stride);
 
 /* Runs the model over n <= n_ubatch tokens at positions n_past.. and advances n_past.
  * Writes logits of the last `n_out` tokens (n_out <= n) into `logits` (n_out, n_vocab). */

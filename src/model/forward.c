@@ -57,15 +57,10 @@ void rk_ctx_matmul(rk_context *ctx, const rk_matrix *w, const float *x, int64_t 
 }
 
 void rk_ctx_matmul_pair(rk_context *ctx, const float *x, int64_t x_stride, int64_t n, const rk_matrix *w1,
-                        float *y1, int64_t y1_stride, const rk_matrix *w2, float *y2, int64_t y2_stride) {
-    rk_matmul_task t[2] = {{{w1, NULL}, {y1, NULL}, y1_stride, x, x_stride, NULL, n},
-                           {{w2, NULL}, {y2, NULL}, y2_stride, x, x_stride, NULL, n}};
-    if (w1->ops->act_type == w2->ops->act_type && y1_stride == y2_stride) {
-        t[0].w[1] = w2, t[0].y[1] = y2;
-        rk_ctx_matmul_batch(ctx, t, 1);
-    } else {
-        rk_ctx_matmul_batch(ctx, t, 2);
-    }
+                        float *y1, const rk_matrix *w2, float *y2, int64_t y_stride) {
+    const rk_matmul_task pair = {{w1, w2}, {y1, y2}, y_stride, x, x_stride, NULL, n};
+    rk_matmul_task t[2];
+    rk_ctx_matmul_batch(ctx, t, rk_matmul_split_pair(&pair, t));
 }
 
 static void attention_rows(void *arg, int ith, int nth) {
@@ -347,7 +342,7 @@ static void ffn_block(rk_context *ctx, int64_t il, int64_t n) {
         run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);
         return;
     }
-    rk_ctx_matmul_pair(ctx, ctx->xb, E, n, &L->w_gate, ctx->hb, F, &L->w_up, ctx->hb2, F);
+    rk_ctx_matmul_pair(ctx, ctx->xb, E, n, &L->w_gate, ctx->hb, &L->w_up, ctx->hb2, F);
     run_rows(ctx, il, n, 0, STAGE_ACTIVATION);
     rk_ctx_matmul(ctx, &L->w_down, ctx->hb, F, n, ctx->xb, E);
     run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);

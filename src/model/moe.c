@@ -116,17 +116,9 @@ static int gate_up_tasks(rk_context *ctx, const rk_layer *L, rk_matrix *views, r
         rk_matrix *gate = &views[3 * e], *up = &views[3 * e + 1];
         *gate = expert_rows(&L->exp_gate, e * F, F);
         *up = expert_rows(&L->exp_up, e * F, F);
-        rk_matmul_task t = {{gate, up}, {ctx->hb + begin * F, ctx->hb2 + begin * F}, F, ctx->xb, E,
-                            ctx->moe_rows + begin, rows};
-        if (gate->ops->act_type != up->ops->act_type) { /* a mixed-type file: one product each */
-            rk_matmul_task t_up = t;
-            t.w[1] = NULL;
-            t_up.w[0] = up, t_up.w[1] = NULL, t_up.y[0] = t.y[1];
-            tasks[n++] = t;
-            tasks[n++] = t_up;
-        } else {
-            tasks[n++] = t;
-        }
+        const rk_matmul_task pair = {{gate, up}, {ctx->hb + begin * F, ctx->hb2 + begin * F}, F, ctx->xb, E,
+                                     ctx->moe_rows + begin, rows};
+        n += rk_matmul_split_pair(&pair, tasks + n);
     }
     return n;
 }
@@ -163,7 +155,7 @@ void rk_moe_ffn(rk_context *ctx, const rk_layer *L, int64_t n) {
     }
     if (L->shexp_gate) { /* qwen2moe: every token also goes through the shared expert */
         const int64_t SF = hp->n_ff_shexp;
-        rk_ctx_matmul_pair(ctx, ctx->xb, E, n, &L->sh_gate, ctx->hb, SF, &L->sh_up, ctx->hb2, SF);
+        rk_ctx_matmul_pair(ctx, ctx->xb, E, n, &L->sh_gate, ctx->hb, &L->sh_up, ctx->hb2, SF);
         swiglu_rows(ctx, ctx->hb, ctx->hb2, n, SF);
         rk_ctx_matmul(ctx, &L->sh_down, ctx->hb, SF, n, ctx->moe_y, E);
         ctx->weight_stats.bytes_read += (uint64_t)E * sizeof(float);

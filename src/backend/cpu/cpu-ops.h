@@ -42,6 +42,11 @@ typedef struct rk_matmul_task {
     int64_t n_rows;
 } rk_matmul_task;
 
+/* A task's two matrices must share an activation type. Writes `pair` to out[0] as it is when
+ * they do (or it has one matrix) and returns 1; else splits it into one task per matrix and
+ * returns 2. */
+int rk_matmul_split_pair(const rk_matmul_task *pair, rk_matmul_task out[2]);
+
 /* Scratch rk_matmul_batch needs for these tasks (bytes; allocate 64-byte aligned). */
 size_t rk_matmul_batch_scratch_bytes(const rk_matmul_task *tasks, int n_tasks);
 void rk_matmul_batch(rk_pool *pool, const rk_matmul_task *tasks, int n_tasks, void *scratch);

@@ -50,6 +50,16 @@ static size_t act_row_bytes(const rk_matmul_task *t) {
     return rk_type_row_bytes(t->w[0]->ops->act_type, t->w[0]->n_in);
 }
 
+int rk_matmul_split_pair(const rk_matmul_task *pair, rk_matmul_task out[2]) {
+    out[0] = *pair;
+    if (!pair->w[1] || pair->w[0]->ops->act_type == pair->w[1]->ops->act_type) return 1;
+    out[1] = *pair;
+    out[0].w[1] = NULL, out[0].y[1] = NULL;
+    out[1].w[0] = pair->w[1], out[1].y[0] = pair->y[1];
+    out[1].w[1] = NULL, out[1].y[1] = NULL;
+    return 2;
+}
+
 size_t rk_matmul_batch_scratch_bytes(const rk_matmul_task *tasks, int n_tasks) {
     size_t bytes = 0;
     for (int t = 0; t < n_tasks; t++) bytes += act_row_bytes(&tasks[t]) * (size_t)tasks[t].n_rows;
