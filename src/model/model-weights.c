@@ -9,7 +9,9 @@
 #include "core/error.h"
 #include "model/model.h"
 
-static rk_status find_checked(const rk_model *m, const char *name, int64_t ne0, int64_t ne1,
+/* Finds tensor `name` and checks its shape is [ne0, ne1] (ne2 == 1), or [ne0, ne1, ne2] for a
+ * stacked expert tensor (ne2 = expert_count). A missing tensor is an error when `required`. */
+static rk_status find_checked(const rk_model *m, const char *name, int64_t ne0, int64_t ne1, int64_t ne2,
                               bool required, const rk_gguf_tensor **out, rk_error *err) {
     const rk_gguf_tensor *t = rk_gguf_find_tensor(m->gguf, name);
     *out = t;
@@ -17,28 +19,16 @@ static rk_status find_checked(const rk_model *m, const char *name, int64_t ne0, 
         if (!required) return RK_OK;
         return rk_error_set(err, RK_ERR_FORMAT, "model: tensor '%s' is missing", name);
     }
-    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-        return rk_error_set(err, RK_ERR_FORMAT,
-                            "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected "
-                            "[%lld, %lld]",
-                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                            (long long)t->ne[3], (long long)ne0, (long long)ne1);
-    return RK_OK;
-}
-
-/* A stacked expert tensor: ne = [ne0, ne1, n_expert]. */
-static rk_status find_checked3(const rk_model *m, const char *name, int64_t ne0, int64_t ne1, int64_t ne2,
-                               const rk_gguf_tensor **out, rk_error *err) {
-    const rk_gguf_tensor *t = rk_gguf_find_tensor(m->gguf, name);
-    *out = t;
-    if (!t) return rk_error_set(err, RK_ERR_FORMAT, "model: tensor '%s' is missing", name);
-    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != ne2 || t->ne[3] != 1)
-        return rk_error_set(err, RK_ERR_FORMAT,
-                            "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %lld] "
-                            "(expert_count %lld)",
-                            name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                            (long long)t->ne[3], (long long)ne0, (long long)ne1, (long long)ne2, (long long)ne2);
-    return RK_OK;
+    if (t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == ne2 && t->ne[3] == 1) return RK_OK;
+    char expected[96];
+    if (ne2 == 1)
+        snprintf(expected, sizeof expected, "[%lld, %lld]", (long long)ne0, (long long)ne1);
+    else
+        snprintf(expected, sizeof expected, "[%lld, %lld, %lld] (expert_count %lld)", (long long)ne0,
+                 (long long)ne1, (long long)ne2, (long long)ne2);
+    return rk_error_set(err, RK_ERR_FORMAT, "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected %s",
+                        name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                        expected);
 }
 
 /* Binds a found tensor as an (n_out, n_in) matrix (n_out = ne[1] * ne[2] for stacked experts). */
@@ -63,7 +53,7 @@ static rk_status bind_found(const rk_model *m, const char *name, const rk_gguf_t
 static rk_status bind_matrix(const rk_model *m, const char *name, int64_t n_in, int64_t n_out,
                              rk_matrix *out, rk_error *err) {
     const rk_gguf_tensor *t;
-    rk_status s = find_checked(m, name, n_in, n_out, true, &t, err);
+    rk_status s = find_checked(m, name, n_in, n_out, 1, true, &t, err);
     return s ? s : bind_found(m, name, t, n_in, n_out, out, err);
 }
 
@@ -73,7 +63,7 @@ static rk_status bind_experts(const rk_model *m, const char *name, int64_t n_in,
                               rk_matrix *out, rk_error *err) {
     const rk_gguf_tensor *t;
     const int64_t n_expert = m->hp.routing.n_expert;
-    rk_status s = find_checked3(m, name, n_in, n_out, n_expert, &t, err);
+    rk_status s = find_checked(m, name, n_in, n_out, n_expert, true, &t, err);
     return s ? s : bind_found(m, name, t, n_in, n_out * n_expert, out, err);
 }
 
@@ -81,7 +71,7 @@ static rk_status bind_vector(const rk_model *m, const char *name, int64_t n, boo
                              const float **out, rk_error *err) {
     const rk_gguf_tensor *t;
     *out = NULL;
-    rk_status s = find_checked(m, name, n, 1, required, &t, err);
+    rk_status s = find_checked(m, name, n, 1, 1, required, &t, err);
     if (s || !t) return s;
     if (t->type != RK_TYPE_F32)
         return rk_error_set(err, RK_ERR_UNSUPPORTED, "model: tensor '%s' must be F32 (type %u)",
