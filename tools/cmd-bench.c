@@ -30,14 +30,6 @@ static uint64_t next_rand(uint64_t *s) {
     return *s;
 }
 
-static void add_stats_delta(rk_weight_stats *acc, const rk_weight_stats *a, const rk_weight_stats *b) {
-    acc->bytes_read += b->bytes_read - a->bytes_read;
-    acc->tokens += b->tokens - a->tokens;
-    acc->micro_batches += b->micro_batches - a->micro_batches;
-    acc->experts_touched += b->experts_touched - a->experts_touched;
-    acc->experts_available += b->experts_available - a->experts_available;
-}
-
 /* Seconds for one run: prompt processing of n tokens (decode = 0) or n decode steps, after
  * `depth` tokens of context (filled untimed, like llama-bench -d). Adds the decode steps' weight
  * traffic to *decode_w. */
@@ -68,7 +60,7 @@ static int run_once(rk_session *s, int decode, int64_t n, int64_t depth, uint64_
             if (rk_context_eval(s->ctx, &t, 1, 0, &err) != RK_OK) rc = 1;
         }
         rk_context_weight_stats(s->ctx, &w1);
-        add_stats_delta(decode_w, &w0, &w1);
+        rk_weight_stats_add_delta(decode_w, &w0, &w1);
     }
     *seconds = rk_now_seconds() - t0;
     if (rc) fprintf(stderr, "bench: %s\n", err.msg);

@@ -58,12 +58,16 @@ rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sample
         if (s) break;
     }
     stats->gen_seconds = rk_now_seconds() - t1;
-    rk_weight_stats after, *d = &stats->decode_weights;
+    rk_weight_stats after;
     rk_context_weight_stats(ctx, &after);
-    d->bytes_read = after.bytes_read - before.bytes_read;
-    d->tokens = after.tokens - before.tokens;
-    d->micro_batches = after.micro_batches - before.micro_batches;
-    d->experts_touched = after.experts_touched - before.experts_touched;
-    d->experts_available = after.experts_available - before.experts_available;
+    rk_weight_stats_add_delta(&stats->decode_weights, &before, &after);
     return s;
+}
+
+void rk_weight_stats_add_delta(rk_weight_stats *acc, const rk_weight_stats *before, const rk_weight_stats *after) {
+    acc->bytes_read += after->bytes_read - before->bytes_read;
+    acc->tokens += after->tokens - before->tokens;
+    acc->micro_batches += after->micro_batches - before->micro_batches;
+    acc->experts_touched += after->experts_touched - before->experts_touched;
+    acc->experts_available += after->experts_available - before->experts_available;
 }

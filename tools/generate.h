@@ -26,5 +26,7 @@ rk_status rk_generate(rk_context *ctx, const rk_model *model, rk_sampler *sample
                       const rk_token *prompt, size_t n, int64_t n_predict, FILE *out,
                       FILE *tee, rk_gen_stats *stats, rk_error *err);
 
+/* acc += after - before, field by field (weight traffic of the evaluations in between). */
+void rk_weight_stats_add_delta(rk_weight_stats *acc, const rk_weight_stats *before, const rk_weight_stats *after);
 
 #endif
