@@ -132,9 +132,14 @@ rk_status rk_chat_format(const rk_model *model, const rk_chat_message *messages,
  * vocabularies add a space prefix the text did not have; llama2.c and llama.cpp drop it). */
 int rk_model_strips_leading_space(const rk_model *model);
 
+typedef struct rk_engine rk_engine;
+
 typedef struct rk_context_params {
     int64_t n_ctx;    /* tokens the context holds; 0 = the model's training context */
-    int n_threads;    /* compute threads; 0 = all cores */
+    int n_threads;    /* compute threads; 0 = all cores (ignored with an engine) */
+    /* NULL: the context has its own threads. Otherwise it uses the engine's, and rk_engine_eval
+     * can run it together with the engine's other contexts; the engine must outlive it. */
+    rk_engine *engine;
     int n_ubatch;     /* prompt tokens evaluated per forward step (chunked prefill) */
     /* KV codecs of full (sealed) pages for keys and values: "f32", "f16", "q8", "q4", "tq2.5",
      * "tq3", "tq3.5", "tq4" (keys also "tqR+qjl"). NULL = "f16". The open tail page of each
@@ -226,6 +231,33 @@ rk_status rk_context_fill_replicated(rk_context *ctx, int64_t depth, rk_error *e
  * RK_ERR_CONTEXT_FULL when n_past + n exceeds n_ctx (nothing is appended). */
 rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int all_logits,
                           rk_error *err);
+
+/* ---- several sequences at once (a server's continuous batching) ----
+ *
+ * An engine is a thread pool that contexts share. rk_engine_eval runs one step over several of
+ * its contexts: every matrix product of the step reads each weight once for all of them, while
+ * attention reads each context's own cache. Each context's logits are exactly those of running
+ * its tokens alone through rk_context_eval in micro-batches of the same sizes (the kernels never
+ * change their order of summation with the batch), so a request's output does not depend on
+ * what else runs beside it. One thread at a time uses an engine and its contexts. */
+rk_status rk_engine_create(const rk_model *model, int n_threads, rk_engine **out, rk_error *err);
+void rk_engine_free(rk_engine *engine);
+int rk_engine_n_threads(const rk_engine *engine);
+
+typedef struct rk_batch_item {
+    rk_context *ctx;          /* created with this engine; at most once per call */
+    const rk_token *tokens;   /* appended at the context's position */
+    size_t n;                 /* 1 .. the context's n_ubatch */
+    rk_status status;         /* out: RK_OK, or why this item failed (its context is then as it was) */
+    rk_error err;             /* out: the message of a failed item */
+} rk_batch_item;
+
+/* Evaluates every item (rk_context_logits(ctx, -1) then holds the logits of its last token).
+ * Items fail one by one (bad tokens, a full context, a disk-tier error) without stopping the
+ * others. Returns RK_OK when every item succeeded, else the status of the first that failed
+ * (its message in *err); RK_ERR_INVALID_ARG for a context of another engine or one given twice,
+ * RK_ERR_NO_MEMORY when the step's scratch cannot grow (then no item ran). */
+rk_status rk_engine_eval(rk_engine *engine, rk_batch_item *items, size_t n_items, rk_error *err);
 
 /* Logits (n_vocab floats) of the i-th token of the last rk_context_eval call; i = -1 means
  * the last token. Returns NULL when the logits of that token were not kept.

@@ -79,7 +79,8 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     const int64_t E = hp->n_embd, k = hp->routing.n_used;
     int64_t widest = max4(3 * E, hp->n_ff, hp->n_head * hp->head_dim_v, hp->n_ff_shexp);
     widest = max4(widest, 2 * k * E, k * hp->n_ff_exp, 1);
-    ctx->mm_scratch_bytes = (size_t)(U * (widest + widest / 32 + 64)) * sizeof(float);
+    ctx->mm_scratch_per_token = (size_t)(widest + widest / 32 + 64) * sizeof(float);
+    ctx->mm_scratch_bytes = (size_t)U * ctx->mm_scratch_per_token;
     ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
@@ -171,7 +172,18 @@ rk_status rk_context_create(const rk_model *model, const rk_context_params *para
     ctx->n_ctx = p.n_ctx;
     ctx->n_ubatch = p.n_ubatch < p.n_ctx ? p.n_ubatch : p.n_ctx;
     ctx->sparse_pages = p.kv_sparse_pages;
-    rk_status s = rk_pool_create(p.n_threads, &ctx->pool, err);
+    rk_status s = RK_OK;
+    if (p.engine) {
+        if (rk_engine_model(p.engine) != model) {
+            free(ctx);
+            return rk_error_set(err, RK_ERR_INVALID_ARG, "context: the engine was created for another model");
+        }
+        ctx->engine = p.engine;
+        ctx->pool = rk_engine_pool(p.engine);
+        p.n_threads = rk_pool_size(ctx->pool);
+    } else {
+        s = rk_pool_create(p.n_threads, &ctx->pool, err);
+    }
     if (!s) s = create_kv(ctx, &p, err);
     if (!s) s = alloc_buffers(ctx, p.n_threads, err);
     if (s) {
@@ -184,7 +196,7 @@ rk_status rk_context_create(const rk_model *model, const rk_context_params *para
 
 void rk_context_free(rk_context *ctx) {
     if (!ctx) return;
-    rk_pool_free(ctx->pool);
+    if (!ctx->engine) rk_pool_free(ctx->pool);
     rk_kv_free(ctx->kv);
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
                      ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o,
@@ -237,6 +249,27 @@ rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err) {
     return RK_OK;
 }
 
+rk_status rk_context_check_tokens(const rk_context *ctx, const rk_token *tokens, size_t n, rk_error *err) {
+    if (!tokens && n) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: NULL argument");
+    if (n == 0) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: no tokens");
+    if ((int64_t)n > ctx->n_ctx - ctx->n_past)
+        return rk_error_set(err, RK_ERR_CONTEXT_FULL,
+                            "eval: %zu tokens do not fit: the context holds %lld and %lld are used",
+                            n, (long long)ctx->n_ctx, (long long)ctx->n_past);
+    const int64_t V = ctx->model->hp.n_vocab;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: token %d at index %zu is outside the vocabulary (0..%lld)",
+                                tokens[i], i, (long long)V - 1);
+    return RK_OK;
+}
+
+void rk_context_undo(rk_context *ctx, int64_t n_past_before) {
+    rk_error undo;
+    if (rk_kv_truncate(ctx->kv, n_past_before, &undo) == RK_OK) ctx->n_past = n_past_before;
+    ctx->n_logits = 0;
+}
+
 static rk_status ensure_logits(rk_context *ctx, int64_t rows, rk_error *err) {
     if (rows <= ctx->logits_cap) return RK_OK;
     int failed = 0;
@@ -252,19 +285,11 @@ static rk_status ensure_logits(rk_context *ctx, int64_t rows, rk_error *err) {
 
 rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int all_logits,
                           rk_error *err) {
-    if (!ctx || (!tokens && n)) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: NULL argument");
-    if (n == 0) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: no tokens");
-    if ((int64_t)n > ctx->n_ctx - ctx->n_past)
-        return rk_error_set(err, RK_ERR_CONTEXT_FULL,
-                            "eval: %zu tokens do not fit: the context holds %lld and %lld are used",
-                            n, (long long)ctx->n_ctx, (long long)ctx->n_past);
-    const int64_t V = ctx->model->hp.n_vocab;
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: token %d at index %zu is outside the vocabulary (0..%lld)",
-                                tokens[i], i, (long long)V - 1);
-    rk_status s = ensure_logits(ctx, all_logits ? (int64_t)n : 1, err);
+    if (!ctx) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: NULL argument");
+    rk_status s = rk_context_check_tokens(ctx, tokens, n, err);
+    if (!s) s = ensure_logits(ctx, all_logits ? (int64_t)n : 1, err);
     if (s) return s;
+    const int64_t V = ctx->model->hp.n_vocab;
     ctx->n_logits = 0;
     const int64_t n_past_before = ctx->n_past;
     for (int64_t start = 0; start < (int64_t)n; start += ctx->n_ubatch) {
@@ -276,8 +301,7 @@ rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int
         if (s) {
             /* Layers before the failure already took these tokens: forget them all, so the
              * context is usable at the length it had before this call. */
-            rk_error undo;
-            if (rk_kv_truncate(ctx->kv, n_past_before, &undo) == RK_OK) ctx->n_past = n_past_before;
+            rk_context_undo(ctx, n_past_before);
             return s;
         }
     }

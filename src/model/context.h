@@ -12,7 +12,9 @@
 
 struct rk_context {
     const rk_model *model;
-    rk_pool *pool;
+    rk_pool *pool;           /* the context's own, or its engine's (borrowed) */
+    rk_engine *engine;       /* NULL: evaluated alone */
+    size_t mm_scratch_per_token; /* activation scratch one token needs in the widest stage */
     rk_kv_cache *kv;
     const rk_attn_ops *attn_ops;
     int64_t n_ctx;
@@ -77,6 +79,46 @@ void rk_ctx_matmul_batch(rk_context *ctx, const rk_matmul_task *tasks, int n_tas
  * width y_stride) in one pass. */
 void rk_ctx_matmul_pair(rk_context *ctx, const float *x, int64_t x_stride, int64_t n, const rk_matrix *w1,
                         float *y1, const rk_matrix *w2, float *y2, int64_t y_stride);
+
+/* What the contexts of one forward pass share: the thread pool, the scratch of quantised
+ * activations and the task lists of one stage's products (one to three per context). */
+#define RK_FWD_TASKS_PER_ITEM 3
+typedef struct rk_fwd_shared {
+    rk_pool *pool;
+    void *scratch;            /* rk_matmul_batch scratch: at least the stage that needs most */
+    size_t scratch_bytes;
+    rk_matmul_task *tasks;    /* (max_tasks) */
+    rk_context **owners;      /* (max_tasks) the context each task belongs to */
+    int max_tasks;            /* RK_FWD_TASKS_PER_ITEM × items */
+} rk_fwd_shared;
+
+/* One context's micro-batch in a forward pass over several contexts. */
+typedef struct rk_fwd_item {
+    rk_context *ctx;
+    const rk_token *tokens;   /* (n) */
+    int64_t n;                /* 1..ctx->n_ubatch */
+    int64_t n_out;            /* logits of the last n_out tokens go to `logits` (n_out, n_vocab) */
+    float *logits;
+    int64_t pos0;             /* set by the pass: the context's n_past before it */
+    rk_status status;         /* set by the pass; a failed item is left out of the later stages */
+    rk_error *err;            /* its message (may be NULL) */
+} rk_fwd_item;
+
+/* Runs the model over every item's tokens in one pass: each stage's matrix products of all
+ * items run as one batch on the shared pool (the weights are read once per pass), while norms,
+ * RoPE and attention are per context. Every product is one task per context, so each item's
+ * numbers are exactly those of running it alone. Advances each successful item's n_past; a
+ * failed item's cache may hold part of its tokens (the caller truncates it back). */
+void rk_forward_batch(const rk_fwd_shared *shared, rk_fwd_item *items, int64_t n_items);
+
+/* RK_OK when n tokens (n >= 1, each in the vocabulary) fit after the context's n_past. */
+rk_status rk_context_check_tokens(const rk_context *ctx, const rk_token *tokens, size_t n, rk_error *err);
+/* After a failed evaluation: forgets every token from n_past_before on, and the logits. */
+void rk_context_undo(rk_context *ctx, int64_t n_past_before);
+
+/* The engine's model and pool (engine.c). */
+const rk_model *rk_engine_model(const rk_engine *engine);
+rk_pool *rk_engine_pool(rk_engine *engine);
 
 /* Runs the model over n <= n_ubatch tokens at positions n_past.. and advances n_past.
  * Writes logits of the last `n_out` tokens (n_out <= n) into `logits` (n_out, n_vocab). */

@@ -38,16 +38,26 @@ static int64_t window_start(const rk_hparams *hp, int64_t il, int64_t pos) {
     return hp->layer_is_local[il] && pos + 1 > hp->sliding_window ? pos + 1 - hp->sliding_window : 0;
 }
 
-void rk_ctx_matmul_batch(rk_context *ctx, const rk_matmul_task *tasks, int n_tasks) {
-    if (rk_matmul_batch_scratch_bytes(tasks, n_tasks) > ctx->mm_scratch_bytes) { /* a sizing bug */
+/* Runs a batch of products on the shared pool. Each product's weight bytes are added to the
+ * traffic of its context: owners[i], or `owner` for all of them when owners is NULL. */
+static void shared_matmul(const rk_fwd_shared *sh, const rk_matmul_task *tasks, int n_tasks,
+                          rk_context *const *owners, rk_context *owner) {
+    if (n_tasks == 0) return;
+    if (rk_matmul_batch_scratch_bytes(tasks, n_tasks) > sh->scratch_bytes) { /* a sizing bug */
         fprintf(stderr, "ringkv: internal error: %zu bytes of activation scratch needed, %zu allocated\n",
-                rk_matmul_batch_scratch_bytes(tasks, n_tasks), ctx->mm_scratch_bytes);
+                rk_matmul_batch_scratch_bytes(tasks, n_tasks), sh->scratch_bytes);
         abort();
     }
-    rk_matmul_batch(ctx->pool, tasks, n_tasks, ctx->mm_scratch);
+    rk_matmul_batch(sh->pool, tasks, n_tasks, sh->scratch);
     for (int i = 0; i < n_tasks; i++)
         for (int j = 0; j < 2 && tasks[i].w[j]; j++)
-            ctx->weight_stats.bytes_read += (uint64_t)tasks[i].w[j]->n_out * tasks[i].w[j]->row_bytes;
+            (owners ? owners[i] : owner)->weight_stats.bytes_read +=
+                (uint64_t)tasks[i].w[j]->n_out * tasks[i].w[j]->row_bytes;
+}
+
+void rk_ctx_matmul_batch(rk_context *ctx, const rk_matmul_task *tasks, int n_tasks) {
+    const rk_fwd_shared sh = {ctx->pool, ctx->mm_scratch, ctx->mm_scratch_bytes, NULL, NULL, 0};
+    shared_matmul(&sh, tasks, n_tasks, NULL, ctx);
 }
 
 void rk_ctx_matmul(rk_context *ctx, const rk_matrix *w, const float *x, int64_t x_stride, int64_t n,
@@ -288,18 +298,10 @@ static void run_rows(rk_context *ctx, int64_t il, int64_t n, int64_t pos0, row_s
         rk_pool_run(ctx->pool, row_stage_run, &job);
 }
 
-static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t pos0,
-                                 rk_error *err) {
+/* The attention of one sequence's micro-batch, from q/k/v to ctx->att: biases, norms and RoPE,
+ * appending k and v to the cache, sealing full pages, fetching cold pages, attention. */
+static rk_status attention_core(rk_context *ctx, int64_t il, int64_t n, int64_t pos0, rk_error *err) {
     const rk_hparams *hp = &ctx->model->hp;
-    const rk_layer *L = &ctx->model->layers[il];
-    const int64_t E = hp->n_embd;
-    run_rows(ctx, il, n, pos0, STAGE_ATTN_NORM);
-    /* q, k and v in one pass over the pool */
-    rk_matmul_task qkv[3] = {
-        {{&L->wq, NULL}, {ctx->q, NULL}, hp->n_head * hp->head_dim_k, ctx->xb, E, NULL, n},
-        {{&L->wk, NULL}, {ctx->k, NULL}, hp->n_head_kv * hp->head_dim_k, ctx->xb, E, NULL, n},
-        {{&L->wv, NULL}, {ctx->v, NULL}, hp->n_head_kv * hp->head_dim_v, ctx->xb, E, NULL, n}};
-    rk_ctx_matmul_batch(ctx, qkv, 3);
     run_rows(ctx, il, n, pos0, STAGE_QKV_POST);
     /* Pages this micro-batch filled are encoded now; each query still reads its own page in
      * f32 (kept until after attention), the full pages before it through the codec, as in
@@ -327,25 +329,73 @@ static rk_status attention_block(rk_context *ctx, int64_t il, int64_t n, int64_t
      * pages (Gemma 3 keeps 5 of every 6 layers' KV at two pages this way). */
     if (hp->layer_is_local[il] && hp->sliding_window > 0)
         rk_kv_release_before(ctx->kv, il, pos0 + n + 1 - hp->sliding_window);
-    rk_ctx_matmul(ctx, &L->wo, ctx->att, hp->n_head * hp->head_dim_v, n, ctx->xb, E);
-    run_rows(ctx, il, n, pos0, STAGE_ATTN_RESIDUAL);
     return RK_OK;
 }
 
-static void ffn_block(rk_context *ctx, int64_t il, int64_t n) {
-    const rk_hparams *hp = &ctx->model->hp;
-    const rk_layer *L = &ctx->model->layers[il];
-    const int64_t E = hp->n_embd, F = hp->n_ff;
-    run_rows(ctx, il, n, 0, STAGE_FFN_NORM);
-    if (hp->routing.n_expert > 0) {
-        rk_moe_ffn(ctx, L, n);
-        run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);
-        return;
+/* Adds one task to a stage's batch of products. */
+static void add_task(const rk_fwd_shared *sh, int *n_tasks, rk_context *owner, rk_matmul_task task) {
+    sh->tasks[*n_tasks] = task;
+    sh->owners[(*n_tasks)++] = owner;
+}
+
+#define FOR_LIVE(items, n_items, it) \
+    for (rk_fwd_item *it = (items); it < (items) + (n_items); it++) if (it->status == RK_OK)
+
+/* One layer's attention block for every live item: the q/k/v and output products of all of
+ * them share a pass over the weights; each item's attention reads its own cache. */
+static void attention_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_items, int64_t il) {
+    const rk_model *m = items[0].ctx->model;
+    const rk_hparams *hp = &m->hp;
+    const rk_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, q_dim = hp->n_head * hp->head_dim_k;
+    const int64_t k_dim = hp->n_head_kv * hp->head_dim_k, v_dim = hp->n_head_kv * hp->head_dim_v;
+    int nt = 0;
+    FOR_LIVE(items, n_items, it) {
+        rk_context *c = it->ctx;
+        run_rows(c, il, it->n, it->pos0, STAGE_ATTN_NORM);
+        add_task(sh, &nt, c, (rk_matmul_task){{&L->wq, NULL}, {c->q, NULL}, q_dim, c->xb, E, NULL, it->n});
+        add_task(sh, &nt, c, (rk_matmul_task){{&L->wk, NULL}, {c->k, NULL}, k_dim, c->xb, E, NULL, it->n});
+        add_task(sh, &nt, c, (rk_matmul_task){{&L->wv, NULL}, {c->v, NULL}, v_dim, c->xb, E, NULL, it->n});
     }
-    rk_ctx_matmul_pair(ctx, ctx->xb, E, n, &L->w_gate, ctx->hb, &L->w_up, ctx->hb2, F);
-    run_rows(ctx, il, n, 0, STAGE_ACTIVATION);
-    rk_ctx_matmul(ctx, &L->w_down, ctx->hb, F, n, ctx->xb, E);
-    run_rows(ctx, il, n, 0, STAGE_FFN_RESIDUAL);
+    shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+    nt = 0;
+    FOR_LIVE(items, n_items, it) {
+        it->status = attention_core(it->ctx, il, it->n, it->pos0, it->err);
+        if (it->status) continue;
+        rk_context *c = it->ctx;
+        add_task(sh, &nt, c, (rk_matmul_task){{&L->wo, NULL}, {c->xb, NULL}, E, c->att, hp->n_head * hp->head_dim_v,
+                                              NULL, it->n});
+    }
+    shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+    FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, it->pos0, STAGE_ATTN_RESIDUAL);
+}
+
+static void ffn_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_items, int64_t il) {
+    const rk_model *m = items[0].ctx->model;
+    const rk_hparams *hp = &m->hp;
+    const rk_layer *L = &m->layers[il];
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, 0, STAGE_FFN_NORM);
+    if (hp->routing.n_expert > 0) { /* each sequence routes its own tokens (moe.c) */
+        FOR_LIVE(items, n_items, it) rk_moe_ffn(it->ctx, L, it->n);
+    } else {
+        int nt = 0;
+        FOR_LIVE(items, n_items, it) {
+            rk_context *c = it->ctx;
+            const rk_matmul_task pair = {{&L->w_gate, &L->w_up}, {c->hb, c->hb2}, F, c->xb, E, NULL, it->n};
+            rk_matmul_task t[2];
+            for (int j = 0, k = rk_matmul_split_pair(&pair, t); j < k; j++) add_task(sh, &nt, c, t[j]);
+        }
+        shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+        nt = 0;
+        FOR_LIVE(items, n_items, it) {
+            rk_context *c = it->ctx;
+            run_rows(c, il, it->n, 0, STAGE_ACTIVATION);
+            add_task(sh, &nt, c, (rk_matmul_task){{&L->w_down, NULL}, {c->xb, NULL}, E, c->hb, F, NULL, it->n});
+        }
+        shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+    }
+    FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, 0, STAGE_FFN_RESIDUAL);
 }
 
 static rk_status embed(rk_context *ctx, const rk_token *tokens, int64_t n, rk_error *err) {
@@ -366,31 +416,52 @@ static rk_status embed(rk_context *ctx, const rk_token *tokens, int64_t n, rk_er
     return RK_OK;
 }
 
-rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t n_out,
-                     float *logits, rk_error *err) {
-    const rk_model *m = ctx->model;
+/* Checks an item, reserves its cache and embeds its tokens. */
+static rk_status begin_item(rk_fwd_item *it) {
+    rk_context *ctx = it->ctx;
+    if (it->n <= 0 || it->n > ctx->n_ubatch || it->n_out < 0 || it->n_out > it->n)
+        return rk_error_set(it->err, RK_ERR_INTERNAL, "forward: bad micro-batch %lld", (long long)it->n);
+    it->pos0 = ctx->n_past;
+    rk_kv_begin_step(ctx->kv);
+    rk_status s = rk_kv_reserve(ctx->kv, it->pos0 + it->n, it->err);
+    if (!s) s = embed(ctx, it->tokens, it->n, it->err);
+    if (s) return s;
+    ctx->weight_stats.tokens += (uint64_t)it->n;
+    ctx->weight_stats.micro_batches++;
+    return RK_OK;
+}
+
+void rk_forward_batch(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_items) {
+    if (n_items <= 0) return;
+    const rk_model *m = items[0].ctx->model;
     const rk_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd;
-    if (n <= 0 || n > ctx->n_ubatch || n_out > n)
-        return rk_error_set(err, RK_ERR_INTERNAL, "forward: bad micro-batch %lld", (long long)n);
-    int64_t pos0 = ctx->n_past;
-    rk_kv_begin_step(ctx->kv);
-    rk_status s = rk_kv_reserve(ctx->kv, pos0 + n, err);
-    if (!s) s = embed(ctx, tokens, n, err);
-    if (s) return s;
-    ctx->weight_stats.tokens += (uint64_t)n;
-    ctx->weight_stats.micro_batches++;
+    for (int64_t i = 0; i < n_items; i++) items[i].status = begin_item(&items[i]);
     for (int64_t il = 0; il < hp->n_layer; il++) {
-        s = attention_block(ctx, il, n, pos0, err);
-        if (s) return s;
-        ffn_block(ctx, il, n);
+        attention_block(sh, items, n_items, il);
+        ffn_block(sh, items, n_items, il);
     }
-    ctx->n_past = pos0 + n;
-    if (n_out > 0) {
-        int64_t first = n - n_out;
-        for (int64_t i = first; i < n; i++)
-            rk_rmsnorm(ctx->xb + (i - first) * E, ctx->x + i * E, m->output_norm, E, hp->norm_eps);
-        rk_ctx_matmul(ctx, &m->output, ctx->xb, E, n_out, logits, hp->n_vocab);
+    int nt = 0;
+    FOR_LIVE(items, n_items, it) {
+        rk_context *c = it->ctx;
+        c->n_past = it->pos0 + it->n;
+        if (it->n_out == 0) continue;
+        const int64_t first = it->n - it->n_out;
+        for (int64_t i = first; i < it->n; i++)
+            rk_rmsnorm(c->xb + (i - first) * E, c->x + i * E, m->output_norm, E, hp->norm_eps);
+        add_task(sh, &nt, c, (rk_matmul_task){{&m->output, NULL}, {it->logits, NULL}, hp->n_vocab, c->xb, E, NULL,
+                                              it->n_out});
     }
-    return RK_OK;
+    shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+}
+
+rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t n_out,
+                     float *logits, rk_error *err) {
+    rk_matmul_task tasks[RK_FWD_TASKS_PER_ITEM];
+    rk_context *owners[RK_FWD_TASKS_PER_ITEM];
+    const rk_fwd_shared sh = {ctx->pool, ctx->mm_scratch, ctx->mm_scratch_bytes, tasks, owners,
+                              RK_FWD_TASKS_PER_ITEM};
+    rk_fwd_item item = {ctx, tokens, n, n_out, logits, 0, RK_OK, err};
+    rk_forward_batch(&sh, &item, 1);
+    return item.status;
 }
