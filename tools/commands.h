@@ -10,5 +10,6 @@ int rk_cmd_tokenize(int argc, char **argv);
 int rk_cmd_convert(int argc, char **argv);
 int rk_cmd_eval(int argc, char **argv);
 int rk_cmd_bench(int argc, char **argv);
+int rk_cmd_serve(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ typedef struct command {
 static const command commands[] = {
     {"run", rk_cmd_run, "generate text from a prompt"},
     {"chat", rk_cmd_chat, "interactive chat with history"},
+    {"serve", rk_cmd_serve, "OpenAI-compatible HTTP server with continuous batching and sessions"},
     {"info", rk_cmd_info, "print a GGUF file's metadata and tensors"},
     {"tokenize", rk_cmd_tokenize, "print the token ids of stdin"},
     {"convert", rk_cmd_convert, "convert a llama2.c checkpoint to GGUF"},
