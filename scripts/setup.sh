@@ -5,14 +5,18 @@
 #   Debian packages: cmake, a C compiler, pkg-config, PCRE2 (BPE pre-tokenizers), liburing (the
 #   KV disk tier's reads in flight at once; optional, detected by CMake), clang and its
 #   sanitizer runtime (fuzzing), gnuplot (NIAH heatmaps)
-#   PyPI packages (tests' reference implementations): numpy, gguf, tokenizers
+#   PyPI packages (tests' reference implementations): numpy, gguf, tokenizers; openai (the
+#   official client the server tests talk through)
 #   Models: scripts/fetch-models.sh (SmolLM2-135M-Instruct, Gemma 3 270M) into models/
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 apt_packages=(build-essential cmake pkg-config libpcre2-dev clang libclang-rt-14-dev gnuplot-nox)
-optional_packages=(liburing-dev) # the build detects them and works without
+# the build detects these and works without them: liburing (KV disk tier); the server's
+# libmicrohttpd (HTTP), jansson (JSON) and libsodium (ids, keys, sealed pages); chromium drives
+# the web page's test headless (skipped without it)
+optional_packages=(liburing-dev libmicrohttpd-dev libjansson-dev libsodium-dev chromium)
 missing_packages() {
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
@@ -28,14 +32,14 @@ if [ ${#missing[@]} -gt 0 ] || [ ${#missing_optional[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
   fi
-  if [ ${#missing_optional[@]} -gt 0 ]; then
-    echo "setup: installing optional Debian packages: ${missing_optional[*]}"
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing_optional[@]}" ||
-      echo "setup: warning: could not install ${missing_optional[*]}; building without them"
-  fi
+  for p in "${missing_optional[@]}"; do # one by one: a package that fails leaves the others
+    echo "setup: installing optional Debian package: $p"
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$p" >/dev/null ||
+      echo "setup: warning: could not install $p; building without it"
+  done
 fi
 
-if ! python3 -c "import numpy, gguf, tokenizers" 2>/dev/null; then
+if ! python3 -c "import numpy, gguf, tokenizers, openai" 2>/dev/null; then
   echo "setup: installing Python packages for the reference tests"
   python3 -m pip install --quiet -r scripts/requirements.txt
 fi

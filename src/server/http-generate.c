@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "server/http-impl.h"
 #include "server/openai-render.h"
+#include "server/stop-text.h"
 
 #define POLL_SECONDS 0.2 /* how often a waiting thread checks that its client is still there */
 
@@ -97,6 +98,11 @@ static int build_request(rk_http_conn *c, const rk_api_params *p, rk_srv_request
     if (p->has_seed) sp.seed = p->seed;
     else randombytes_buf(&sp.seed, sizeof sp.seed);
     req->sampling = sp;
+    rk_stop_text *probe = NULL; /* the scheduler builds its own: this only checks the strings */
+    rk_error err;
+    if (rk_stop_text_create((const char *const *)p->stop, p->n_stop, &probe, &err) != RK_OK)
+        return rk_api_error_set(e, 400, "invalid_request_error", "stop", NULL, "%s", err.msg);
+    rk_stop_text_free(probe);
     for (int i = 0; i < p->n_stop; i++) {
         req->stops[i] = strdup(p->stop[i]);
         if (!req->stops[i]) return rk_api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -227,6 +233,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (a->done) return MHD_CONTENT_READER_END_OF_STREAM;
         if (rk_http_client_gone(a->mhd)) {
             rk_srv_request_cancel(a->req);
+            pthread_mutex_lock(&a->req->mu);
+            log_result(a);
+            pthread_mutex_unlock(&a->req->mu);
+            snprintf(a->conn->log.error, sizeof a->conn->log.error, "the client closed the connection");
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         wait_output(a->req, a->text_sent, a->lps_sent, POLL_SECONDS);

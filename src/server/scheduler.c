@@ -111,7 +111,8 @@ static void fail_request(rk_sched *s, rk_srv_request *req, int status, const cha
 /* Starts `req` on sequence q: reuses what it can of q's KV, sets up sampling and stop strings.
  * Returns 0, or -1 after failing the request. */
 static int start_request(rk_sched *s, rk_seq *q, rk_srv_request *req) {
-    size_t keep = common_prefix(q->history, q->n_history, req->prompt, req->n_prompt);
+    /* another key's tokens are never reused (their timing would tell what they were) */
+    size_t keep = q->key_index != req->key_index ? 0 : common_prefix(q->history, q->n_history, req->prompt, req->n_prompt);
     const rk_token *feed = req->prompt;
     size_t n_feed = req->n_prompt;
     if (q->session && q->n_history > 0 && keep < q->n_history && req->n_prompt_cont > 0) {
@@ -310,7 +311,7 @@ static void next_token(rk_sched *s, rk_seq *q) {
     int stopped = rk_stop_text_push(q->stop, p, (size_t)len, &emit, &emit_len);
     rk_srv_logprob lp;
     if (req->logprobs) fill_logprob(logits, rk_model_n_vocab(s->model), t, req->top_logprobs, &lp);
-    if (rk_srv_request_emit(req, emit, emit_len, req->logprobs ? &lp : NULL, 1) != RK_OK) {
+    if (stopped < 0 || rk_srv_request_emit(req, emit, emit_len, req->logprobs ? &lp : NULL, 1) != RK_OK) {
         rk_api_error e;
         rk_api_error_set(&e, 500, "server_error", NULL, NULL, "out of memory for the generated text");
         rk_sched_end_sequence(s, q, NULL, &e);

@@ -1,0 +1,7 @@
+# The server's self-contained helpers: Prometheus metrics, API key files and bearer checks, stop
+# strings over streamed token pieces. Built only with the server's libraries (RINGKV_HAVE_SERVER).
+if(RINGKV_HAVE_SERVER)
+  ringkv_add_test(test-server-metrics SOURCES ${PROJECT_SOURCE_DIR}/tests/test-server-metrics.c LIBS ringkv_server LABELS server)
+  ringkv_add_test(test-server-keys SOURCES ${PROJECT_SOURCE_DIR}/tests/test-server-keys.c LIBS ringkv_server LABELS server)
+  ringkv_add_test(test-stop-text SOURCES ${PROJECT_SOURCE_DIR}/tests/test-stop-text.c LIBS ringkv_server LABELS server)
+endif()
