@@ -134,6 +134,22 @@ int rk_model_strips_leading_space(const rk_model *model);
 
 typedef struct rk_engine rk_engine;
 
+/* Encryption of KV pages that leave the process's memory (the disk tier's page files). ringkv
+ * calls it and never sees the key: the server implements it with libsodium (XChaCha20-Poly1305,
+ * a key per session), so erasing the key erases every copy ("shredding"). Each sealed page is
+ * bound to (layer, page, generation): the generation is unique per write of a context, so it
+ * can serve as a nonce counter, and a page moved, replayed or altered fails to open. */
+typedef struct rk_kv_sealer {
+    void *user;
+    /* Encrypts len bytes from `in` to `out` (distinct buffers) and writes the 16-byte tag.
+     * Returns 0, or -1 on failure (the write then fails). */
+    int (*seal)(void *user, int64_t layer, int64_t page, uint64_t generation, const uint8_t *in, uint8_t *out,
+                size_t len, uint8_t tag[16]);
+    /* Decrypts len bytes in place. Returns 0, or -1 when the tag does not verify. */
+    int (*open)(void *user, int64_t layer, int64_t page, uint64_t generation, uint8_t *buf, size_t len,
+                const uint8_t tag[16]);
+} rk_kv_sealer;
+
 typedef struct rk_context_params {
     int64_t n_ctx;    /* tokens the context holds; 0 = the model's training context */
     int n_threads;    /* compute threads; 0 = all cores (ignored with an engine) */
@@ -157,6 +173,8 @@ typedef struct rk_context_params {
     const char *kv_disk_dir;
     uint64_t kv_disk_max_bytes;   /* 0 = no limit */
     int kv_disk_direct;           /* 1: O_DIRECT page files (bypass the OS page cache) */
+    const rk_kv_sealer *kv_sealer; /* NULL: page files hold plain pages; else sealed (borrowed:
+                                    * must outlive the context) */
     /* Opt-in sparse decode: 0 = exact (every page); N > 0 = visit the first page, the newest
      * pages and the N pages whose key bounds allow the highest scores (Quest). */
     int64_t kv_sparse_pages;

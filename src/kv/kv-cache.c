@@ -29,7 +29,7 @@
 
 rk_kv_config rk_kv_config_f32(int simd_level) {
     rk_kv_config c = {{RK_KV_CODEC_F32, 0, false}, {RK_KV_CODEC_F32, 0, false}, simd_level, 0, 0,
-                      {0, 0, NULL, 0, 0}, false};
+                      {0, 0, NULL, 0, 0, NULL}, false};
     return c;
 }
 

@@ -50,6 +50,7 @@ typedef struct rk_kv_tier_config {
                               * rk_kv_create returns) */
     uint64_t disk_max_bytes; /* most bytes of page files; 0 = no limit */
     int disk_direct;         /* 1: O_DIRECT reads and writes where the filesystem allows */
+    const rk_kv_sealer *sealer; /* NULL, or encryption of page files (kv-store.h; borrowed) */
 } rk_kv_tier_config;
 
 typedef struct rk_kv_config {

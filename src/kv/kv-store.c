@@ -48,6 +48,7 @@
 #define STORE_VERSION 1u
 #define STORE_BATCH 256 /* records per preadv / pwritev (at most IOV_MAX = 1024 on Linux) */
 #define HDR_CRC_OFFSET 60
+#define HDR_TAG_OFFSET 44 /* the sealer's 16-byte tag (zeros without a sealer) */
 
 typedef struct store_slot {
     uint64_t gen; /* generation of the last completed write; 0: not valid */
@@ -65,6 +66,7 @@ struct rk_kv_store {
     uint64_t max_bytes;
     int direct;
     int unlinked; /* the names are gone (unlink_files ran) */
+    const rk_kv_sealer *sealer; /* NULL: plain payloads */
 
     pthread_mutex_t lock; /* guards everything below */
     store_slot *slots;    /* (n_files, slots_per_file) */
@@ -209,6 +211,7 @@ rk_status rk_kv_store_open(const rk_kv_store_config *config, rk_kv_store **out, 
     s->payload_bytes = config->payload_bytes;
     s->max_bytes = config->max_bytes;
     s->direct = config->direct ? 1 : 0;
+    s->sealer = config->sealer;
     pthread_mutex_init(&s->lock, NULL);
     s->fds = malloc((size_t)s->n_files * sizeof *s->fds);
     s->slots = calloc((size_t)(s->n_files * s->slots_per_file), sizeof *s->slots);
@@ -342,8 +345,9 @@ static int transfer(int fd, int writing, off_t off, uint8_t *const *records, int
 
 /* Fills the header of a record about to be written as page `slot` of `file`. */
 static void fill_header(const rk_kv_store *s, uint8_t *rec, int64_t file, int64_t slot,
-                        uint64_t gen) {
+                        uint64_t gen, const uint8_t *tag) {
     memset(rec, 0, RK_KV_STORE_HEADER_BYTES);
+    if (tag) memcpy(rec + HDR_TAG_OFFSET, tag, 16);
     put32(rec + 0, STORE_MAGIC);
     put32(rec + 4, STORE_VERSION);
     put64(rec + 8, (uint64_t)file);
@@ -352,6 +356,50 @@ static void fill_header(const rk_kv_store *s, uint8_t *rec, int64_t file, int64_
     put64(rec + 32, gen);
     put32(rec + 40, rk_crc32c(0, rec + RK_KV_STORE_HEADER_BYTES, s->payload_bytes));
     put32(rec + HDR_CRC_OFFSET, rk_crc32c(0, rec, HDR_CRC_OFFSET));
+}
+
+#define ESEAL (-2) /* "errno" of a write whose sealing failed (out of memory, or the sealer) */
+
+static void free_sealed(uint8_t **sealed, int64_t count) {
+    for (int64_t i = 0; sealed && i < count; i++) free(sealed[i]);
+    free(sealed);
+}
+
+/* Seals records[0 .. count) into new records (*out, freed with free_sealed): header with the
+ * tag and the CRC of the sealed payload. The caller's records get the same header. 0 or ESEAL. */
+static int seal_records(const rk_kv_store *s, int64_t file, int64_t first, int64_t count, uint64_t gen0,
+                        uint8_t *const *records, uint8_t ***out) {
+    const size_t rb = s->record_bytes, align = rk_kv_store_align(s);
+    uint8_t **sealed = calloc((size_t)count, sizeof *sealed);
+    int e = sealed ? 0 : ESEAL;
+    for (int64_t i = 0; i < count && e == 0; i++) {
+        sealed[i] = aligned_alloc(align, rb);
+        uint8_t tag[16];
+        if (!sealed[i] || s->sealer->seal(s->sealer->user, file, first + i, gen0 + (uint64_t)i,
+                                          records[i] + RK_KV_STORE_HEADER_BYTES,
+                                          sealed[i] + RK_KV_STORE_HEADER_BYTES, s->payload_bytes, tag) != 0) {
+            e = ESEAL;
+            break;
+        }
+        memset(sealed[i] + RK_KV_STORE_HEADER_BYTES + s->payload_bytes, 0,
+               rb - RK_KV_STORE_HEADER_BYTES - s->payload_bytes);
+        fill_header(s, sealed[i], file, first + i, gen0 + (uint64_t)i, tag);
+        memcpy(records[i], sealed[i], RK_KV_STORE_HEADER_BYTES);
+    }
+    *out = sealed;
+    return e;
+}
+
+/* Opens a sealed payload in place after its record passed verify(). */
+static rk_status open_sealed(const rk_kv_store *s, uint8_t *rec, int64_t file, int64_t slot, uint64_t gen,
+                             rk_error *err) {
+    if (!s->sealer) return RK_OK;
+    if (s->sealer->open(s->sealer->user, file, slot, gen, rec + RK_KV_STORE_HEADER_BYTES, s->payload_bytes,
+                        rec + HDR_TAG_OFFSET) == 0)
+        return RK_OK;
+    return rk_error_set(err, RK_ERR_IO,
+                        "kv disk tier: page %lld of layer %lld: the sealed page does not open (altered, or "
+                        "sealed with another key)", (long long)slot, (long long)file);
 }
 
 /* Under the lock: checks the budget for pages first .. first+count-1 (rewritten pages count
@@ -397,17 +445,23 @@ rk_status rk_kv_store_write(rk_kv_store *store, int64_t file, int64_t first, int
     st = reserve(store, file, first, count, &gen0, err);
     if (st != RK_OK) return st;
 
-    for (int64_t i = 0; i < count; i++)
-        fill_header(store, records[i], file, first + i, gen0 + i);
+    uint8_t **out = (uint8_t **)records, **sealed = NULL;
+    int e = 0;
+    if (store->sealer) { /* sealed copies go to disk; the caller's records keep the plain page */
+        e = seal_records(store, file, first, count, gen0, records, &sealed);
+        out = sealed;
+    } else {
+        for (int64_t i = 0; i < count; i++) fill_header(store, records[i], file, first + i, gen0 + i, NULL);
+    }
     uint64_t done = 0;
-    int e = transfer(store->fds[file], 1, (off_t)first * (off_t)rb, records, count, rb, &done);
+    if (e == 0) e = transfer(store->fds[file], 1, (off_t)first * (off_t)rb, out, count, rb, &done);
 
     store_lock(store);
     if (e == 0) {
         for (int64_t i = 0; i < count; i++) {
             store_slot *sl = slot_at(store, file, first + i);
             sl->gen = gen0 + (uint64_t)i;
-            sl->crc = get32(records[i] + 40);
+            sl->crc = get32(out[i] + 40);
         }
         stats->bytes_written += (uint64_t)count * rb;
         stats->pages_written += (uint64_t)count;
@@ -417,7 +471,11 @@ rk_status rk_kv_store_write(rk_kv_store *store, int64_t file, int64_t first, int
     }
     stats->write_seconds += rk_now_seconds() - t0;
     store_unlock(store);
+    free_sealed(sealed, count);
     if (e == 0) return RK_OK;
+    if (e == ESEAL)
+        return rk_error_set(err, RK_ERR_IO, "kv disk tier: sealing pages %lld.. of layer %lld failed",
+                            (long long)first, (long long)file);
 
     long long page = (long long)(first + (int64_t)(done / rb));
     if (is_space_errno(e))
@@ -508,6 +566,7 @@ static rk_status read_batch(rk_kv_store *s, int64_t file, int64_t first, int64_t
     }
     for (int64_t i = 0; i < count; i++) {
         rk_status st = verify(s, records[i], file, first + i, gens[i], crcs[i], err);
+        if (st == RK_OK) st = open_sealed(s, records[i], file, first + i, gens[i], err);
         if (st != RK_OK) return st;
     }
     return RK_OK;
@@ -578,7 +637,8 @@ static rk_status read_pages_uring(rk_kv_store *s, rk_kv_uring *ring, int64_t fil
             continue;
         }
         for (int64_t i = i0; i < i0 + ext[e].n_iov && !st; i++)
-            st = verify(s, records[i], file, pages[i], gens[i], crcs[i], err);
+            if (!(st = verify(s, records[i], file, pages[i], gens[i], crcs[i], err)))
+                st = open_sealed(s, records[i], file, pages[i], gens[i], err);
     }
     free(gens), free(crcs), free(iov), free(ext), free(res), free(ext_first);
     return st;

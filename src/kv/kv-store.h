@@ -11,7 +11,8 @@
  *
  *     [0, 64)                     header, filled by the store on write (magic, format version,
  *                                 layer, page, payload length, generation, CRC32C of the
- *                                 payload, CRC32C of the header)
+ *                                 payload as written, the sealer's 16-byte tag or zeros,
+ *                                 CRC32C of the header)
  *     [64, 64 + payload_bytes)    the payload: the page's bytes, owned by the caller
  *     [.., record_bytes)          padding (written as is, never read back)
  *
@@ -53,6 +54,9 @@ typedef struct rk_kv_store_config {
     size_t payload_bytes;   /* bytes of one page's payload (the same for every page) */
     int direct;             /* 1: try O_DIRECT (falls back to buffered I/O, silently, where
                              * the filesystem refuses it, e.g. tmpfs) */
+    const rk_kv_sealer *sealer; /* NULL: payloads are written as they are; else each payload
+                                 * is sealed on its way to disk (the caller's record keeps the
+                                 * plain page) and opened after it is read and its CRC checked */
 } rk_kv_store_config;
 
 typedef struct rk_kv_store_stats {

@@ -58,7 +58,7 @@ static double gib(double bytes) { return bytes / 1073741824.0; }
 /* The disk tier: the page files, space checks, the I/O thread. */
 static rk_status open_disk_tier(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error *err) {
     rk_kv_store_config sc = {tc->disk_dir, tc->disk_max_bytes, kv->dims.n_layer, kv->max_pages,
-                             kv->payload_bytes, tc->disk_direct};
+                             kv->payload_bytes, tc->disk_direct, tc->sealer};
     rk_status s = rk_kv_store_open(&sc, &kv->tiers.store, err);
     if (s) return s;
     kv->rec_bytes = rk_kv_store_record_bytes(kv->tiers.store);

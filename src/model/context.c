@@ -132,6 +132,7 @@ static rk_status create_kv(rk_context *ctx, const rk_context_params *p, rk_error
     cfg.tiers.disk_dir = p->kv_disk_dir;
     cfg.tiers.disk_max_bytes = p->kv_disk_max_bytes;
     cfg.tiers.disk_direct = p->kv_disk_direct;
+    cfg.tiers.sealer = p->kv_sealer;
     if (p->kv_disk_dir && !p->kv_hot_bytes && avail > 0) cfg.tiers.hot_bytes = avail / 2;
     rk_kv_dims dims = {hp->n_layer, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v, ctx->n_ctx};
     s = rk_kv_create(&dims, &cfg, &ctx->kv, err);

@@ -165,9 +165,9 @@ enum MHD_Result rk_http_session_delete(rk_http_conn *c, const char *id) {
     rk_api_error e;
     snprintf(c->log.session, sizeof c->log.session, "%.32s", id);
     if (rk_sched_session_delete(c->srv->sched, c->key_index, id, &r, &e)) return rk_http_send_error(c, &e);
-    json_t *j = json_pack("{s:s, s:s, s:b, s:{s:I, s:I, s:I}}", "id", r.id, "object", "session.deleted", "deleted", 1,
-                          "receipt", "tokens", (json_int_t)r.tokens, "pages", (json_int_t)r.pages, "bytes",
-                          (json_int_t)r.bytes);
+    json_t *j = json_pack("{s:s, s:s, s:b, s:{s:I, s:I, s:I, s:b}}", "id", r.id, "object", "session.deleted",
+                          "deleted", 1, "receipt", "tokens", (json_int_t)r.tokens, "pages", (json_int_t)r.pages,
+                          "bytes", (json_int_t)r.bytes, "key_shredded", r.key_shredded);
     char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return rk_http_send_json(c, 200, out);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "server/scheduler.h"
+#include "server/seal.h"
 #include "server/stop-text.h"
 
 typedef struct rk_session rk_session_t;
@@ -16,6 +17,7 @@ typedef struct rk_session rk_session_t;
 /* A sequence: a context and the tokens its KV cache holds. */
 typedef struct rk_seq {
     rk_context *ctx;
+    rk_seal_key *seal_key;    /* seals the pages its context writes to disk */
     rk_token *history;        /* (n_history) tokens in the KV cache, in order (n_history == n_past) */
     size_t n_history, cap;
     int key_index;            /* whose tokens these are (-2: nobody's) */
@@ -41,6 +43,8 @@ struct rk_session {
     rk_seq seq;
     double created, ttl;
     int queued;               /* requests waiting or running on it */
+    int failed;               /* a disk-tier error broke its KV: requests on it fail */
+    char failure[256];
     int delete_requested;
     int deleted;              /* destroyed; the receipt is in `receipt` */
     rk_shred_receipt receipt;
@@ -83,8 +87,9 @@ void rk_sched_reap_sessions(rk_sched *s, double now);
 /* Frees every session (at shutdown, mu held, no step running). */
 void rk_sched_free_sessions(rk_sched *s);
 
-/* scheduler.c: a sequence's context with the scheduler's settings; frees. */
-rk_status rk_seq_init(rk_sched *s, rk_seq *q, rk_error *err);
+/* scheduler.c: a sequence's key (bound to `id`) and context with the scheduler's settings; frees
+ * (the context, then the key is shredded). */
+rk_status rk_seq_init(rk_sched *s, rk_seq *q, const char *id, rk_error *err);
 void rk_seq_free(rk_seq *q);
 /* Ends the sequence's request: finished with finish_reason, or failed with *error. */
 void rk_sched_end_sequence(rk_sched *s, rk_seq *q, const char *finish_reason, const rk_api_error *error);

@@ -51,14 +51,15 @@ static void fill_info(const rk_session_t *ses, rk_session_info *out) {
 int rk_sched_session_create(rk_sched *s, int key_index, double ttl, rk_session_info *out, rk_api_error *err) {
     rk_session_t *ses = calloc(1, sizeof *ses);
     if (!ses) return rk_api_error_set(err, 500, "server_error", NULL, NULL, "out of memory for a session");
-    rk_error e;
-    if (rk_seq_init(s, &ses->seq, &e) != RK_OK) {
-        free(ses);
-        return rk_api_error_set(err, 503, "server_error", NULL, NULL, "cannot create a session: %s", e.msg);
-    }
     unsigned char raw[RK_SRV_SESSION_ID_LEN / 2];
     randombytes_buf(raw, sizeof raw);
     sodium_bin2hex(ses->id, sizeof ses->id, raw, sizeof raw);
+    rk_error e;
+    if (rk_seq_init(s, &ses->seq, ses->id, &e) != RK_OK) {
+        rk_seq_free(&ses->seq);
+        free(ses);
+        return rk_api_error_set(err, 503, "server_error", NULL, NULL, "cannot create a session: %s", e.msg);
+    }
     ses->key_index = key_index;
     ses->seq.session = ses;
     ses->created = ses->seq.last_used = rk_now_seconds();
@@ -133,8 +134,11 @@ static void destroy_session(rk_sched *s, int i) {
     r->tokens = rk_context_n_past(q->ctx);
     r->pages = (r->tokens + 255) / 256;
     r->bytes = rk_context_kv_bytes_in_use(q->ctx) + t.disk_bytes;
-    rk_context_free(q->ctx); /* frees the pages; page files were unlinked when opened */
+    rk_context_free(q->ctx); /* frees the pages and closes the page files (unlinked at open) */
     q->ctx = NULL;
+    rk_seal_key_shred(q->seal_key); /* any copy of a sealed page is noise from here on */
+    q->seal_key = NULL;
+    r->key_shredded = 1;
     ses->deleted = 1;
     s->sessions[i] = s->sessions[--s->n_sessions];
     rk_metrics_add(s->metrics, RK_M_SESSIONS_SHREDDED, 1);

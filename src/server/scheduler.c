@@ -19,12 +19,15 @@
 #include "core/error.h"
 #include "server/sched-impl.h"
 
-rk_status rk_seq_init(rk_sched *s, rk_seq *q, rk_error *err) {
+rk_status rk_seq_init(rk_sched *s, rk_seq *q, const char *id, rk_error *err) {
     memset(q, 0, sizeof *q);
     q->key_index = -2;
+    rk_status st = rk_seal_key_create(id, &q->seal_key, err);
+    if (st) return st;
     rk_context_params cp = s->cfg.ctx;
     cp.engine = s->engine;
     cp.n_ubatch = (int)s->cfg.prefill_chunk;
+    cp.kv_sealer = rk_seal_key_sealer(q->seal_key);
     return rk_context_create(s->model, &cp, &q->ctx, err);
 }
 
@@ -43,6 +46,7 @@ static void seq_end_request(rk_seq *q) {
 void rk_seq_free(rk_seq *q) {
     seq_end_request(q);
     rk_context_free(q->ctx);
+    rk_seal_key_shred(q->seal_key);
     free(q->history);
     memset(q, 0, sizeof *q);
 }
@@ -187,6 +191,13 @@ static void admit(rk_sched *s) {
                 continue;
             }
             if (ses->seq.req) { i++; continue; } /* busy: wait */
+            if (ses->failed) {
+                queue_remove(s, i);
+                ses->queued--;
+                fail_request(s, req, 500, "server_error", "%s", ses->failure);
+                rk_srv_request_release(req);
+                continue;
+            }
             q = &ses->seq;
         } else {
             size_t shared;
@@ -333,6 +344,13 @@ static void finish_step(rk_sched *s, int n_items) {
         const rk_batch_item *it = &s->items[i];
         if (it->status != RK_OK) {
             seq_truncate(q, (size_t)rk_context_n_past(q->ctx)); /* the engine undid the item */
+            if (q->session && it->status == RK_ERR_IO) { /* its pages cannot be trusted any more */
+                q->session->failed = 1;
+                snprintf(q->session->failure, sizeof q->session->failure,
+                         "session %s failed and can only be deleted: %.180s", q->session->id, it->err.msg);
+            } else if (!q->session && it->status == RK_ERR_IO) {
+                seq_truncate(q, 0); /* a slot starts over */
+            }
             rk_api_error e;
             int status = it->status == RK_ERR_CONTEXT_FULL ? 400 : 500;
             rk_api_error_set(&e, status, status == 400 ? "invalid_request_error" : "server_error", NULL, NULL,
@@ -451,7 +469,11 @@ rk_status rk_sched_create(const rk_model *model, const rk_sched_config *cfg, rk_
     if (!s->slots || !s->running || !s->items || !s->item_seq || !s->queue || !s->sessions)
         st = rk_error_set(err, RK_ERR_NO_MEMORY, "scheduler: out of memory");
     if (!st) st = rk_engine_create(model, cfg->ctx.n_threads, &s->engine, err);
-    for (int i = 0; !st && i < cfg->parallel; i++) st = rk_seq_init(s, &s->slots[i], err);
+    for (int i = 0; !st && i < cfg->parallel; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "slot-%d", i);
+        st = rk_seq_init(s, &s->slots[i], id, err);
+    }
     if (!st && pthread_create(&s->thread, NULL, scheduler_main, s) != 0)
         st = rk_error_set(err, RK_ERR_INTERNAL, "scheduler: cannot start its thread");
     if (st) {

@@ -52,6 +52,7 @@ typedef struct rk_shred_receipt {
     int64_t tokens;
     int64_t pages;             /* sealed KV pages (all tiers) */
     uint64_t bytes;            /* KV bytes freed in RAM plus page-file bytes unlinked */
+    int key_shredded;          /* the session's key was wiped */
 } rk_shred_receipt;
 
 /* Creates the engine, the slot contexts and starts the scheduler thread. `model` and `metrics`

@@ -19,6 +19,7 @@ Skipped (77) without the model or the openai package.
 """
 import concurrent.futures
 import json
+import math
 import os
 import socket
 import subprocess
@@ -244,6 +245,91 @@ def test_queue_and_sigterm(model, keyfile):
         check(rc == 0, f"exit code after SIGTERM: {rc}")
 
 
+def page_files(pid, directory):
+    """{fd path: target} of the (unlinked) page files the server holds open under directory."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(directory):
+            out[f"/proc/{pid}/fd/{fd}"] = target
+    return out
+
+
+def written_blocks(data, block=4096):
+    """The 4 KiB blocks of a sparse file that were written (not all zero)."""
+    return [data[i:i + block] for i in range(0, len(data), block) if any(data[i:i + block])]
+
+
+def entropy(chunks):
+    counts = [0] * 256
+    total = 0
+    for c in chunks:
+        for b in c:
+            counts[b] += 1
+        total += len(c)
+    return -sum(n / total * math.log2(n / total) for n in counts if n) if total else 0.0
+
+
+def test_shredding(model, keyfile):
+    """Pages that leave memory are sealed; DELETE shreds the key; a flipped byte fails only its session."""
+    marker = "ZEBRA-MARKER-7731"
+    doc = (essays(3000) + f" The secret word is {marker}. ") * 2
+    with tempfile.TemporaryDirectory() as cold, \
+            Server(["-m", model, "-t", "2", "-c", "4096", "--parallel", "2", "--kv-disk", cold, "--kv-hot", "29M",
+                    "--kv-warm", "8M", "--api-key-file", keyfile]) as srv:
+        alice = openai.OpenAI(base_url=f"{srv.base}/v1", api_key=ALICE, max_retries=0, timeout=120)
+        conv = [{"role": "system", "content": doc}, {"role": "user", "content": "What is the secret word?"}]
+        slots = set(page_files(srv.proc.pid, cold).values())
+        sid = srv.json("POST", "/v1/sessions", {}, key=ALICE)["id"]
+        alice.chat.completions.create(model="m", messages=conv, max_tokens=8, temperature=0,
+                                      extra_body={"session": sid})
+        info = srv.json("GET", f"/v1/sessions/{sid}", key=ALICE)
+        check(info["kv_pages"]["disk"] > 0, f"no page went to disk: {info}")
+        files = page_files(srv.proc.pid, cold)
+        blobs = {path: open(path, "rb").read() for path in files}
+        blocks = [b for data in blobs.values() for b in written_blocks(data)]
+        check(len(blocks) > 0, "no page file bytes written")
+        check(all(marker.encode() not in data for data in blobs.values()), "the marker is in a page file")
+        check(entropy(blocks) > 7.95, f"page files do not look sealed: {entropy(blocks):.3f} bits/byte")
+        before = set(files.values()) - slots
+        gone = srv.json("DELETE", f"/v1/sessions/{sid}", key=ALICE)
+        check(gone["receipt"]["key_shredded"] and gone["receipt"]["bytes"] > 0, f"receipt {gone}")
+        check(wait_until(lambda: not (set(page_files(srv.proc.pid, cold).values()) & before), 3),
+              "the session's page files are still open after DELETE")
+        check(os.listdir(cold) == [], f"names left in the cold directory: {os.listdir(cold)}")
+        # tamper: a second session, one byte flipped in every written block of its files
+        sid = srv.json("POST", "/v1/sessions", {}, key=ALICE)["id"]
+        alice.chat.completions.create(model="m", messages=conv, max_tokens=4, temperature=0,
+                                      extra_body={"session": sid})
+        mine = [p for p, t in page_files(srv.proc.pid, cold).items() if t not in slots]
+        for path in mine:
+            with open(path, "r+b") as f:
+                data = f.read()
+                for i in range(0, len(data), 4096):
+                    if any(data[i:i + 4096]):
+                        at = min(i + 2048, len(data) - 1)
+                        f.seek(at)
+                        f.write(bytes([data[at] ^ 0x40]))
+        conv2 = conv + [{"role": "assistant", "content": "x"}, {"role": "user", "content": "Again?"}]
+        try:
+            alice.chat.completions.create(model="m", messages=conv2, max_tokens=4, temperature=0,
+                                          extra_body={"session": sid})
+            check(False, "a tampered session answered")
+        except openai.InternalServerError as e:
+            check("kv disk tier" in str(e), f"tamper error: {e}")
+        try:
+            alice.chat.completions.create(model="m", messages=conv2, max_tokens=4, extra_body={"session": sid})
+            check(False, "a failed session answered")
+        except openai.InternalServerError as e:
+            check("failed" in str(e), f"failed session error: {e}")
+        ok = alice.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+        check(len(ok.choices[0].message.content) > 0, "the server stopped serving after a tampered session")
+        check(srv.request("DELETE", f"/v1/sessions/{sid}", key=ALICE)[0] == 200, "deleting the failed session")
+
+
 ALICE = "sk-alice-0123456789abcdef"
 BOB = "sk-bob-fedcba9876543210xyz"
 
@@ -269,6 +355,7 @@ def main():
             check("key=alice" in log and "key=bob" in log, "the request log names the keys")
             check("Paris" not in log, "the request log contains prompt or output text")
         test_queue_and_sigterm(model, keyfile)
+        test_shredding(model, keyfile)
         print(f"test_server: {time.time() - t0:.1f} s")
     if failures:
         print(f"test_server: {len(failures)} failure(s)")
