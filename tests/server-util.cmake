@@ -5,3 +5,7 @@ if(RINGKV_HAVE_SERVER)
   ringkv_add_test(test-server-keys SOURCES ${PROJECT_SOURCE_DIR}/tests/test-server-keys.c LIBS ringkv_server LABELS server)
   ringkv_add_test(test-stop-text SOURCES ${PROJECT_SOURCE_DIR}/tests/test-stop-text.c LIBS ringkv_server LABELS server)
 endif()
+# The server's KV page sealer (XChaCha20-Poly1305 per session) alone and under the disk tier.
+if(RINGKV_HAVE_SERVER)
+  ringkv_add_test(test-kv-seal SOURCES ${PROJECT_SOURCE_DIR}/tests/test-kv-seal.c LIBS ringkv_server LABELS server)
+endif()
