@@ -228,6 +228,21 @@ void rk_context_reset_weight_stats(rk_context *ctx);
 const char *rk_context_kv_codec_k(const rk_context *ctx);
 const char *rk_context_kv_codec_v(const rk_context *ctx);
 
+/* Byte streams for saving and loading: move exactly len bytes, or fail with a status and a
+ * message in *err (which the caller gets back). */
+typedef rk_status (*rk_stream_write_fn)(void *user, const void *data, size_t len, rk_error *err);
+typedef rk_status (*rk_stream_read_fn)(void *user, void *data, size_t len, rk_error *err);
+
+/* Writes the context's KV cache (its n_past tokens, exactly as held: codec pages, the open page,
+ * sink rows) to a stream, reading cold pages back from the disk tier on the way. The stream is
+ * not encrypted or checksummed: seal it when it leaves the machine's trust. */
+rk_status rk_context_save(rk_context *ctx, rk_stream_write_fn write, void *user, rk_error *err);
+/* Reads a saved KV cache into an empty context of the same model, codecs and n_ctx or more; the
+ * context then continues as the saved one would (no logits until the next eval).
+ * RK_ERR_INVALID_ARG when the context holds tokens; RK_ERR_FORMAT for a stream of another model,
+ * codec or a damaged one (the context stays empty). */
+rk_status rk_context_load(rk_context *ctx, rk_stream_read_fn read, void *user, rk_error *err);
+
 /* Forgets every token from position `pos` on (0 clears the context). */
 rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err);
 

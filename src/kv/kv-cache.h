@@ -189,4 +189,14 @@ size_t rk_kv_record_bytes(const rk_kv_cache *kv);
 const rk_kv_dims *rk_kv_get_dims(const rk_kv_cache *kv);
 const rk_kv_config *rk_kv_get_config(const rk_kv_cache *kv);
 
+/* Snapshots (kv-snapshot.c): the cache's bytes as a stream, for keeping a sequence across a
+ * restart (rk_stream_*_fn: ringkv.h). */
+/* Writes the state of the first n_tokens positions (the cache's n_past). Cold pages are read
+ * back from the disk tier on the way. */
+rk_status rk_kv_save(rk_kv_cache *kv, int64_t n_tokens, rk_stream_write_fn write, void *user, rk_error *err);
+/* Reads a snapshot into an empty cache of the same shape and codecs; *n_tokens = its length.
+ * RK_ERR_FORMAT for a stream of another shape or a damaged one; the cache is empty again on
+ * any error. */
+rk_status rk_kv_load(rk_kv_cache *kv, rk_stream_read_fn read, void *user, int64_t *n_tokens, rk_error *err);
+
 #endif

@@ -318,3 +318,21 @@ const float *rk_context_logits(const rk_context *ctx, int64_t i) {
     if (i < ctx->logits_first || i >= n_eval) return NULL;
     return ctx->logits + (i - ctx->logits_first) * ctx->model->hp.n_vocab;
 }
+
+rk_status rk_context_save(rk_context *ctx, rk_stream_write_fn write, void *user, rk_error *err) {
+    if (!ctx || !write) return rk_error_set(err, RK_ERR_INVALID_ARG, "save: NULL argument");
+    return rk_kv_save(ctx->kv, ctx->n_past, write, user, err);
+}
+
+rk_status rk_context_load(rk_context *ctx, rk_stream_read_fn read, void *user, rk_error *err) {
+    if (!ctx || !read) return rk_error_set(err, RK_ERR_INVALID_ARG, "load: NULL argument");
+    if (ctx->n_past != 0)
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "load: the context already holds %lld tokens",
+                            (long long)ctx->n_past);
+    int64_t n = 0;
+    rk_status s = rk_kv_load(ctx->kv, read, user, &n, err);
+    if (s) return s;
+    ctx->n_past = n;
+    ctx->n_logits = 0;
+    return RK_OK;
+}
