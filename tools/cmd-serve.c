@@ -24,7 +24,9 @@ int rk_cmd_serve(int argc, char **argv) {
 #else
 #include <arpa/inet.h>
 
+#include "core/clock.h"
 #include "server/server.h"
+#include "server/session-file.h"
 
 typedef struct serve_opts {
     rk_run_opts run;
@@ -32,7 +34,7 @@ typedef struct serve_opts {
     int64_t port, parallel, queue, prefill_chunk, max_sessions, max_connections;
     double session_ttl, shutdown_timeout, ping;
     uint64_t max_body;
-    const char *key_file;
+    const char *key_file, *session_dir;
     int insecure, log_prompts;
 } serve_opts;
 
@@ -46,6 +48,8 @@ static void usage(FILE *out) {
             "  --prefill-chunk N      prompt tokens per sequence per step (default 512)\n"
             "  --api-key-file F       API keys, one per line (\"KEY [NAME]\"); without it no key is asked\n"
             "  --insecure             allow a non-loopback --host without API keys\n"
+            "  --session-dir DIR      keep sessions across restarts: saved there (sealed) at shutdown,\n"
+            "                         restored at start; DIR/master.key (0600) wraps their keys\n"
             "  --max-sessions N       sessions kept at most (default 64)\n"
             "  --session-ttl S        idle seconds before a session expires (default 3600)\n"
             "  --max-body SIZE        largest request body (default 4M)\n"
@@ -84,6 +88,7 @@ static int parse(serve_opts *o, int argc, char **argv) {
         else if (rk_opt_is(a, NULL, "--ping")) ok = rk_opt_float("serve", a, v, 0.2, 3600, &o->ping);
         else if (rk_opt_is(a, NULL, "--max-body")) ok = rk_opt_size("serve", a, v, &o->max_body);
         else if (rk_opt_is(a, NULL, "--api-key-file") && v) o->key_file = v;
+        else if (rk_opt_is(a, NULL, "--session-dir") && v) o->session_dir = v;
         else if (rk_opt_is(a, NULL, "--insecure")) { o->insecure = 1; continue; }
         else if (rk_opt_is(a, NULL, "--log-prompts")) { o->log_prompts = 1; continue; }
         else if (rk_opt_is(a, "-h", "--help")) { usage(stdout); return 1; }
@@ -107,6 +112,7 @@ static int parse(serve_opts *o, int argc, char **argv) {
 typedef struct serve_state {
     rk_model *model;
     rk_api_keys *keys;
+    uint8_t *master;
     rk_metrics *metrics;
     rk_sched *sched;
     rk_server *server;
@@ -117,6 +123,7 @@ static void serve_close(serve_state *st) {
     rk_sched_free(st->sched);
     rk_metrics_free(st->metrics);
     rk_api_keys_free(st->keys);
+    if (st->master) rk_master_key_free(st->master);
     rk_model_free(st->model);
 }
 
@@ -139,11 +146,18 @@ static int serve_open(serve_state *st, const serve_opts *o, char *model_name, si
     if (world_readable)
         fprintf(stderr, "serve: warning: %s can be read by other users (chmod 600 it)\n", o->key_file);
     if (rk_metrics_create(&st->metrics, &err) != RK_OK) return fprintf(stderr, "serve: %s\n", err.msg), 1;
+    if (o->session_dir && rk_master_key_load(o->session_dir, &st->master, &err) != RK_OK)
+        return fprintf(stderr, "serve: %s\n", err.msg), 1;
     rk_sched_config sc = {(int)o->parallel, (int)o->queue, o->prefill_chunk, (int)o->max_sessions, o->session_ttl,
-                          o->run.ctx};
+                          o->run.ctx, o->session_dir, st->master, st->keys};
     if (sc.ctx.n_ctx == 0 || sc.ctx.n_ctx > rk_model_n_ctx_train(st->model)) sc.ctx.n_ctx = rk_model_n_ctx_train(st->model);
     if (rk_sched_create(st->model, &sc, st->metrics, &st->sched, &err) != RK_OK)
         return fprintf(stderr, "serve: %s\n", err.msg), 1;
+    if (o->session_dir) {
+        double t0 = rk_now_seconds();
+        int n = rk_sched_restore_sessions(st->sched);
+        fprintf(stderr, "ringkv: %d session(s) restored from %s in %.2f s\n", n, o->session_dir, rk_now_seconds() - t0);
+    }
     rk_server_config hc = {o->host, (int)o->port, model_name, st->keys, rk_api_default_limits(),
                            (int)o->max_connections, o->ping, o->log_prompts};
     hc.limits.max_body_bytes = (size_t)o->max_body;
@@ -185,6 +199,7 @@ int rk_cmd_serve(int argc, char **argv) {
             sig == SIGTERM ? "SIGTERM" : "SIGINT", o.shutdown_timeout);
     rk_server_quiesce(st.server);
     rk_sched_drain(st.sched, o.shutdown_timeout);
+    if (o.session_dir) fprintf(stderr, "ringkv: %d session(s) saved to %s\n", rk_sched_save_sessions(st.sched), o.session_dir);
     serve_close(&st);
     fprintf(stderr, "ringkv: stopped\n");
     return 0;

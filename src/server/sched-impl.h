@@ -87,9 +87,9 @@ void rk_sched_reap_sessions(rk_sched *s, double now);
 /* Frees every session (at shutdown, mu held, no step running). */
 void rk_sched_free_sessions(rk_sched *s);
 
-/* scheduler.c: a sequence's key (bound to `id`) and context with the scheduler's settings; frees
- * (the context, then the key is shredded). */
-rk_status rk_seq_init(rk_sched *s, rk_seq *q, const char *id, rk_error *err);
+/* scheduler.c: a sequence's key (bound to `id`; `key` NULL: a new one, else taken over) and
+ * context with the scheduler's settings; frees (the context, then the key is shredded). */
+rk_status rk_seq_init(rk_sched *s, rk_seq *q, const char *id, rk_seal_key *key, rk_error *err);
 void rk_seq_free(rk_seq *q);
 /* Ends the sequence's request: finished with finish_reason, or failed with *error. */
 void rk_sched_end_sequence(rk_sched *s, rk_seq *q, const char *finish_reason, const rk_api_error *error);

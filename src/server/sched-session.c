@@ -9,13 +9,17 @@
  * steps, so a context is never freed under a running step: DELETE marks the session and waits
  * for the scheduler's receipt.
  */
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
 #include "core/clock.h"
+#include "core/error.h"
 #include "server/sched-impl.h"
+#include "server/session-file.h"
 
 rk_session_t *rk_sched_find_session(rk_sched *s, int key_index, const char *id) {
     if (!id || strlen(id) != RK_SRV_SESSION_ID_LEN) return NULL;
@@ -55,7 +59,7 @@ int rk_sched_session_create(rk_sched *s, int key_index, double ttl, rk_session_i
     randombytes_buf(raw, sizeof raw);
     sodium_bin2hex(ses->id, sizeof ses->id, raw, sizeof raw);
     rk_error e;
-    if (rk_seq_init(s, &ses->seq, ses->id, &e) != RK_OK) {
+    if (rk_seq_init(s, &ses->seq, ses->id, NULL, &e) != RK_OK) {
         rk_seq_free(&ses->seq);
         free(ses);
         return rk_api_error_set(err, 503, "server_error", NULL, NULL, "cannot create a session: %s", e.msg);
@@ -118,8 +122,9 @@ int rk_sched_session_delete(rk_sched *s, int key_index, const char *id, rk_shred
     return 0;
 }
 
-/* Destroys one session: its request fails, its pages are freed and its page files unlinked. */
-static void destroy_session(rk_sched *s, int i) {
+/* Destroys one session: its request fails, its pages are freed and its page files unlinked;
+ * remove_file: also its saved file (a delete or an expiry, not a shutdown). */
+static void destroy_session(rk_sched *s, int i, int remove_file) {
     rk_session_t *ses = s->sessions[i];
     rk_seq *q = &ses->seq;
     if (q->req) {
@@ -136,6 +141,7 @@ static void destroy_session(rk_sched *s, int i) {
     r->bytes = rk_context_kv_bytes_in_use(q->ctx) + t.disk_bytes;
     rk_context_free(q->ctx); /* frees the pages and closes the page files (unlinked at open) */
     q->ctx = NULL;
+    if (s->cfg.session_dir && remove_file) rk_session_file_remove(s->cfg.session_dir, ses->id);
     rk_seal_key_shred(q->seal_key); /* any copy of a sealed page is noise from here on */
     q->seal_key = NULL;
     r->key_shredded = 1;
@@ -150,12 +156,102 @@ void rk_sched_reap_sessions(rk_sched *s, double now) {
         rk_session_t *ses = s->sessions[i];
         int expired = ses->queued == 0 && now - ses->seq.last_used > ses->ttl;
         if (ses->delete_requested || expired)
-            destroy_session(s, i); /* moves the last session into i */
+            destroy_session(s, i, 1); /* moves the last session into i */
         else
             i++;
     }
 }
 
 void rk_sched_free_sessions(rk_sched *s) {
-    while (s->n_sessions > 0) destroy_session(s, s->n_sessions - 1);
+    while (s->n_sessions > 0) destroy_session(s, s->n_sessions - 1, 0); /* saved files stay */
+}
+
+/* ---- keeping sessions across restarts ---- */
+
+int rk_sched_save_sessions(rk_sched *s) {
+    if (!s->cfg.session_dir) return 0;
+    int saved = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->n_sessions; i++) {
+        rk_session_t *ses = s->sessions[i];
+        if (ses->failed || ses->seq.req) continue;
+        rk_session_meta meta = {{0}, ses->ttl};
+        snprintf(meta.owner, sizeof meta.owner, "%s",
+                 ses->key_index >= 0 && s->cfg.keys ? rk_api_keys_name(s->cfg.keys, ses->key_index) : "-");
+        rk_error e;
+        double t0 = rk_now_seconds();
+        if (rk_session_file_save(s->cfg.session_dir, ses->id, ses->seq.seal_key, s->cfg.master, &meta,
+                                 ses->seq.history, ses->seq.n_history, ses->seq.ctx, &e) != RK_OK) {
+            fprintf(stderr, "ringkv: session %s not saved: %s\n", ses->id, e.msg);
+            continue;
+        }
+        fprintf(stderr, "ringkv: session %s saved (%zu tokens, %.2f s)\n", ses->id, ses->seq.n_history,
+                rk_now_seconds() - t0);
+        saved++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return saved;
+}
+
+/* The key index named `owner` ("-": none), or -2 when the key file no longer has it. */
+static int owner_index(const rk_sched *s, const char *owner) {
+    if (!s->cfg.keys) return strcmp(owner, "-") == 0 ? -1 : -2;
+    for (size_t i = 0; i < rk_api_keys_count(s->cfg.keys); i++)
+        if (strcmp(rk_api_keys_name(s->cfg.keys, (int)i), owner) == 0) return (int)i;
+    return -2;
+}
+
+/* Restores one file into a new session; returns 0 or -1 (reported). */
+static int restore_one(rk_sched *s, const char *path) {
+    rk_session_t *ses = calloc(1, sizeof *ses);
+    rk_session_reader *r = NULL;
+    rk_seal_key *key = NULL;
+    rk_session_meta meta;
+    rk_error e;
+    double t0 = rk_now_seconds();
+    rk_status st = ses ? rk_session_file_open(path, s->cfg.master, &r, ses->id, &key, &e)
+                       : rk_error_set(&e, RK_ERR_NO_MEMORY, "out of memory");
+    if (!st) st = rk_seq_init(s, &ses->seq, ses->id, key, &e); /* takes the key */
+    if (!st) st = rk_session_file_read(r, &meta, &ses->seq.history, &ses->seq.n_history, ses->seq.ctx, &e);
+    rk_session_file_close(r);
+    int owner = st ? -2 : owner_index(s, meta.owner);
+    if (!st && owner == -2) st = rk_error_set(&e, RK_ERR_INVALID_ARG, "its owner '%s' is not in the key file", meta.owner);
+    if (!st && s->n_sessions >= s->cfg.max_sessions) st = rk_error_set(&e, RK_ERR_INVALID_ARG, "--max-sessions reached");
+    if (st) {
+        fprintf(stderr, "ringkv: session file %s not restored: %s\n", path, e.msg);
+        if (ses) {
+            if (ses->seq.ctx || ses->seq.seal_key) rk_seq_free(&ses->seq);
+            else rk_seal_key_shred(key);
+            free(ses);
+        }
+        return -1;
+    }
+    ses->seq.cap = ses->seq.n_history;
+    ses->seq.key_index = ses->key_index = owner;
+    ses->seq.session = ses;
+    ses->created = ses->seq.last_used = rk_now_seconds();
+    ses->ttl = meta.ttl > 0 ? meta.ttl : s->cfg.session_ttl;
+    ses->refs = 1;
+    s->sessions[s->n_sessions++] = ses;
+    fprintf(stderr, "ringkv: session %s restored (%zu tokens, %.2f s)\n", ses->id, ses->seq.n_history,
+            rk_now_seconds() - t0);
+    return 0;
+}
+
+int rk_sched_restore_sessions(rk_sched *s) {
+    if (!s->cfg.session_dir) return 0;
+    DIR *d = opendir(s->cfg.session_dir);
+    if (!d) return 0;
+    int restored = 0;
+    pthread_mutex_lock(&s->mu);
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        size_t n = strlen(de->d_name);
+        if (n != RK_SRV_SESSION_ID_LEN + 8 || strcmp(de->d_name + RK_SRV_SESSION_ID_LEN, ".session") != 0) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", s->cfg.session_dir, de->d_name);
+        if (restore_one(s, path) == 0) restored++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    closedir(d);
+    return restored;
 }

@@ -19,10 +19,11 @@
 #include "core/error.h"
 #include "server/sched-impl.h"
 
-rk_status rk_seq_init(rk_sched *s, rk_seq *q, const char *id, rk_error *err) {
+rk_status rk_seq_init(rk_sched *s, rk_seq *q, const char *id, rk_seal_key *key, rk_error *err) {
     memset(q, 0, sizeof *q);
     q->key_index = -2;
-    rk_status st = rk_seal_key_create(id, &q->seal_key, err);
+    q->seal_key = key;
+    rk_status st = key ? RK_OK : rk_seal_key_create(id, &q->seal_key, err);
     if (st) return st;
     rk_context_params cp = s->cfg.ctx;
     cp.engine = s->engine;
@@ -472,7 +473,7 @@ rk_status rk_sched_create(const rk_model *model, const rk_sched_config *cfg, rk_
     for (int i = 0; !st && i < cfg->parallel; i++) {
         char id[32];
         snprintf(id, sizeof id, "slot-%d", i);
-        st = rk_seq_init(s, &s->slots[i], id, err);
+        st = rk_seq_init(s, &s->slots[i], id, NULL, err);
     }
     if (!st && pthread_create(&s->thread, NULL, scheduler_main, s) != 0)
         st = rk_error_set(err, RK_ERR_INTERNAL, "scheduler: cannot start its thread");

@@ -21,6 +21,7 @@
 #define RK_SERVER_SCHEDULER_H
 
 #include "ringkv.h"
+#include "server/api-keys.h"
 #include "server/metrics.h"
 #include "server/request.h"
 
@@ -33,6 +34,10 @@ typedef struct rk_sched_config {
     int max_sessions;          /* sessions alive at most; more get 429 */
     double session_ttl;        /* default idle expiry of a session, seconds */
     rk_context_params ctx;     /* n_ctx, threads, KV codecs and tiers of every sequence */
+    const char *session_dir;   /* NULL: sessions live in memory only; else kept there across
+                                * restarts (session-file.h) */
+    const uint8_t *master;     /* the session dir's master key (with session_dir) */
+    const rk_api_keys *keys;   /* owners by name in session files; NULL: no keys */
 } rk_sched_config;
 
 /* A session as GET /v1/sessions/ID reports it. */
@@ -79,6 +84,13 @@ int rk_sched_session_get(rk_sched *s, int key_index, const char *id, rk_session_
 int rk_sched_session_delete(rk_sched *s, int key_index, const char *id, rk_shred_receipt *out, rk_api_error *err);
 /* Up to max sessions of the key; returns how many were written. */
 size_t rk_sched_session_list(rk_sched *s, int key_index, rk_session_info *out, size_t max);
+
+/* With a session dir: writes every session to it (call after rk_sched_drain). Returns how
+ * many were saved; failures are reported on stderr and leave the previous file. */
+int rk_sched_save_sessions(rk_sched *s);
+/* With a session dir: restores the sessions saved there (at start). Returns how many; files
+ * that cannot be restored are reported on stderr and left alone. */
+int rk_sched_restore_sessions(rk_sched *s);
 
 /* Context size of every sequence. */
 int64_t rk_sched_n_ctx(const rk_sched *s);

@@ -74,6 +74,61 @@ rk_status rk_seal_key_create(const char *id, rk_seal_key **out, rk_error *err) {
 
 const rk_kv_sealer *rk_seal_key_sealer(const rk_seal_key *key) { return &key->sealer; }
 
+/* associated data of a file chunk: id, "file", index (the pages' AD is id + 24 bytes: disjoint) */
+static size_t chunk_ad(const rk_seal_key *k, uint64_t index, unsigned char *ad) {
+    memcpy(ad, k->id, k->id_len);
+    memcpy(ad + k->id_len, "file", 4);
+    for (int b = 0; b < 8; b++) ad[k->id_len + 4 + (size_t)b] = (unsigned char)(index >> (8 * b));
+    return k->id_len + 12;
+}
+
+static void chunk_nonce(const uint8_t prefix[16], uint64_t index, unsigned char *nonce) {
+    memcpy(nonce, prefix, 16);
+    for (int b = 0; b < 8; b++) nonce[16 + b] = (unsigned char)(index >> (8 * b));
+}
+
+int rk_seal_key_seal_chunk(const rk_seal_key *k, const uint8_t prefix[16], uint64_t index, const uint8_t *in,
+                           uint8_t *out, size_t len, uint8_t tag[16]) {
+    unsigned char ad[ID_MAX + 12], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    size_t ad_len = chunk_ad(k, index, ad);
+    chunk_nonce(prefix, index, nonce);
+    unsigned long long tag_len = 0;
+    return crypto_aead_xchacha20poly1305_ietf_encrypt_detached(out, tag, &tag_len, in, len, ad, ad_len, NULL, nonce,
+                                                               k->key) == 0 ? 0 : -1;
+}
+
+int rk_seal_key_open_chunk(const rk_seal_key *k, const uint8_t prefix[16], uint64_t index, uint8_t *buf, size_t len,
+                           const uint8_t tag[16]) {
+    unsigned char ad[ID_MAX + 12], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    size_t ad_len = chunk_ad(k, index, ad);
+    chunk_nonce(prefix, index, nonce);
+    return crypto_aead_xchacha20poly1305_ietf_decrypt_detached(buf, NULL, buf, len, tag, ad, ad_len, nonce, k->key);
+}
+
+void rk_seal_key_wrap(const rk_seal_key *k, const uint8_t *master, uint8_t out[RK_SEAL_WRAPPED_BYTES]) {
+    randombytes_buf(out, 24);
+    unsigned long long tag_len = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(out + 24, out + 56, &tag_len, k->key, 32,
+                                                        (const unsigned char *)k->id, k->id_len, NULL, out, master);
+}
+
+rk_status rk_seal_key_unwrap(const char *id, const uint8_t *master, const uint8_t in[RK_SEAL_WRAPPED_BYTES],
+                             rk_seal_key **out, rk_error *err) {
+    rk_status s = rk_seal_key_create(id, out, err);
+    if (s) return s;
+    rk_seal_key *k = *out;
+    sodium_mprotect_readwrite(k->key);
+    int bad = crypto_aead_xchacha20poly1305_ietf_decrypt_detached(k->key, NULL, in + 24, 32, in + 56,
+                                                                  (const unsigned char *)k->id, k->id_len, in, master);
+    sodium_mprotect_readonly(k->key);
+    if (bad) {
+        rk_seal_key_shred(k);
+        *out = NULL;
+        return rk_error_set(err, RK_ERR_FORMAT, "seal: the key of '%s' does not open with this master key", id);
+    }
+    return RK_OK;
+}
+
 void rk_seal_key_shred(rk_seal_key *key) {
     if (!key) return;
     sodium_free(key->key); /* zeroes the key before unmapping it */

@@ -25,6 +25,23 @@ rk_status rk_seal_key_create(const char *id, rk_seal_key **out, rk_error *err);
 /* The sealer the KV cache calls (valid until rk_seal_key_shred). */
 const rk_kv_sealer *rk_seal_key_sealer(const rk_seal_key *key);
 
+/* Files (session-file.c): chunk `index` of a stream sealed under the key with the stream's own
+ * 16-byte nonce prefix (random per file), bound to the id and the index. 0, or -1 (open: the
+ * tag does not verify). */
+int rk_seal_key_seal_chunk(const rk_seal_key *key, const uint8_t prefix[16], uint64_t index, const uint8_t *in,
+                           uint8_t *out, size_t len, uint8_t tag[16]);
+int rk_seal_key_open_chunk(const rk_seal_key *key, const uint8_t prefix[16], uint64_t index, uint8_t *buf,
+                           size_t len, const uint8_t tag[16]);
+
+#define RK_SEAL_WRAPPED_BYTES 72 /* nonce 24 + key 32 + tag 16 */
+#define RK_SEAL_MASTER_BYTES 32
+/* The key encrypted under a master key (bound to the id), for storing next to what it sealed. */
+void rk_seal_key_wrap(const rk_seal_key *key, const uint8_t *master, uint8_t out[RK_SEAL_WRAPPED_BYTES]);
+/* The key back from its wrapped form; RK_ERR_FORMAT when it does not open (another master key,
+ * another id, altered). */
+rk_status rk_seal_key_unwrap(const char *id, const uint8_t *master, const uint8_t in[RK_SEAL_WRAPPED_BYTES],
+                             rk_seal_key **out, rk_error *err);
+
 /* Wipes and frees the key. NULL is a no-op. */
 void rk_seal_key_shred(rk_seal_key *key);
 

@@ -330,6 +330,55 @@ def test_shredding(model, keyfile):
         check(srv.request("DELETE", f"/v1/sessions/{sid}", key=ALICE)[0] == 200, "deleting the failed session")
 
 
+def test_session_dir(model, keyfile):
+    """--session-dir: a session survives a restart; restoring skips the prefill; its file is sealed."""
+    marker = "QUOKKA-MARKER-5512"
+    doc = essays(5000) + f" The password is {marker}. "
+    conv = [{"role": "system", "content": doc}, {"role": "user", "content": "What is the password?"}]
+    with tempfile.TemporaryDirectory() as sdir:
+        args = ["-m", model, "-t", "2", "-c", "4096", "--parallel", "2", "--api-key-file", keyfile,
+                "--session-dir", sdir]
+        with Server(args) as srv:
+            alice = openai.OpenAI(base_url=f"{srv.base}/v1", api_key=ALICE, max_retries=0, timeout=120)
+            sid = srv.json("POST", "/v1/sessions", {"ttl": 600}, key=ALICE)["id"]
+            t0 = time.time()
+            r1 = alice.chat.completions.create(model="m", messages=conv, max_tokens=12, temperature=0,
+                                               extra_body={"session": sid})
+            cold_ttft = time.time() - t0
+            gone = srv.json("POST", "/v1/sessions", {}, key=ALICE)["id"]
+            check(srv.request("DELETE", f"/v1/sessions/{gone}", key=ALICE)[0] == 200, "delete before restart")
+            tokens = srv.json("GET", f"/v1/sessions/{sid}", key=ALICE)["tokens"]
+            check(srv.stop() == 0, "exit code with --session-dir")
+            check(any("1 session(s) saved" in line for line in srv.log), "the session was not saved")
+        files = sorted(os.listdir(sdir))
+        check(files == sorted(["master.key", f"{sid}.session"]), f"session dir holds {files}")
+        check(oct(os.stat(os.path.join(sdir, "master.key")).st_mode & 0o777) == "0o600", "master.key mode")
+        data = open(os.path.join(sdir, f"{sid}.session"), "rb").read()
+        check(marker.encode() not in data and entropy([data[200:]]) > 7.95,
+              f"the session file is not sealed ({entropy([data[200:]]):.3f} bits/byte)")
+        conv2 = conv + [{"role": "assistant", "content": r1.choices[0].message.content},
+                        {"role": "user", "content": "Say it again."}]
+        with Server(args) as srv:
+            check(any("1 session(s) restored" in line for line in srv.log), f"restore: {srv.log[-3:]}")
+            alice = openai.OpenAI(base_url=f"{srv.base}/v1", api_key=ALICE, max_retries=0, timeout=120)
+            info = srv.json("GET", f"/v1/sessions/{sid}", key=ALICE)
+            check(info["tokens"] == tokens, f"restored {info['tokens']} tokens of {tokens}")
+            check(srv.request("GET", f"/v1/sessions/{sid}", key=BOB)[0] == 404, "bob sees the restored session")
+            m0 = srv.metrics()["ringkv:prompt_tokens_processed_total"]
+            t0 = time.time()
+            r2 = alice.chat.completions.create(model="m", messages=conv2, max_tokens=12, temperature=0,
+                                               extra_body={"session": sid})
+            warm_ttft = time.time() - t0
+            ran = srv.metrics()["ringkv:prompt_tokens_processed_total"] - m0
+            check(ran < 40 and r2.usage.prompt_tokens_details.cached_tokens >= tokens,
+                  f"after the restart the question ran {ran} prompt tokens (cached "
+                  f"{r2.usage.prompt_tokens_details.cached_tokens} of {r2.usage.prompt_tokens})")
+            print(f"session dir: first question {cold_ttft:.2f} s, after restart {warm_ttft:.2f} s "
+                  f"({r2.usage.prompt_tokens} prompt tokens, {ran:.0f} run)")
+            check(srv.request("DELETE", f"/v1/sessions/{sid}", key=ALICE)[0] == 200, "delete after restart")
+            check(not os.path.exists(os.path.join(sdir, f"{sid}.session")), "DELETE left the session file")
+
+
 ALICE = "sk-alice-0123456789abcdef"
 BOB = "sk-bob-fedcba9876543210xyz"
 
@@ -356,6 +405,7 @@ def main():
             check("Paris" not in log, "the request log contains prompt or output text")
         test_queue_and_sigterm(model, keyfile)
         test_shredding(model, keyfile)
+        test_session_dir(model, keyfile)
         print(f"test_server: {time.time() - t0:.1f} s")
     if failures:
         print(f"test_server: {len(failures)} failure(s)")
