@@ -22,6 +22,8 @@
 rk_status rk_master_key_load(const char *dir, uint8_t **master, rk_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/master.key", dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return rk_error_set(err, RK_ERR_IO, "session dir: cannot create %s: %s", dir, strerror(errno));
     *master = sodium_malloc(RK_SEAL_MASTER_BYTES);
     if (!*master) return rk_error_set(err, RK_ERR_NO_MEMORY, "session dir: no guarded memory for the master key");
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -25,7 +25,7 @@ typedef struct rk_session_meta {
     double ttl;         /* idle expiry, seconds */
 } rk_session_meta;
 
-/* Loads DIR/master.key, making it (0600) when missing. *master: sodium_malloc'd, free with
+/* Loads DIR/master.key, making DIR (0700) and the key (0600) when missing. *master: sodium_malloc'd, free with
  * rk_master_key_free. RK_ERR_IO / RK_ERR_FORMAT with the reason (wrong size, readable by others). */
 rk_status rk_master_key_load(const char *dir, uint8_t **master, rk_error *err);
 void rk_master_key_free(uint8_t *master);

@@ -1,0 +1,5 @@
+# The README's curl example, run as written (tests/python/test_readme_curl.py).
+if(RINGKV_HAVE_SERVER AND Python3_Interpreter_FOUND)
+  ringkv_add_script_test(test-readme-curl ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/python/test_readme_curl.py)
+  set_tests_properties(test-readme-curl PROPERTIES LABELS "server" TIMEOUT 300)
+endif()
