@@ -3,3 +3,9 @@ if(RINGKV_HAVE_SERVER AND Python3_Interpreter_FOUND)
   ringkv_add_script_test(test-readme-curl ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/python/test_readme_curl.py)
   set_tests_properties(test-readme-curl PROPERTIES LABELS "server" TIMEOUT 300)
 endif()
+# Mixture-of-experts models served (tests/python/test_server_moe.py): tiny qwen3moe / qwen2moe
+# GGUFs; greedy answers alone equal answers sent together; a session's follow-up reuses its KV.
+if(RINGKV_HAVE_SERVER AND Python3_Interpreter_FOUND)
+  ringkv_add_script_test(test-server-moe ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/python/test_server_moe.py)
+  set_tests_properties(test-server-moe PROPERTIES LABELS "server" TIMEOUT 300)
+endif()

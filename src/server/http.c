@@ -30,7 +30,7 @@ enum MHD_Result rk_http_send(rk_http_conn *c, int status, const char *content_ty
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", content_type);
-    if (status == 429 || status == 503) MHD_add_response_header(r, "Retry-After", "1");
+    if (status == 429) MHD_add_response_header(r, "Retry-After", "1"); /* a retry can succeed */
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c->mhd, (unsigned)status, r);
     MHD_destroy_response(r);

@@ -120,8 +120,9 @@ static int start_request(rk_sched *s, rk_seq *q, rk_srv_request *req) {
     size_t keep = q->key_index != req->key_index ? 0 : common_prefix(q->history, q->n_history, req->prompt, req->n_prompt);
     const rk_token *feed = req->prompt;
     size_t n_feed = req->n_prompt;
-    if (q->session && q->n_history > 0 && keep < q->n_history && req->n_prompt_cont > 0) {
-        /* the prompt does not continue the session: append its continuation form instead */
+    if (q->session && q->n_history > 0 && 2 * keep < q->n_history && req->n_prompt_cont > 0) {
+        /* the prompt shares less than half of the session: it is a continuation (a client that
+         * sends only its new messages), appended after the session's tokens */
         keep = q->n_history;
         feed = req->prompt_cont;
         n_feed = req->n_prompt_cont;

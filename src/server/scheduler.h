@@ -13,9 +13,10 @@
  * Sequences: `parallel` slots for requests without a session (each keeps the KV of its last
  * request and reuses the longest common prefix with a new request of the same API key — never
  * across keys), plus one per session. A session's sequence keeps its KV between requests; a
- * request on it reuses the part of the session's tokens its prompt starts with, or, when the
- * prompt does not continue the session (a client that sends only its new messages), appends its
- * continuation prompt after them.
+ * request on it reuses the part of the session's tokens its prompt starts with (the rest of the
+ * session is dropped, as for an edited conversation), or, when the prompt shares less than half
+ * of the session's tokens (a client that sends only its new messages), appends its continuation
+ * prompt after them.
  */
 #ifndef RK_SERVER_SCHEDULER_H
 #define RK_SERVER_SCHEDULER_H
