@@ -1,9 +1,10 @@
 /*
  * quant-avx2.c — AVX2/FMA/F16C kernels for the float formats and the legacy 32-element blocks:
- * dot products (integer maddubs/madd per block, one fma per block into float accumulators, two
- * blocks per iteration), activation quantisation to Q8_0/Q8_1 (same bytes as the scalar
- * reference), and register-tiled batched dots for Q4_1 and Q8_0 (2 weight rows x 4 activation
- * rows per tile). Compiled with -mavx2 -mfma -mf16c; only called when the CPU has them.
+ * dot products (integer maddubs/madd per block, one fma per block into a float accumulator),
+ * activation quantisation to Q8_0/Q8_1 (same bytes as the scalar reference), and
+ * register-tiled batched dots for Q4_0, Q4_1, Q5_0 and Q8_0 (2 weight rows x 4 activation rows
+ * per tile) whose outputs equal the single dots bit for bit. Compiled with -mavx2 -mfma -mf16c;
+ * only called when the CPU has them.
  */
 #include <immintrin.h>
 
@@ -61,76 +62,57 @@ void rk_q_dequant_bf16_avx2(const void *src, float *dst, int64_t n) {
 }
 
 /* ---- legacy block dots ------------------------------------------------------------------ */
-/* Each block: 32 int8 products summed to 8 int32 lanes, converted, scaled by d_w*d_a. */
+/* Each block: 32 int8 products summed to 8 int32 lanes, converted, scaled by d_w*d_a and added
+ * into ONE float accumulator, blocks in order (rk_q_block_acc): exactly the per-pair sequence of
+ * the 2x4 register tiles below, so a row's dot does not depend on whether it was computed alone
+ * (decode) or in a tile (prefill). The tiles have no registers for a second chain per pair (16
+ * ymm); one chain costs the in-cache Q8_0 dot about 7% (an fma latency per block), the nibble
+ * formats 1-3%, and nothing measurable once weights stream from memory. The AVX-512 level has
+ * two-chain dots and tiles of its own (quant-avx512.c). */
 
 static inline __m256 scale2(uint16_t dw, uint16_t da) {
     return _mm256_set1_ps(rk_h2f(dw) * rk_h2f(da));
 }
+static inline __m256i load_q8(const int8_t *qs) { return _mm256_loadu_si256((const __m256i *)qs); }
 
-float rk_q_dot_q4_0_avx2(int64_t n, const void *w, const void *act) {
-    const block_q4_0 *x = w;
-    const block_q8_0 *y = act;
-    const int64_t nb = n / QK;
-    const __m256i off = _mm256_set1_epi8(8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        const __m256i q0 = _mm256_sub_epi8(rk_nibbles32(x[i].qs), off);
-        const __m256i q1 = _mm256_sub_epi8(rk_nibbles32(x[i + 1].qs), off);
-        const __m256i p0 = rk_dot_ss8(q0, _mm256_loadu_si256((const __m256i *)y[i].qs));
-        const __m256i p1 = rk_dot_ss8(q1, _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
+/* dot of a format whose weights unpack to signed bytes (BYTES) with Q8_0 activations */
+#define DOT_SIGNED(NAME, BLOCK, BYTES)                                                          \
+    float NAME(int64_t n, const void *w, const void *act) {                                    \
+        const BLOCK *x = w;                                                                    \
+        const block_q8_0 *y = act;                                                             \
+        const int64_t nb = n / QK;                                                             \
+        __m256 acc = _mm256_setzero_ps();                                                      \
+        int64_t i = 0;                                                                         \
+        for (; i + 2 <= nb; i += 2) { /* two blocks' integer work ahead of their two fmas */   \
+            const __m256i p0 = rk_dot_ss8(BYTES(&x[i]), load_q8(y[i].qs));                     \
+            const __m256i p1 = rk_dot_ss8(BYTES(&x[i + 1]), load_q8(y[i + 1].qs));             \
+            const __m256 s0 = scale2(x[i].d, y[i].d), s1 = scale2(x[i + 1].d, y[i + 1].d);     \
+            acc = rk_q_block_acc(rk_q_block_acc(acc, s0, p0), s1, p1);                         \
+        }                                                                                      \
+        if (i < nb) acc = rk_q_block_acc(acc, scale2(x[i].d, y[i].d), rk_dot_ss8(BYTES(&x[i]), load_q8(y[i].qs))); \
+        return rk_hsum_ps(acc);                                                                \
     }
-    for (; i < nb; i++) {
-        const __m256i q0 = _mm256_sub_epi8(rk_nibbles32(x[i].qs), off);
-        const __m256i p0 = rk_dot_ss8(q0, _mm256_loadu_si256((const __m256i *)y[i].qs));
-        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return rk_hsum_ps(_mm256_add_ps(acc0, acc1));
-}
 
+DOT_SIGNED(rk_q_dot_q4_0_avx2, block_q4_0, rk_q4_0_bytes)
+DOT_SIGNED(rk_q_dot_q5_0_avx2, block_q5_0, rk_q5_0_bytes)
+DOT_SIGNED(rk_q_dot_q8_0_avx2, block_q8_0, rk_q8_0_bytes)
+
+/* Q4_1: the m*s terms go to a scalar accumulator, one fma per block in order, added after the
+ * horizontal sum (as in tile2x4_q4_1). */
 float rk_q_dot_q4_1_avx2(int64_t n, const void *w, const void *act) {
     const block_q4_1 *x = w;
     const block_q8_1 *y = act;
-    const int64_t nb = n / QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        const __m256i p0 = rk_dot_us8(rk_nibbles32(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        const __m256i p1 = rk_dot_us8(rk_nibbles32(x[i + 1].qs), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
-        summs += rk_h2f(x[i].m) * rk_h2f(y[i].s) + rk_h2f(x[i + 1].m) * rk_h2f(y[i + 1].s);
+    for (int64_t i = 0; i < n / QK; i++) {
+        acc = rk_q_block_acc(acc, scale2(x[i].d, y[i].d), rk_dot_us8(rk_nibbles32(x[i].qs), load_q8(y[i].qs)));
+        summs = rk_fmadd_f32(rk_h2f(x[i].m), rk_h2f(y[i].s), summs);
     }
-    for (; i < nb; i++) {
-        const __m256i p0 = rk_dot_us8(rk_nibbles32(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
-        summs += rk_h2f(x[i].m) * rk_h2f(y[i].s);
-    }
-    return rk_hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
+    return rk_hsum_ps(acc) + summs;
 }
 
-float rk_q_dot_q5_0_avx2(int64_t n, const void *w, const void *act) {
-    const block_q5_0 *x = w;
-    const block_q8_0 *y = act;
-    const int64_t nb = n / QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        const __m256i p0 = rk_dot_ss8(rk_q5_0_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        const __m256i p1 = rk_dot_ss8(rk_q5_0_bytes(&x[i + 1]), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        const __m256i p0 = rk_dot_ss8(rk_q5_0_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return rk_hsum_ps(_mm256_add_ps(acc0, acc1));
-}
-
+/* Q5_1 has no register tile (its tile is vec_dot per pair, invariant as it is), so it keeps two
+ * accumulators. */
 static inline __m256i q5_1_bytes(const block_q5_1 *b) {
     const __m256i hi = _mm256_and_si256(rk_bits32(b->qh), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(rk_nibbles32(b->qs), hi);
@@ -143,40 +125,18 @@ float rk_q_dot_q5_1_avx2(int64_t n, const void *w, const void *act) {
     float summs = 0.0f;
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        const __m256i p0 = rk_dot_us8(q5_1_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
-        const __m256i p1 = rk_dot_us8(q5_1_bytes(&x[i + 1]), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        const __m256i p0 = rk_dot_us8(q5_1_bytes(&x[i]), load_q8(y[i].qs));
+        const __m256i p1 = rk_dot_us8(q5_1_bytes(&x[i + 1]), load_q8(y[i + 1].qs));
         acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
         acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
         summs += rk_h2f(x[i].m) * rk_h2f(y[i].s) + rk_h2f(x[i + 1].m) * rk_h2f(y[i + 1].s);
     }
     for (; i < nb; i++) {
-        const __m256i p0 = rk_dot_us8(q5_1_bytes(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        const __m256i p0 = rk_dot_us8(q5_1_bytes(&x[i]), load_q8(y[i].qs));
         acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
         summs += rk_h2f(x[i].m) * rk_h2f(y[i].s);
     }
     return rk_hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;
-}
-
-float rk_q_dot_q8_0_avx2(int64_t n, const void *w, const void *act) {
-    const block_q8_0 *x = w;
-    const block_q8_0 *y = act;
-    const int64_t nb = n / QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        const __m256i p0 = rk_dot_ss8(_mm256_loadu_si256((const __m256i *)x[i].qs),
-                                      _mm256_loadu_si256((const __m256i *)y[i].qs));
-        const __m256i p1 = rk_dot_ss8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs),
-                                      _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(scale2(x[i + 1].d, y[i + 1].d), _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; i < nb; i++) {
-        const __m256i p0 = rk_dot_ss8(_mm256_loadu_si256((const __m256i *)x[i].qs),
-                                      _mm256_loadu_si256((const __m256i *)y[i].qs));
-        acc0 = _mm256_fmadd_ps(scale2(x[i].d, y[i].d), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return rk_hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
 /* ---- activation quantisation ------------------------------------------------------------ */
@@ -233,7 +193,9 @@ void rk_q_quantize_q8_1_avx2(const float *src, void *dst, int64_t n) {
 
 /* ---- register-tiled batched dots --------------------------------------------------------- */
 /* 2 weight rows x 4 activation rows: each weight block is unpacked once and used 4 times, each
- * activation block is loaded once and used twice; 8 float accumulators stay in registers. */
+ * activation block is loaded once and used twice; 8 float accumulators stay in registers. Per
+ * pair the float work is the single dot's (rk_q_block_acc, rk_fmadd_f32, rk_hsum_ps), so the
+ * outputs equal vec_dot bit for bit. */
 
 static void tile2x4_q4_1(int64_t n, const char *w, size_t wrb, const char *act, size_t arb,
                          float *out, size_t os) {
@@ -252,10 +214,10 @@ static void tile2x4_q4_1(int64_t n, const char *w, size_t wrb, const char *act, 
             const __m256i ya = _mm256_loadu_si256((const __m256i *)y[a][i].qs);
             const __m256 da = _mm256_set1_ps(rk_h2f(y[a][i].d));
             const float sa = rk_h2f(y[a][i].s);
-            acc[0][a] = _mm256_fmadd_ps(_mm256_mul_ps(d0, da), _mm256_cvtepi32_ps(rk_dot_us8(q0, ya)), acc[0][a]);
-            acc[1][a] = _mm256_fmadd_ps(_mm256_mul_ps(d1, da), _mm256_cvtepi32_ps(rk_dot_us8(q1, ya)), acc[1][a]);
-            summ[0][a] += m0 * sa;
-            summ[1][a] += m1 * sa;
+            acc[0][a] = rk_q_block_acc(acc[0][a], _mm256_mul_ps(d0, da), rk_dot_us8(q0, ya));
+            acc[1][a] = rk_q_block_acc(acc[1][a], _mm256_mul_ps(d1, da), rk_dot_us8(q1, ya));
+            summ[0][a] = rk_fmadd_f32(m0, sa, summ[0][a]);
+            summ[1][a] = rk_fmadd_f32(m1, sa, summ[1][a]);
         }
     }
     for (int a = 0; a < 4; a++)
@@ -285,8 +247,8 @@ RK_Q_TILE_DRIVER(rk_q_tile_q4_1_avx2, rk_q_dot_q4_1_avx2, tile2x4_q4_1, 2, 4)
                 const __m256 da = _mm256_set1_ps(rk_h2f(y[a][i].d));                            \
                 const __m256i p0 = rk_madd_ones(_mm256_maddubs_epi16(ax0, _mm256_sign_epi8(ya, q0))); \
                 const __m256i p1 = rk_madd_ones(_mm256_maddubs_epi16(ax1, _mm256_sign_epi8(ya, q1))); \
-                acc[0][a] = _mm256_fmadd_ps(_mm256_mul_ps(d0, da), _mm256_cvtepi32_ps(p0), acc[0][a]); \
-                acc[1][a] = _mm256_fmadd_ps(_mm256_mul_ps(d1, da), _mm256_cvtepi32_ps(p1), acc[1][a]); \
+                acc[0][a] = rk_q_block_acc(acc[0][a], _mm256_mul_ps(d0, da), p0);              \
+                acc[1][a] = rk_q_block_acc(acc[1][a], _mm256_mul_ps(d1, da), p1);              \
             }                                                                                   \
         }                                                                                       \
         for (int a = 0; a < 4; a++)                                                             \

@@ -3,7 +3,9 @@
  * Q8_K activations, and Q8_K activation quantisation (same bytes as the scalar reference).
  * Per super-block: maddubs of the unsigned quants with the int8 activations, madd with the
  * int16 group scales into int32 lanes, one fma per super-block; the min / offset terms come
- * from the activations' per-16 sums (bsums) instead of extra multiplies.
+ * from the activations' per-16 sums (bsums) instead of extra multiplies. Q4_K, Q5_K and Q6_K
+ * have register tiles (quant-kquant-tile.h): their dots end each super-block with the tiles'
+ * float sequence (rk_k45_acc, rk_q6k_acc) so that both give the same bits (batch invariance).
  */
 #include <immintrin.h>
 
@@ -47,12 +49,9 @@ float rk_q_dot_q4_K_avx2(int64_t n, const void *w, const void *act) {
     const block_q8_K *y = act;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         uint8_t sm[16];
         rk_q_unpack_k4_scales(x[i].scales, sm);
-        const float d = y[i].d * rk_h2f(x[i].d), dmin = y[i].d * rk_h2f(x[i].dmin);
-        accm = _mm_add_ps(accm, rk_k4_mins(sm + 8, y[i].bsums, dmin));
         const uint8_t *q4 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         __m256i sumi = _mm256_setzero_si256();
@@ -65,9 +64,10 @@ float rk_q_dot_q4_K_avx2(int64_t n, const void *w, const void *act) {
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * j]), pl));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * j + 1]), ph));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = rk_k45_acc(acc, sumi, rk_k45_mins(sm), rk_k45_bsums(y[i].bsums), y[i].d, rk_h2f(x[i].d),
+                         rk_h2f(x[i].dmin));
     }
-    return rk_hsum_ps(acc) - rk_hsum_ps128(accm);
+    return rk_hsum_ps(acc);
 }
 
 float rk_q_dot_q5_K_avx2(int64_t n, const void *w, const void *act) {
@@ -75,12 +75,9 @@ float rk_q_dot_q5_K_avx2(int64_t n, const void *w, const void *act) {
     const block_q8_K *y = act;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         uint8_t sm[16];
         rk_q_unpack_k4_scales(x[i].scales, sm);
-        const float d = y[i].d * rk_h2f(x[i].d), dmin = y[i].d * rk_h2f(x[i].dmin);
-        accm = _mm_add_ps(accm, rk_k4_mins(sm + 8, y[i].bsums, dmin));
         const uint8_t *q5 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
@@ -98,9 +95,10 @@ float rk_q_dot_q5_K_avx2(int64_t n, const void *w, const void *act) {
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * j]), pl));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * j + 1]), ph));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = rk_k45_acc(acc, sumi, rk_k45_mins(sm), rk_k45_bsums(y[i].bsums), y[i].d, rk_h2f(x[i].d),
+                         rk_h2f(x[i].dmin));
     }
-    return rk_hsum_ps(acc) - rk_hsum_ps128(accm);
+    return rk_hsum_ps(acc);
 }
 
 /* Q6_K: the quants are used unsigned (0..63); the -32 offset is 32 * sum_g scale[g]*bsums[g]. */
@@ -133,7 +131,7 @@ float rk_q_dot_q6_K_avx2(int64_t n, const void *w, const void *act) {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(rk_scale_pair(sc, 4 * h + k), p));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * rk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+        acc = rk_q6k_acc(acc, sumi, y[i].d, rk_h2f(x[i].d));
     }
     return rk_hsum_ps(acc);
 }

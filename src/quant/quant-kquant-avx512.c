@@ -2,7 +2,9 @@
  * quant-kquant-avx512.c — AVX-512 (BW + VNNI) dots of Q4_K, Q5_K and Q6_K with Q8_K: 64 quants
  * per register, maddubs into int16 pairs, then vpdpwssd with the int16 group scales (one
  * instruction for multiply-by-scale and accumulate). Min / offset terms use the activations'
- * bsums as in the AVX2 kernels.
+ * bsums as in the AVX2 kernels. Each super-block's integer sums are folded to 256 bits and
+ * accumulated in floats exactly as the register tiles at the end of this file do (rk_k45_acc,
+ * rk_q6k_acc), so a row's dot has the same bits alone or in a tile (batch invariance).
  */
 #include <immintrin.h>
 
@@ -18,6 +20,13 @@ static inline __m512i idx2(int a, int b) {
 /* vpermw index: 128-bit lane k selects word g+k */
 static inline __m512i idx4(int g) {
     return _mm512_set_epi64(W4(g + 3), W4(g + 3), W4(g + 2), W4(g + 2), W4(g + 1), W4(g + 1), W4(g), W4(g));
+}
+
+/* The 16 int32 lanes of a super-block's sums folded to the 8 of the 256-bit tiles: lane k and
+ * lane 8+k hold the same element positions (4k..4k+3) of different groups, and integer sums are
+ * exact, so this is exactly the tiles' sumi, and the float work after it can be theirs. */
+static inline __m256i fold256(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
 /* Shared body of Q4_K and Q5_K. qh NULL for Q4_K. Per 128 elements: v = 64 bytes of qs;
@@ -52,31 +61,29 @@ static inline __m512i k45_block(const uint8_t *qs, const uint8_t *qh, const int8
 float rk_q_dot_q4_K_avx512(int64_t n, const void *w, const void *act) {
     const block_q4_K *x = w;
     const block_q8_K *y = act;
-    __m512 acc = _mm512_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         uint8_t sm[16];
         rk_q_unpack_k4_scales(x[i].scales, sm);
-        accm = _mm_add_ps(accm, rk_k4_mins(sm + 8, y[i].bsums, y[i].d * rk_h2f(x[i].dmin)));
-        const __m512i sumi = k45_block(x[i].qs, NULL, y[i].qs, sm);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * rk_h2f(x[i].d)), _mm512_cvtepi32_ps(sumi), acc);
+        const __m256i sumi = fold256(k45_block(x[i].qs, NULL, y[i].qs, sm));
+        acc = rk_k45_acc(acc, sumi, rk_k45_mins(sm), rk_k45_bsums(y[i].bsums), y[i].d, rk_h2f(x[i].d),
+                         rk_h2f(x[i].dmin));
     }
-    return _mm512_reduce_add_ps(acc) - rk_hsum_ps128(accm);
+    return rk_hsum_ps(acc);
 }
 
 float rk_q_dot_q5_K_avx512(int64_t n, const void *w, const void *act) {
     const block_q5_K *x = w;
     const block_q8_K *y = act;
-    __m512 acc = _mm512_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         uint8_t sm[16];
         rk_q_unpack_k4_scales(x[i].scales, sm);
-        accm = _mm_add_ps(accm, rk_k4_mins(sm + 8, y[i].bsums, y[i].d * rk_h2f(x[i].dmin)));
-        const __m512i sumi = k45_block(x[i].qs, x[i].qh, y[i].qs, sm);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * rk_h2f(x[i].d)), _mm512_cvtepi32_ps(sumi), acc);
+        const __m256i sumi = fold256(k45_block(x[i].qs, x[i].qh, y[i].qs, sm));
+        acc = rk_k45_acc(acc, sumi, rk_k45_mins(sm), rk_k45_bsums(y[i].bsums), y[i].d, rk_h2f(x[i].d),
+                         rk_h2f(x[i].dmin));
     }
-    return _mm512_reduce_add_ps(acc) - rk_hsum_ps128(accm);
+    return rk_hsum_ps(acc);
 }
 
 /* Q6_K: per 128 elements, 64 bytes of ql: low nibbles are elements 0-63 in order, high
@@ -87,7 +94,7 @@ float rk_q_dot_q6_K_avx512(int64_t n, const void *w, const void *act) {
     const block_q8_K *y = act;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
-    __m512 acc = _mm512_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
         const __m512i sc = _mm512_castsi256_si512(sc16);
@@ -104,9 +111,9 @@ float rk_q_dot_q6_K_avx512(int64_t n, const void *w, const void *act) {
             sumi = _mm512_dpwssd_epi32(sumi, _mm512_permutexvar_epi16(idx4(8 * h), sc), _mm512_maddubs_epi16(lo, A));
             sumi = _mm512_dpwssd_epi32(sumi, _mm512_permutexvar_epi16(idx4(8 * h + 4), sc), _mm512_maddubs_epi16(hi, B));
         }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(y[i].d * rk_h2f(x[i].d)), _mm512_cvtepi32_ps(sumi), acc);
+        acc = rk_q6k_acc(acc, fold256(sumi), y[i].d, rk_h2f(x[i].d));
     }
-    return _mm512_reduce_add_ps(acc);
+    return rk_hsum_ps(acc);
 }
 
 /* ---- register-tiled batched dots with VNNI ---------------------------------------------- */

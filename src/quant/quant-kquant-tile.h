@@ -3,6 +3,9 @@
  * activations), written once as macros and instantiated by quant-kquant-avx2.c (2x4 tiles,
  * madd) and quant-kquant-avx512.c (4x4 tiles, vpdpwssd). The including file defines
  * KQ_MACC(acc, scale16, p16) = acc + (scale16 * p16 summed in pairs) for its instruction set.
+ * Per (weight row, activation row) the int32 lanes are exact sums of the same products as in
+ * the single dots, and the float work per super-block is the dots' (rk_k45_acc, rk_q6k_acc, one
+ * accumulator, rk_hsum_ps at the end), so each output equals the level's vec_dot bit for bit.
  * Include only from files compiled with at least -mavx2 -mfma -mf16c.
  */
 #ifndef RK_QUANT_KQUANT_TILE_H
@@ -51,22 +54,13 @@
                         sumi[r][a] = KQ_MACC(sumi[r][a], s[r], _mm256_maddubs_epi16(q[r], ya));  \
                 }                                                                               \
             }                                                                                   \
-            __m256i bs[TA];                                                                     \
-            for (int a = 0; a < (TA); a++) {                                                    \
-                const __m128i b0 = _mm_loadu_si128((const __m128i *)y[a][i].bsums);             \
-                const __m128i b1 = _mm_loadu_si128((const __m128i *)(y[a][i].bsums + 8));       \
-                bs[a] = _mm256_zextsi128_si256(_mm_hadd_epi16(b0, b1));                         \
-            }                                                                                   \
+            __m128i bs[TA];                                                                     \
+            for (int a = 0; a < (TA); a++) bs[a] = rk_k45_bsums(y[a][i].bsums);                 \
             for (int r = 0; r < (TW); r++) {                                                    \
                 const float dw = rk_h2f(x[r][i].d), dm = rk_h2f(x[r][i].dmin);                 \
-                const __m256i mins = _mm256_zextsi128_si256(                                   \
-                    _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm[r] + 8))));           \
-                for (int a = 0; a < (TA); a++) {                                                \
-                    const float yd = y[a][i].d;                                                 \
-                    const __m256 pm = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs[a]));       \
-                    acc[r][a] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi[r][a]), acc[r][a]); \
-                    acc[r][a] = _mm256_fnmadd_ps(_mm256_set1_ps(yd * dm), pm, acc[r][a]);       \
-                }                                                                               \
+                const __m128i mins = rk_k45_mins(sm[r]);                                        \
+                for (int a = 0; a < (TA); a++)                                                  \
+                    acc[r][a] = rk_k45_acc(acc[r][a], sumi[r][a], mins, bs[a], y[a][i].d, dw, dm); \
             }                                                                                   \
         }                                                                                       \
         for (int a = 0; a < (TA); a++)                                                          \
@@ -116,9 +110,7 @@
             }                                                                                   \
             for (int r = 0; r < (TW); r++) {                                                    \
                 const float dw = rk_h2f(x[r][i].d);                                             \
-                for (int a = 0; a < (TA); a++)                                                  \
-                    acc[r][a] = _mm256_fmadd_ps(_mm256_set1_ps(y[a][i].d * dw),                 \
-                                                _mm256_cvtepi32_ps(sumi[r][a]), acc[r][a]);     \
+                for (int a = 0; a < (TA); a++) acc[r][a] = rk_q6k_acc(acc[r][a], sumi[r][a], y[a][i].d, dw); \
             }                                                                                   \
         }                                                                                       \
         for (int a = 0; a < (TA); a++)                                                          \

@@ -97,18 +97,21 @@ static const rk_quant_ops ops_avx2[] = {
 };
 
 /* AVX-512 where it beats AVX2 (measured with bench-quant on the 2-core EPYC, which runs
- * 512-bit ops as two 256-bit halves): F32, Q5_0, Q4_K, Q5_K, Q6_K. The AVX-512 kernels of
- * Q4_0, Q4_1, Q5_1 and Q8_0 were slower than AVX2 there (per-block scale work dominates), so
- * they stay reachable through rk_quant_get_spare_dot() for parity tests and bench-quant. */
+ * 512-bit ops as two 256-bit halves): F32, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K. The AVX-512 dots
+ * of Q4_1 and Q5_1 were slower than AVX2 there (per-block scale work dominates), so they stay
+ * reachable through rk_quant_get_spare_dot() for parity tests and bench-quant.
+ * Each level's vec_dot and vec_dot_tile give the same bits for each pair (batch invariance,
+ * quant.h): a register tile is always paired with the dot written to match it, e.g. Q4_1 here
+ * uses the AVX2 tile with the AVX2 dot, Q4_0 the AVX-512 tile with the AVX-512 dot. */
 static const rk_quant_ops ops_avx512[] = {
     {T(F32), T(F32), rk_q_dequant_f32_ref, rk_q_quantize_f32_ref, rk_q_dot_f32_avx512, tile_f32_avx512},
     {T(F16), T(F32), rk_q_dequant_f16_avx2, rk_q_quantize_f32_ref, rk_q_dot_f16_avx2, tile_f16_avx2},
     {T(BF16), T(F32), rk_q_dequant_bf16_avx2, rk_q_quantize_f32_ref, rk_q_dot_bf16_avx2, tile_bf16_avx2},
-    {T(Q4_0), T(Q8_0), rk_q_dequant_q4_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q4_0_avx2, rk_q_tile_q4_0_avx512},
+    {T(Q4_0), T(Q8_0), rk_q_dequant_q4_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q4_0_avx512, rk_q_tile_q4_0_avx512},
     {T(Q4_1), T(Q8_1), rk_q_dequant_q4_1_ref, rk_q_quantize_q8_1_avx2, rk_q_dot_q4_1_avx2, rk_q_tile_q4_1_avx2},
     {T(Q5_0), T(Q8_0), rk_q_dequant_q5_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q5_0_avx512, rk_q_tile_q5_0_avx512},
     {T(Q5_1), T(Q8_1), rk_q_dequant_q5_1_ref, rk_q_quantize_q8_1_avx2, rk_q_dot_q5_1_avx2, tile_q5_1_avx2},
-    {T(Q8_0), T(Q8_0), rk_q_dequant_q8_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q8_0_avx2, rk_q_tile_q8_0_avx512},
+    {T(Q8_0), T(Q8_0), rk_q_dequant_q8_0_ref, rk_q_quantize_q8_0_avx2, rk_q_dot_q8_0_avx512, rk_q_tile_q8_0_avx512},
     {T(Q8_1), T(Q8_1), rk_q_dequant_q8_1_ref, rk_q_quantize_q8_1_avx2, dot_q8_1_self, tile_q8_1_self},
     {T(Q2_K), T(Q8_K), rk_q_dequant_q2_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q2_K_avx2, tile_q2_K_avx2},
     {T(Q3_K), T(Q8_K), rk_q_dequant_q3_K_ref, rk_q_quantize_q8_K_avx2, rk_q_dot_q3_K_avx2, tile_q3_K_avx2},
@@ -138,10 +141,8 @@ const rk_quant_ops *rk_quant_get_ops(uint32_t type, rk_simd_level level) {
 rk_vec_dot_fn rk_quant_get_spare_dot(uint32_t type, rk_simd_level level) {
 #ifdef RK_Q_HAVE_X86
     if (level == RK_SIMD_AVX512) switch (type) {
-        case RK_TYPE_Q4_0: return rk_q_dot_q4_0_avx512;
         case RK_TYPE_Q4_1: return rk_q_dot_q4_1_avx512;
         case RK_TYPE_Q5_1: return rk_q_dot_q5_1_avx512;
-        case RK_TYPE_Q8_0: return rk_q_dot_q8_0_avx512;
         default: break;
         }
 #else

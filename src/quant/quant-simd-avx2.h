@@ -51,12 +51,6 @@ static inline __m256i rk_dot_ss8(__m256i x, __m256i y) {
     return rk_madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x)));
 }
 
-static inline float rk_hsum_ps128(__m128 s) {
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* A 256-bit vector of int16 whose low 128-bit lane is all word 2k of s and whose high lane is
  * all word 2k+1 (s holds 16 int16 scales): scales for two consecutive groups of 16 elements. */
 static inline __m256i rk_scale_pair(__m256i s, int k) {
@@ -65,15 +59,49 @@ static inline __m256i rk_scale_pair(__m256i s, int k) {
                                                    2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
 }
 
-/* sum over groups of mins[g] * (bsums[2g] + bsums[2g+1]) for the 8 groups of Q4_K/Q5_K,
- * scaled: returns 4 float lanes to add into an accumulator. */
-static inline __m128 rk_k4_mins(const uint8_t *mins8, const int16_t *bsums, float scale) {
-    const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mins8));
-    const __m128i b0 = _mm_loadu_si128((const __m128i *)bsums), b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
-    const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(b0, b1));
-    return _mm_mul_ps(_mm_set1_ps(scale), _mm_cvtepi32_ps(prod));
+/* ---- batch invariance ---------------------------------------------------------------------
+ * A register tile (RK_Q_TILE_DRIVER's KERNEL) and the single dot of the same level must give
+ * bit-identical results for each (weight row, activation row) pair, so a token's output does not
+ * depend on how many rows were computed with it (decode vs a prompt chunk, prefix reuse). The
+ * integer parts may be computed in any lane grouping that adds up to the same int32 lanes (integer
+ * sums are exact); the float part must be the same sequence of operations. The helpers below are
+ * that float sequence, used by both sides; everything is explicit intrinsics so that FMA
+ * contraction (-ffp-contract) cannot fuse an operation on one side only. */
+
+/* c + a*b rounded once (scalar FMA; one vfmadd with -mfma): the m*s terms of Q4_1. */
+static inline float rk_fmadd_f32(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+
+/* One legacy block (32 elements) of one pair: acc + scale * float(p), scale = d_w*d_a in every
+ * lane (one rounded product, so splatting a scalar product or multiplying two splats gives the
+ * same bits), p the 8 int32 lane sums of the block's products (lane k: elements 4k..4k+3). One
+ * accumulator per pair, blocks in order, then rk_hsum_ps. */
+static inline __m256 rk_q_block_acc(__m256 acc, __m256 scale, __m256i p) {
+    return _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
 }
 
+/* One Q4_K/Q5_K super-block of one pair: sumi the 8 int32 lanes of scale*products (lane k:
+ * elements 4k..4k+3 of each group of 32, summed over the 8 groups), mins16 the 8 group mins and
+ * bsum16 the 8 per-group sums of the activations (as int16); adds yd*dw*sumi, then subtracts
+ * yd*dm*(mins . bsums) (4 lanes). */
+static inline __m256 rk_k45_acc(__m256 acc, __m256i sumi, __m128i mins16, __m128i bsum16, float yd, float dw,
+                                float dm) {
+    const __m256 pm = _mm256_zextps128_ps256(_mm_cvtepi32_ps(_mm_madd_epi16(mins16, bsum16)));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi), acc);
+    return _mm256_fnmadd_ps(_mm256_set1_ps(yd * dm), pm, acc);
+}
+/* The 8 group sums of Q8_K bsums (16 sums of 16) as int16, for rk_k45_acc. */
+static inline __m128i rk_k45_bsums(const int16_t *bsums) {
+    return _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums), _mm_loadu_si128((const __m128i *)(bsums + 8)));
+}
+/* The 8 mins (sm + 8 of rk_q_unpack_k4_scales) as int16, for rk_k45_acc. */
+static inline __m128i rk_k45_mins(const uint8_t *sm) {
+    return _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
+}
+
+/* One Q6_K super-block of one pair: acc + (yd*dw) * float(sumi). */
+static inline __m256 rk_q6k_acc(__m256 acc, __m256i sumi, float yd, float dw) {
+    return _mm256_fmadd_ps(_mm256_set1_ps(yd * dw), _mm256_cvtepi32_ps(sumi), acc);
+}
 
 /* Signed 8-bit weights of one block of the formats that pair with Q8_0 activations. */
 /* Q5_0: nibble | 0xF0 where the fifth bit is clear is exactly (q5 - 16) as int8. */
@@ -90,7 +118,8 @@ static inline __m256i rk_q4_0_bytes(const block_q4_0 *b) {
 
 
 /* vec_dot_tile from a register-tiled KERNEL over TW weight rows x TA activation rows; rows
- * left over at the edges go through DOT. */
+ * left over at the edges go through DOT, which must give the same bits as KERNEL for each pair
+ * (batch invariance, above). */
 #define RK_Q_TILE_DRIVER(NAME, DOT, KERNEL, TW, TA)                                             \
     void NAME(int64_t n, const void *w, size_t wrb, int nw, const void *act, size_t arb, int na, \
               float *out, size_t os) {                                                         \

@@ -38,8 +38,10 @@ typedef float (*rk_vec_dot_fn)(int64_t n, const void *w, const void *act);
 /* Batched dot for prompt processing: nw weight rows (w_row_bytes apart) against na activation
  * rows (act_row_bytes apart, already quantised to act_type), each holding n elements:
  *     out[a*out_stride + r] = dot(weight row r, activation row a)   for r < nw, a < na.
- * Kernels keep a small tile of rows in registers so each weight block is loaded once per tile;
- * the result equals vec_dot row by row up to float summation order. */
+ * Kernels keep a small tile of rows in registers so each weight block is loaded once per tile.
+ * Batch invariance: each output is bit for bit the vec_dot of the same ops table for that pair,
+ * whatever nw and na, so a row's result does not depend on how many rows were computed with it
+ * (decode vs a prompt chunk; prefix reuse gives exactly a fresh evaluation's logits). */
 typedef void (*rk_vec_dot_tile_fn)(int64_t n, const void *w, size_t w_row_bytes, int nw,
                                    const void *act, size_t act_row_bytes, int na, float *out,
                                    size_t out_stride);
@@ -64,8 +66,9 @@ typedef struct rk_quant_ops {
 const rk_quant_ops *rk_quant_get_ops(uint32_t type, rk_simd_level level);
 
 /* A vec_dot kernel `level` has for `type` but rk_quant_get_ops() does not choose, because a
- * lower level's measured faster (e.g. the AVX-512 Q4_1/Q8_0 dots on Zen 4, which splits 512-bit
- * ops in two); NULL when there is none. For parity tests and bench-quant. */
+ * lower level's measured faster (the AVX-512 Q4_1/Q5_1 dots on Zen 4, which splits 512-bit ops
+ * in two); NULL when there is none. For parity tests and bench-quant; not batch invariant with
+ * any tile. */
 rk_vec_dot_fn rk_quant_get_spare_dot(uint32_t type, rk_simd_level level);
 
 /* Scalar conversions used everywhere. */
