@@ -1,3 +1,10 @@
+# `ringkv serve` end to end on SmolLM2, through the official openai client (tests/python/test_server.py):
+# the API, greedy equality with `ringkv run`, batch invariance, sessions, cancellation, bad input,
+# the queue limit and SIGTERM.
+if(RINGKV_HAVE_SERVER AND Python3_Interpreter_FOUND)
+  ringkv_add_script_test(test-server ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/python/test_server.py)
+  set_tests_properties(test-server PROPERTIES LABELS "server" TIMEOUT 600)
+endif()
 # The README's curl example, run as written (tests/python/test_readme_curl.py).
 if(RINGKV_HAVE_SERVER AND Python3_Interpreter_FOUND)
   ringkv_add_script_test(test-readme-curl ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/python/test_readme_curl.py)

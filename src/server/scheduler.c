@@ -423,7 +423,7 @@ static void *scheduler_main(void *arg) {
         double now = rk_now_seconds();
         rk_sched_reap_sessions(s, now);
         drop_cancelled(s);
-        if (!s->draining || s->stopping) admit(s);
+        admit(s); /* while draining too: queued requests were accepted and are served */
         publish_gauges(s);
         pthread_cond_broadcast(&s->idle);
         if (s->stopping && s->n_running == 0 && s->n_queue == 0) break;
