@@ -89,7 +89,11 @@ typedef struct rk_fwd_shared {
     size_t scratch_bytes;
     rk_matmul_task *tasks;    /* (max_tasks) */
     rk_context **owners;      /* (max_tasks) the context each task belongs to */
-    int max_tasks;            /* RK_FWD_TASKS_PER_ITEM × items */
+    int max_tasks;            /* RK_FWD_TASKS_PER_ITEM × (items + 1) */
+    /* single-row items gathered into one product (NULL: never gather) */
+    float *gx;                /* (items, widest input row) */
+    float *gy[3];             /* (items, widest output row of product k; [0] includes n_vocab) */
+    struct rk_fwd_item **gathered; /* (items) the item of each gathered row */
 } rk_fwd_shared;
 
 /* One context's micro-batch in a forward pass over several contexts. */

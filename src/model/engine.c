@@ -19,8 +19,10 @@ struct rk_engine {
     size_t scratch_bytes;
     rk_fwd_item *items;         /* (max_items) */
     rk_error *item_errs;        /* (max_items) */
-    rk_matmul_task *tasks;      /* (RK_FWD_TASKS_PER_ITEM × max_items) */
+    rk_matmul_task *tasks;      /* (RK_FWD_TASKS_PER_ITEM × (max_items + 1)) */
     rk_context **owners;        /* the same */
+    float *gx, *gy[3];          /* decode rows gathered into one product (rk_fwd_shared) */
+    rk_fwd_item **gathered;     /* (max_items) */
     size_t max_items;
 };
 
@@ -49,12 +51,40 @@ void rk_engine_free(rk_engine *e) {
     free(e->item_errs);
     free(e->tasks);
     free(e->owners);
+    free(e->gx);
+    for (int k = 0; k < 3; k++) free(e->gy[k]);
+    free(e->gathered);
     free(e);
 }
 
 int rk_engine_n_threads(const rk_engine *e) { return rk_pool_size(e->pool); }
 const rk_model *rk_engine_model(const rk_engine *e) { return e->model; }
 rk_pool *rk_engine_pool(rk_engine *e) { return e->pool; }
+
+static int64_t max3(int64_t a, int64_t b, int64_t c) {
+    int64_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+/* Buffers of n gathered decode rows: the widest input and output rows of the products. */
+static int alloc_gather(rk_engine *e, size_t n) {
+    const rk_hparams *hp = &e->model->hp;
+    const int64_t q_dim = hp->n_head * hp->head_dim_k, k_dim = hp->n_head_kv * hp->head_dim_k;
+    const int64_t v_dim = hp->n_head_kv * hp->head_dim_v, a_dim = hp->n_head * hp->head_dim_v;
+    const int64_t in = max3(hp->n_embd, a_dim, hp->n_ff);
+    const int64_t out[3] = {max3(q_dim, hp->n_ff, max3(hp->n_embd, hp->n_vocab, 1)), max3(k_dim, hp->n_ff, 1), v_dim};
+    free(e->gx);
+    e->gx = malloc(n * (size_t)in * sizeof(float));
+    int failed = !e->gx;
+    for (int k = 0; k < 3; k++) {
+        free(e->gy[k]);
+        e->gy[k] = malloc(n * (size_t)out[k] * sizeof(float));
+        failed |= !e->gy[k];
+    }
+    rk_fwd_item **g = realloc(e->gathered, n * sizeof *g);
+    if (g) e->gathered = g;
+    return failed || !g;
+}
 
 /* Grows the per-item arrays to n items and the scratch to `bytes`. */
 static rk_status reserve(rk_engine *e, size_t n, size_t bytes, rk_error *err) {
@@ -63,12 +93,14 @@ static rk_status reserve(rk_engine *e, size_t n, size_t bytes, rk_error *err) {
         if (items) e->items = items;
         rk_error *errs = realloc(e->item_errs, n * sizeof *errs);
         if (errs) e->item_errs = errs;
-        rk_matmul_task *tasks = realloc(e->tasks, RK_FWD_TASKS_PER_ITEM * n * sizeof *tasks);
+        rk_matmul_task *tasks = realloc(e->tasks, RK_FWD_TASKS_PER_ITEM * (n + 1) * sizeof *tasks);
         if (tasks) e->tasks = tasks;
-        rk_context **owners = realloc(e->owners, RK_FWD_TASKS_PER_ITEM * n * sizeof *owners);
+        rk_context **owners = realloc(e->owners, RK_FWD_TASKS_PER_ITEM * (n + 1) * sizeof *owners);
         if (owners) e->owners = owners;
-        if (!items || !errs || !tasks || !owners)
+        if (!items || !errs || !tasks || !owners || alloc_gather(e, n)) {
+            e->max_items = 0; /* try again next time */
             return rk_error_set(err, RK_ERR_NO_MEMORY, "engine: out of memory for a step of %zu sequences", n);
+        }
         e->max_items = n;
     }
     if (bytes > e->scratch_bytes) {
@@ -116,7 +148,8 @@ rk_status rk_engine_eval(rk_engine *e, rk_batch_item *items, size_t n_items, rk_
                                            ctx->n_past, RK_OK, &items[i].err};
     }
     const rk_fwd_shared sh = {e->pool, e->scratch, e->scratch_bytes, e->tasks, e->owners,
-                              (int)(RK_FWD_TASKS_PER_ITEM * n_items)};
+                              (int)(RK_FWD_TASKS_PER_ITEM * (n_items + 1)), e->gx, {e->gy[0], e->gy[1], e->gy[2]},
+                              e->gathered};
     rk_forward_batch(&sh, e->items, n_live);
     for (int64_t k = 0, i = 0; k < n_live; k++, i++) {
         while (items[i].status) i++; /* the items that ran, in order */

@@ -56,7 +56,8 @@ static void shared_matmul(const rk_fwd_shared *sh, const rk_matmul_task *tasks, 
 }
 
 void rk_ctx_matmul_batch(rk_context *ctx, const rk_matmul_task *tasks, int n_tasks) {
-    const rk_fwd_shared sh = {ctx->pool, ctx->mm_scratch, ctx->mm_scratch_bytes, NULL, NULL, 0};
+    const rk_fwd_shared sh = {ctx->pool, ctx->mm_scratch, ctx->mm_scratch_bytes, NULL, NULL, 0, NULL, {NULL, NULL, NULL},
+                              NULL};
     shared_matmul(&sh, tasks, n_tasks, NULL, ctx);
 }
 
@@ -341,6 +342,71 @@ static void add_task(const rk_fwd_shared *sh, int *n_tasks, rk_context *owner, r
 #define FOR_LIVE(items, n_items, it) \
     for (rk_fwd_item *it = (items); it < (items) + (n_items); it++) if (it->status == RK_OK)
 
+/* A stage's products: up to three matrices over the same input rows of each item (q/k/v), or a
+ * gate/up pair. Buffers are found through accessors, so one routine serves every stage. */
+typedef float *(*item_buf)(const rk_fwd_item *it);
+typedef struct product_spec {
+    int n_w;
+    const rk_matrix *w[3];
+    item_buf y[3];
+    int64_t y_width[3];     /* output row width = stride */
+    item_buf x;
+    int64_t x_width;
+    bool pair;              /* w[0], w[1] are a gate/up pair (one task, or two when split) */
+    bool out_rows;          /* rows are the item's n_out (the output head), not n */
+} product_spec;
+
+static float *buf_xb(const rk_fwd_item *it) { return it->ctx->xb; }
+static float *buf_q(const rk_fwd_item *it) { return it->ctx->q; }
+static float *buf_k(const rk_fwd_item *it) { return it->ctx->k; }
+static float *buf_v(const rk_fwd_item *it) { return it->ctx->v; }
+static float *buf_att(const rk_fwd_item *it) { return it->ctx->att; }
+static float *buf_hb(const rk_fwd_item *it) { return it->ctx->hb; }
+static float *buf_hb2(const rk_fwd_item *it) { return it->ctx->hb2; }
+static float *buf_logits(const rk_fwd_item *it) { return it->logits; }
+
+/* The tasks of one spec over `rows` rows of x into outputs y[k]. */
+static void add_spec_tasks(const rk_fwd_shared *sh, int *nt, rk_context *owner, const product_spec *ps,
+                           const float *x, float *const *y, int64_t rows) {
+    if (ps->pair) {
+        const rk_matmul_task pair = {{ps->w[0], ps->w[1]}, {y[0], y[1]}, ps->y_width[0], x, ps->x_width, NULL, rows};
+        rk_matmul_task t[2];
+        for (int j = 0, k = rk_matmul_split_pair(&pair, t); j < k; j++) add_task(sh, nt, owner, t[j]);
+        return;
+    }
+    for (int k = 0; k < ps->n_w; k++)
+        add_task(sh, nt, owner, (rk_matmul_task){{ps->w[k], NULL}, {y[k], NULL}, ps->y_width[k], x, ps->x_width, NULL, rows});
+}
+
+/* Runs a stage's products for every live item in one batch. Items with a single row (decode
+ * tokens) are gathered into one product of many rows when there are two or more of them, so the
+ * register-tiled kernels serve them together; the kernels give each row the same bits whether it
+ * runs alone or in a tile (quant.h), so gathering changes no number. Longer items (prompt
+ * chunks) run as their own products, in place. */
+static void run_products(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_items, const product_spec *ps) {
+    int64_t singles = 0;
+    FOR_LIVE(items, n_items, it) singles += (ps->out_rows ? it->n_out : it->n) == 1;
+    const bool gather = sh->gx && singles >= 2;
+    int nt = 0;
+    int64_t g = 0;
+    FOR_LIVE(items, n_items, it) {
+        const int64_t rows = ps->out_rows ? it->n_out : it->n;
+        if (rows == 0) continue;
+        if (gather && rows == 1) {
+            memcpy(sh->gx + g * ps->x_width, ps->x(it), (size_t)ps->x_width * sizeof(float));
+            sh->gathered[g++] = it;
+            continue;
+        }
+        float *y[3] = {ps->y[0](it), ps->n_w > 1 ? ps->y[1](it) : NULL, ps->n_w > 2 ? ps->y[2](it) : NULL};
+        add_spec_tasks(sh, &nt, it->ctx, ps, ps->x(it), y, rows);
+    }
+    if (g > 0) add_spec_tasks(sh, &nt, sh->gathered[0]->ctx, ps, sh->gx, sh->gy, g);
+    shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+    for (int64_t i = 0; i < g; i++)
+        for (int k = 0; k < ps->n_w; k++)
+            memcpy(ps->y[k](sh->gathered[i]), sh->gy[k] + i * ps->y_width[k], (size_t)ps->y_width[k] * sizeof(float));
+}
+
 /* One layer's attention block for every live item: the q/k/v and output products of all of
  * them share a pass over the weights; each item's attention reads its own cache. */
 static void attention_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_items, int64_t il) {
@@ -349,24 +415,13 @@ static void attention_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t
     const rk_layer *L = &m->layers[il];
     const int64_t E = hp->n_embd, q_dim = hp->n_head * hp->head_dim_k;
     const int64_t k_dim = hp->n_head_kv * hp->head_dim_k, v_dim = hp->n_head_kv * hp->head_dim_v;
-    int nt = 0;
-    FOR_LIVE(items, n_items, it) {
-        rk_context *c = it->ctx;
-        run_rows(c, il, it->n, it->pos0, STAGE_ATTN_NORM);
-        add_task(sh, &nt, c, (rk_matmul_task){{&L->wq, NULL}, {c->q, NULL}, q_dim, c->xb, E, NULL, it->n});
-        add_task(sh, &nt, c, (rk_matmul_task){{&L->wk, NULL}, {c->k, NULL}, k_dim, c->xb, E, NULL, it->n});
-        add_task(sh, &nt, c, (rk_matmul_task){{&L->wv, NULL}, {c->v, NULL}, v_dim, c->xb, E, NULL, it->n});
-    }
-    shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
-    nt = 0;
-    FOR_LIVE(items, n_items, it) {
-        it->status = attention_core(it->ctx, il, it->n, it->pos0, it->err);
-        if (it->status) continue;
-        rk_context *c = it->ctx;
-        add_task(sh, &nt, c, (rk_matmul_task){{&L->wo, NULL}, {c->xb, NULL}, E, c->att, hp->n_head * hp->head_dim_v,
-                                              NULL, it->n});
-    }
-    shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+    FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, it->pos0, STAGE_ATTN_NORM);
+    const product_spec qkv = {3, {&L->wq, &L->wk, &L->wv}, {buf_q, buf_k, buf_v}, {q_dim, k_dim, v_dim}, buf_xb, E,
+                              false, false};
+    run_products(sh, items, n_items, &qkv);
+    FOR_LIVE(items, n_items, it) it->status = attention_core(it->ctx, il, it->n, it->pos0, it->err);
+    const product_spec wo = {1, {&L->wo}, {buf_xb}, {E}, buf_att, hp->n_head * hp->head_dim_v, false, false};
+    run_products(sh, items, n_items, &wo);
     FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, it->pos0, STAGE_ATTN_RESIDUAL);
 }
 
@@ -379,21 +434,11 @@ static void ffn_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_ite
     if (hp->routing.n_expert > 0) { /* each sequence routes its own tokens (moe.c) */
         FOR_LIVE(items, n_items, it) rk_moe_ffn(it->ctx, L, it->n);
     } else {
-        int nt = 0;
-        FOR_LIVE(items, n_items, it) {
-            rk_context *c = it->ctx;
-            const rk_matmul_task pair = {{&L->w_gate, &L->w_up}, {c->hb, c->hb2}, F, c->xb, E, NULL, it->n};
-            rk_matmul_task t[2];
-            for (int j = 0, k = rk_matmul_split_pair(&pair, t); j < k; j++) add_task(sh, &nt, c, t[j]);
-        }
-        shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
-        nt = 0;
-        FOR_LIVE(items, n_items, it) {
-            rk_context *c = it->ctx;
-            run_rows(c, il, it->n, 0, STAGE_ACTIVATION);
-            add_task(sh, &nt, c, (rk_matmul_task){{&L->w_down, NULL}, {c->xb, NULL}, E, c->hb, F, NULL, it->n});
-        }
-        shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+        const product_spec gate_up = {2, {&L->w_gate, &L->w_up}, {buf_hb, buf_hb2}, {F, F}, buf_xb, E, true, false};
+        run_products(sh, items, n_items, &gate_up);
+        FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, 0, STAGE_ACTIVATION);
+        const product_spec down = {1, {&L->w_down}, {buf_xb}, {E}, buf_hb, F, false, false};
+        run_products(sh, items, n_items, &down);
     }
     FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, 0, STAGE_FFN_RESIDUAL);
 }
@@ -441,18 +486,15 @@ void rk_forward_batch(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_ite
         attention_block(sh, items, n_items, il);
         ffn_block(sh, items, n_items, il);
     }
-    int nt = 0;
     FOR_LIVE(items, n_items, it) {
         rk_context *c = it->ctx;
         c->n_past = it->pos0 + it->n;
-        if (it->n_out == 0) continue;
         const int64_t first = it->n - it->n_out;
         for (int64_t i = first; i < it->n; i++)
             rk_rmsnorm(c->xb + (i - first) * E, c->x + i * E, m->output_norm, E, hp->norm_eps);
-        add_task(sh, &nt, c, (rk_matmul_task){{&m->output, NULL}, {it->logits, NULL}, hp->n_vocab, c->xb, E, NULL,
-                                              it->n_out});
     }
-    shared_matmul(sh, sh->tasks, nt, sh->owners, NULL);
+    const product_spec head = {1, {&m->output}, {buf_logits}, {hp->n_vocab}, buf_xb, E, false, true};
+    run_products(sh, items, n_items, &head);
 }
 
 rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t n_out,
@@ -460,7 +502,7 @@ rk_status rk_forward(rk_context *ctx, const rk_token *tokens, int64_t n, int64_t
     rk_matmul_task tasks[RK_FWD_TASKS_PER_ITEM];
     rk_context *owners[RK_FWD_TASKS_PER_ITEM];
     const rk_fwd_shared sh = {ctx->pool, ctx->mm_scratch, ctx->mm_scratch_bytes, tasks, owners,
-                              RK_FWD_TASKS_PER_ITEM};
+                              RK_FWD_TASKS_PER_ITEM, NULL, {NULL, NULL, NULL}, NULL};
     rk_fwd_item item = {ctx, tokens, n, n_out, logits, 0, RK_OK, err};
     rk_forward_batch(&sh, &item, 1);
     return item.status;
