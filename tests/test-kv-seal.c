@@ -85,8 +85,8 @@ static void test_sealed_store(void) {
     const size_t rb = rk_kv_store_record_bytes(store);
     uint8_t *rec[4], *back[4];
     for (int i = 0; i < 4; i++) {
-        rec[i] = aligned_alloc(RK_KV_STORE_ALIGN, rb);
-        back[i] = aligned_alloc(RK_KV_STORE_ALIGN, rb);
+        rec[i] = aligned_alloc(rk_kv_store_align(store), rb);
+        back[i] = aligned_alloc(rk_kv_store_align(store), rb);
         fill_plain(rec[i] + RK_KV_STORE_HEADER_BYTES, PAYLOAD, i);
     }
     CHECK(rk_kv_store_write(store, 1, 0, 4, rec, &err) == RK_OK);

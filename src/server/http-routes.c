@@ -13,13 +13,18 @@
 #include "server/http-impl.h"
 #include "server/webui.h"
 
+/* Sends a JSON object (taken; NULL: out of memory) with status 200. */
+static enum MHD_Result send_object(rk_http_conn *c, json_t *j) {
+    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return rk_http_send_json(c, 200, out);
+}
+
 enum MHD_Result rk_http_models(rk_http_conn *c) {
     json_t *j = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s, s:I}]}", "object", "list", "data", "id",
                           c->srv->cfg.model_name, "object", "model", "created", (json_int_t)0, "owned_by", "ringkv",
                           "context_length", (json_int_t)rk_sched_n_ctx(c->srv->sched));
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return rk_http_send_json(c, 200, s);
+    return send_object(c, j);
 }
 
 enum MHD_Result rk_http_health(rk_http_conn *c) {
@@ -49,9 +54,7 @@ enum MHD_Result rk_http_tokenize(rk_http_conn *c) {
     for (size_t i = 0; arr && i < n; i++) json_array_append_new(arr, json_integer(tokens[i]));
     free(tokens);
     json_t *j = json_pack("{s:o}", "tokens", arr);
-    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return rk_http_send_json(c, 200, out);
+    return send_object(c, j);
 }
 
 enum MHD_Result rk_http_detokenize(rk_http_conn *c) {
@@ -87,9 +90,7 @@ enum MHD_Result rk_http_detokenize(rk_http_conn *c) {
     if (!j) /* the pieces do not form valid UTF-8 (a character cut between tokens) */
         return rk_http_error(c, 400, "invalid_request_error", "tokens", NULL,
                              "these tokens do not decode to valid UTF-8 (a character is cut at the end?)");
-    char *out = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    return rk_http_send_json(c, 200, out);
+    return send_object(c, j);
 }
 
 /* ---- sessions ---- */
@@ -130,9 +131,7 @@ enum MHD_Result rk_http_sessions_create(rk_http_conn *c) {
     if (rk_sched_session_create(c->srv->sched, c->key_index, ttl, &info, &e)) return rk_http_send_error(c, &e);
     snprintf(c->log.session, sizeof c->log.session, "%s", info.id);
     json_t *j = session_json(&info);
-    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return rk_http_send_json(c, 200, out);
+    return send_object(c, j);
 }
 
 enum MHD_Result rk_http_sessions_list(rk_http_conn *c) {
@@ -144,9 +143,7 @@ enum MHD_Result rk_http_sessions_list(rk_http_conn *c) {
     for (size_t i = 0; arr && i < n; i++) json_array_append_new(arr, session_json(&infos[i]));
     free(infos);
     json_t *j = json_pack("{s:s, s:o}", "object", "list", "data", arr);
-    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return rk_http_send_json(c, 200, out);
+    return send_object(c, j);
 }
 
 enum MHD_Result rk_http_session_get(rk_http_conn *c, const char *id) {
@@ -155,9 +152,7 @@ enum MHD_Result rk_http_session_get(rk_http_conn *c, const char *id) {
     snprintf(c->log.session, sizeof c->log.session, "%.32s", id);
     if (rk_sched_session_get(c->srv->sched, c->key_index, id, &info, &e)) return rk_http_send_error(c, &e);
     json_t *j = session_json(&info);
-    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return rk_http_send_json(c, 200, out);
+    return send_object(c, j);
 }
 
 enum MHD_Result rk_http_session_delete(rk_http_conn *c, const char *id) {
@@ -168,9 +163,7 @@ enum MHD_Result rk_http_session_delete(rk_http_conn *c, const char *id) {
     json_t *j = json_pack("{s:s, s:s, s:b, s:{s:I, s:I, s:I, s:b}}", "id", r.id, "object", "session.deleted",
                           "deleted", 1, "receipt", "tokens", (json_int_t)r.tokens, "pages", (json_int_t)r.pages,
                           "bytes", (json_int_t)r.bytes, "key_shredded", r.key_shredded);
-    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return rk_http_send_json(c, 200, out);
+    return send_object(c, j);
 }
 
 enum MHD_Result rk_http_index(rk_http_conn *c) {

@@ -125,6 +125,23 @@ static char *dump(json_t *j) {
     return s;
 }
 
+/* A text_completion choice (takes lp). */
+static json_t *text_choice(const rk_oai_delta *d, json_t *lp) {
+    return json_pack("{s:o, s:i, s:o, s:o}", "text", lossy_string(d->text, d->len), "index", 0, "logprobs", lp,
+                     "finish_reason", finish_value(d->finish_reason));
+}
+
+/* Sets root's "choices" to [choice]; returns root, or NULL (both freed) when either is missing. */
+static json_t *with_choice(json_t *root, json_t *choice) {
+    if (!root || !choice) {
+        json_decref(root);
+        json_decref(choice);
+        return NULL;
+    }
+    json_object_set_new(root, "choices", json_pack("[o]", choice));
+    return root;
+}
+
 char *rk_oai_render_full(const rk_model *model, const rk_oai_head *h, const rk_oai_delta *d, int want_logprobs,
                          const rk_oai_usage *usage) {
     const int chat = h->kind == RK_API_CHAT;
@@ -136,14 +153,8 @@ char *rk_oai_render_full(const rk_model *model, const rk_oai_head *h, const rk_o
                            lossy_string(d->text, d->len), "refusal", "logprobs", lp, "finish_reason",
                            finish_value(d->finish_reason));
     else
-        choice = json_pack("{s:o, s:i, s:o, s:o}", "text", lossy_string(d->text, d->len), "index", 0, "logprobs", lp,
-                           "finish_reason", finish_value(d->finish_reason));
-    if (!root || !choice) {
-        json_decref(root);
-        json_decref(choice);
-        return NULL;
-    }
-    json_object_set_new(root, "choices", json_pack("[o]", choice));
+        choice = text_choice(d, lp);
+    if (!with_choice(root, choice)) return NULL;
     json_object_set_new(root, "usage", usage_object(usage));
     return dump(root);
 }
@@ -163,15 +174,9 @@ char *rk_oai_render_chunk(const rk_model *model, const rk_oai_head *h, const rk_
         choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", lp, "finish_reason",
                            finish_value(d->finish_reason));
     } else {
-        choice = json_pack("{s:o, s:i, s:o, s:o}", "text", lossy_string(d->text, d->len), "index", 0, "logprobs", lp,
-                           "finish_reason", finish_value(d->finish_reason));
+        choice = text_choice(d, lp);
     }
-    if (!root || !choice) {
-        json_decref(root);
-        json_decref(choice);
-        return NULL;
-    }
-    json_object_set_new(root, "choices", json_pack("[o]", choice));
+    if (!with_choice(root, choice)) return NULL;
     if (usage_null) json_object_set_new(root, "usage", json_null());
     return dump(root);
 }

@@ -15,6 +15,12 @@ import threading
 import time
 
 SKIP = 77
+# waits stretch for Debug/sanitizer builds, which run the model ~20x slower
+try:
+    from build_kind import slow_build
+    SLOW_FACTOR = 8 if slow_build(os.environ.get("RINGKV_BIN", "build/ringkv")) else 1
+except ImportError:
+    SLOW_FACTOR = 1
 
 
 def model_path(name="SmolLM2-135M-Instruct.Q4_1.gguf"):
@@ -28,7 +34,7 @@ def model_path(name="SmolLM2-135M-Instruct.Q4_1.gguf"):
 class Server:
     """A running `ringkv serve`; use as a context manager (stops it with SIGTERM)."""
 
-    def __init__(self, args, timeout=60):
+    def __init__(self, args, timeout=60 * SLOW_FACTOR):
         binary = os.environ.get("RINGKV_BIN", "build/ringkv")
         self.proc = subprocess.Popen([binary, "serve", "--port", "0", *args], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
@@ -52,7 +58,7 @@ class Server:
             raise RuntimeError("the server did not start:\n" + "\n".join(self.log))
         self.base = f"http://127.0.0.1:{self.port}"
 
-    def stop(self, timeout=60):
+    def stop(self, timeout=60 * SLOW_FACTOR):
         """SIGTERM, then the exit code (the server must exit by itself)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -73,7 +79,7 @@ class Server:
         if exc[0] is not None:
             print("server log:\n" + "\n".join(self.log[-40:]))
 
-    def request(self, method, path, body=None, headers=None, key=None, timeout=120):
+    def request(self, method, path, body=None, headers=None, key=None, timeout=120 * SLOW_FACTOR):
         """Raw HTTP: returns (status, headers dict, body bytes). body: dict (sent as JSON) or bytes."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         h = dict(headers or {})
@@ -106,8 +112,27 @@ class Server:
         return out
 
 
+class Checks:
+    """Failures collected by check(); finish() prints them and exits 1 when there are any."""
+
+    def __init__(self, name):
+        self.name = name
+        self.failures = []
+
+    def check(self, cond, msg):
+        if not cond:
+            self.failures.append(msg)
+            print("FAIL:", msg)
+
+    def finish(self):
+        if self.failures:
+            print(f"{self.name}: {len(self.failures)} failure(s)")
+            sys.exit(1)
+        print(f"{self.name}: ok")
+
+
 def wait_until(predicate, timeout, period=0.05):
-    end = time.time() + timeout
+    end = time.time() + timeout * SLOW_FACTOR
     while time.time() < end:
         if predicate():
             return True

@@ -9,7 +9,7 @@ import json
 import sys
 import tempfile
 
-from server_util import SKIP, Server
+from server_util import SKIP, Checks, Server
 
 try:
     import make_moe_models as mk
@@ -17,13 +17,9 @@ except ImportError as e:
     print(f"skip: {e}")
     sys.exit(SKIP)
 
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
+CHECKS = Checks("test_server_moe")
+failures = CHECKS.failures
+check = CHECKS.check
 
 
 def complete(srv, prompt, session=None):
@@ -61,10 +57,7 @@ def main():
         paths = mk.make_all(tmp, ["small-qwen3moe-k", "small-qwen2moe-k"])
         for name in ("small-qwen3moe-k", "small-qwen2moe-k"):
             run_model(paths[name])
-    if failures:
-        print(f"test_server_moe: {len(failures)} failure(s)")
-        sys.exit(1)
-    print("test_server_moe: ok")
+    CHECKS.finish()
 
 
 if __name__ == "__main__":
