@@ -11,18 +11,9 @@
 #include <unistd.h>
 
 #include "ringkv.h"
+#include "test-model.h"
 #include "test-util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 typedef struct mem_stream {
     uint8_t *data;
@@ -111,16 +102,9 @@ static void compare(rk_model *m, const rk_token *text, size_t n, const char *cod
 }
 
 static void test_model(const char *file) {
-    char path[1024];
-    if (!rk_test_model_path(path, sizeof path, file)) return;
-    rk_model_params mp = rk_model_default_params();
-    rk_model *m = NULL;
+    rk_model *m = rk_test_load_model(file);
+    if (!m) return;
     rk_error err;
-    if (rk_model_load(path, &mp, &m, &err) != RK_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        rk_test_failures++;
-        return;
-    }
     char text[16384] = "";
     while (strlen(text) < sizeof text - 200)
         strcat(text, "The lighthouse keeper counted the ships that passed in the night, one by one. ");
@@ -133,9 +117,9 @@ static void test_model(const char *file) {
      * second (Gemma: released window pages) with f16 in RAM */
     static int model_index = 0;
     const int first = model_index++ == 0;
-    if (!SANITIZED || !first) compare(m, tokens, n, "f16", NULL);
-    if (!SANITIZED) compare(m, tokens, n, "tq3.5", NULL);
-    if ((!SANITIZED || first) && mkdtemp(dir)) {
+    if (!RK_TEST_SANITIZED || !first) compare(m, tokens, n, "f16", NULL);
+    if (!RK_TEST_SANITIZED) compare(m, tokens, n, "tq3.5", NULL);
+    if ((!RK_TEST_SANITIZED || first) && mkdtemp(dir)) {
         compare(m, tokens, n, "tq3.5", dir);
         CHECK(rmdir(dir) == 0);
     }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ringkv.h"
+#include "test-model.h"
 #include "test-util.h"
 
 #define N_SEQ 3
@@ -129,16 +130,9 @@ static void run_batched(rk_model *m, solo_run *runs) {
 }
 
 static void test_model(const char *file) {
-    char path[1024];
-    if (!rk_test_model_path(path, sizeof path, file)) return;
-    rk_model_params mp = rk_model_default_params();
-    rk_model *m = NULL;
+    rk_model *m = rk_test_load_model(file);
+    if (!m) return;
     rk_error err;
-    if (rk_model_load(path, &mp, &m, &err) != RK_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        rk_test_failures++;
-        return;
-    }
     const char *texts[N_SEQ] = {
         "The quick brown fox jumps over the lazy dog, and then it runs into the forest to find its friends.",
         NULL, "Hello"};
@@ -164,16 +158,6 @@ static void test_model(const char *file) {
     rk_model_free(m);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -181,6 +165,6 @@ int main(int argc, char **argv) {
         return 2;
     }
     /* sanitizer builds run the model ~20x slower: the first model only */
-    for (int i = 1; i < (SANITIZED ? 2 : argc); i++) test_model(argv[i]);
+    for (int i = 1; i < (RK_TEST_SANITIZED ? 2 : argc); i++) test_model(argv[i]);
     return rk_test_finish("test-engine-batch");
 }

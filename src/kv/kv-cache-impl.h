@@ -82,6 +82,13 @@ static inline kv_page *kv_page_at(const rk_kv_cache *kv, int64_t layer, int64_t 
     return &kv->pages[layer * kv->max_pages + i];
 }
 
+/* Bytes of one layer's page in codec c (all KV heads). */
+size_t kv_layer_page_bytes(const rk_kv_cache *kv, const rk_kv_codec *c);
+/* Bytes of one layer's sink rows for role r (0: keys, 1: values). */
+size_t kv_sink_bytes(const rk_kv_cache *kv, int r);
+/* A role keeps sink rows when its sealed codec is lossy (and the cache has sinks). */
+bool kv_role_has_sinks(const rk_kv_cache *kv, int r);
+
 /* A record buffer (rec_bytes, aligned for direct I/O when there is a store), or NULL. */
 uint8_t *kv_record_alloc(const rk_kv_cache *kv);
 /* Points keys/values of a sealed page into its record. */

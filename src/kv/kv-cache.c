@@ -38,12 +38,11 @@ static bool page_is_encoded(const rk_kv_cache *kv, int64_t layer, int64_t i) {
     return kv_page_at(kv, layer, i)->sealed;
 }
 
-static size_t layer_page_bytes(const rk_kv_cache *kv, const rk_kv_codec *c) {
+size_t kv_layer_page_bytes(const rk_kv_cache *kv, const rk_kv_codec *c) {
     return (size_t)kv->dims.n_head_kv * rk_kv_codec_page_bytes(c);
 }
 
-/* Bytes of one layer's sink rows for role r. */
-static size_t sink_bytes(const rk_kv_cache *kv, int r) {
+size_t kv_sink_bytes(const rk_kv_cache *kv, int r) {
     const int64_t dim = r == 0 ? kv->dims.head_dim_k : kv->dims.head_dim_v;
     return (size_t)(kv->dims.n_head_kv * kv->config.n_sink * dim) * sizeof(float);
 }
@@ -53,7 +52,7 @@ static void free_sinks(rk_kv_cache *kv, int64_t layer) {
         if (kv->sink[r] && kv->sink[r][layer]) {
             free(kv->sink[r][layer]);
             kv->sink[r][layer] = NULL;
-            kv->bytes -= sink_bytes(kv, r);
+            kv->bytes -= kv_sink_bytes(kv, r);
         }
 }
 
@@ -100,8 +99,8 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
                          (long long)(dims->n_layer * kv->max_pages));
     if (!s) s = make_codecs(kv, err);
     if (!s) {
-        kv->key_bytes = layer_page_bytes(kv, kv->sealed_codec[0]);
-        kv->payload_bytes = kv->key_bytes + layer_page_bytes(kv, kv->sealed_codec[1]);
+        kv->key_bytes = kv_layer_page_bytes(kv, kv->sealed_codec[0]);
+        kv->payload_bytes = kv->key_bytes + kv_layer_page_bytes(kv, kv->sealed_codec[1]);
         kv->rec_bytes = kv->payload_bytes; /* kv_tiers_create widens it for a disk tier */
         kv->payload_off = 0;
         if (config->key_bounds) {
@@ -128,7 +127,7 @@ static void free_retired(rk_kv_cache *kv, kv_page *p) {
         if (p->retired[r]) {
             free(p->retired[r]);
             p->retired[r] = NULL;
-            kv->bytes -= layer_page_bytes(kv, kv->open_codec[r]);
+            kv->bytes -= kv_layer_page_bytes(kv, kv->open_codec[r]);
         }
 }
 
@@ -156,8 +155,8 @@ static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
         kv_page_attach(kv, p, NULL);
         return;
     }
-    if (p->keys) kv->bytes -= layer_page_bytes(kv, kv->open_codec[0]);
-    if (p->values) kv->bytes -= layer_page_bytes(kv, kv->open_codec[1]);
+    if (p->keys) kv->bytes -= kv_layer_page_bytes(kv, kv->open_codec[0]);
+    if (p->values) kv->bytes -= kv_layer_page_bytes(kv, kv->open_codec[1]);
     free(p->keys);
     free(p->values);
     p->keys = p->values = NULL;
@@ -187,7 +186,7 @@ rk_status rk_kv_reserve(rk_kv_cache *kv, int64_t n_tokens, rk_error *err) {
         return rk_error_set(err, RK_ERR_CONTEXT_FULL, "kv: %lld tokens exceed the context of %lld",
                             (long long)n_tokens, (long long)kv->dims.n_ctx);
     int64_t need = (n_tokens + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
-    const size_t kb = layer_page_bytes(kv, kv->open_codec[0]), vb = layer_page_bytes(kv, kv->open_codec[1]);
+    const size_t kb = kv_layer_page_bytes(kv, kv->open_codec[0]), vb = kv_layer_page_bytes(kv, kv->open_codec[1]);
     for (; kv->n_pages < need; kv->n_pages++) {
         for (int64_t l = 0; l < kv->dims.n_layer; l++) {
             kv_page *p = &kv->pages[l * kv->max_pages + kv->n_pages];
@@ -245,8 +244,7 @@ static void copy_sink_rows(const rk_kv_cache *kv, int r, uint8_t *page, float *s
     }
 }
 
-/* A role keeps sink rows when its sealed codec is lossy. */
-static bool role_has_sinks(const rk_kv_cache *kv, int r) {
+bool kv_role_has_sinks(const rk_kv_cache *kv, int r) {
     return kv->config.n_sink > 0 && rk_kv_codec_get_spec(kv->sealed_codec[r])->kind != RK_KV_CODEC_F32;
 }
 
@@ -258,7 +256,7 @@ static rk_status alloc_seal_buffers(rk_kv_cache *kv, int64_t layer, int64_t firs
             return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory sealing page %lld of layer %lld",
                                 (long long)(first + i), (long long)layer);
     for (int r = 0; r < 2 && first == 0; r++)
-        if (role_has_sinks(kv, r) && (sinks[r] = malloc(sink_bytes(kv, r))) == NULL)
+        if (kv_role_has_sinks(kv, r) && (sinks[r] = malloc(kv_sink_bytes(kv, r))) == NULL)
             return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the sink rows of layer %lld",
                                 (long long)layer);
     return RK_OK;
@@ -307,7 +305,7 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
             if (sinks[r]) {
                 copy_sink_rows(kv, r, page0[r], sinks[r], true);
                 kv->sink[r][layer] = sinks[r];
-                kv->bytes += sink_bytes(kv, r);
+                kv->bytes += kv_sink_bytes(kv, r);
             }
         kv->n_sealed[layer] = full;
         kv_tiers_admit_sealed(kv, layer, first, count);
@@ -330,7 +328,7 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
     }
     uint8_t *fresh[2];
     for (int r = 0; r < 2; r++) {
-        fresh[r] = malloc(layer_page_bytes(kv, kv->open_codec[r]));
+        fresh[r] = malloc(kv_layer_page_bytes(kv, kv->open_codec[r]));
         if (!fresh[r]) {
             free(fresh[0]);
             return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory re-opening page %lld of layer %lld",
@@ -347,7 +345,7 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
                                            (float *)(fresh[r] + h * rk_kv_codec_page_bytes(kv->open_codec[r])));
         if (i == 0 && kv->sink[r][layer]) /* the exact rows, not their decoding */
             copy_sink_rows(kv, r, fresh[r], kv->sink[r][layer], false);
-        kv->bytes += layer_page_bytes(kv, kv->open_codec[r]);
+        kv->bytes += kv_layer_page_bytes(kv, kv->open_codec[r]);
     }
     kv_tiers_forget_page(kv, p);
     kv->bytes -= kv->rec_bytes;

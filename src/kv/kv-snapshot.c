@@ -34,14 +34,7 @@ typedef struct snap_header {
     int64_t n_tokens;
 } snap_header;
 
-static size_t open_page_bytes(const rk_kv_cache *kv, int r) {
-    return (size_t)kv->dims.n_head_kv * rk_kv_codec_page_bytes(kv->open_codec[r]);
-}
-
-static size_t sink_bytes(const rk_kv_cache *kv, int r) {
-    const int64_t dim = r == 0 ? kv->dims.head_dim_k : kv->dims.head_dim_v;
-    return (size_t)(kv->dims.n_head_kv * kv->config.n_sink * dim) * sizeof(float);
-}
+static size_t open_page_bytes(const rk_kv_cache *kv, int r) { return kv_layer_page_bytes(kv, kv->open_codec[r]); }
 
 static void make_header(const rk_kv_cache *kv, int64_t n_tokens, snap_header *h) {
     memset(h, 0, sizeof *h);
@@ -67,7 +60,7 @@ static rk_status save_layer(rk_kv_cache *kv, int64_t l, rk_stream_write_fn write
     for (int r = 0; r < 2; r++) counts[2 + r] = kv->sink[r] && kv->sink[r][l];
     rk_status s = write(user, counts, sizeof counts, err);
     for (int r = 0; r < 2 && !s; r++)
-        if (counts[2 + r]) s = write(user, kv->sink[r][l], sink_bytes(kv, r), err);
+        if (counts[2 + r]) s = write(user, kv->sink[r][l], kv_sink_bytes(kv, r), err);
     for (int64_t i = counts[0]; i < counts[1] && !s; i++) {
         kv_page *p = kv_page_at(kv, l, i);
         if (!p->rec) s = kv_tiers_fetch_now(kv, l, i, err); /* cold: read it back */
@@ -137,21 +130,20 @@ static rk_status load_sealed_page(rk_kv_cache *kv, int64_t l, int64_t i, rk_stre
 static rk_status load_sinks(rk_kv_cache *kv, int64_t l, const int64_t has[2], int64_t sealed, int64_t released,
                             rk_stream_read_fn read, void *user, rk_error *err) {
     for (int r = 0; r < 2; r++) {
-        const int lossy = rk_kv_codec_get_spec(kv->sealed_codec[r])->kind != RK_KV_CODEC_F32;
-        const int64_t expect = kv->config.n_sink > 0 && lossy && sealed > 0 && released == 0;
+        const int64_t expect = kv_role_has_sinks(kv, r) && sealed > 0 && released == 0;
         if (has[r] != expect || (expect && !kv->sink[r]))
             return rk_error_set(err, RK_ERR_FORMAT, "kv snapshot: layer %lld: sink rows do not match the cache",
                                 (long long)l);
         if (!expect) continue;
-        float *rows = malloc(sink_bytes(kv, r));
+        float *rows = malloc(kv_sink_bytes(kv, r));
         if (!rows) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv snapshot: out of memory for sink rows");
-        rk_status s = read(user, rows, sink_bytes(kv, r), err);
+        rk_status s = read(user, rows, kv_sink_bytes(kv, r), err);
         if (s) {
             free(rows);
             return s;
         }
         kv->sink[r][l] = rows;
-        kv->bytes += sink_bytes(kv, r);
+        kv->bytes += kv_sink_bytes(kv, r);
     }
     return RK_OK;
 }

@@ -115,9 +115,9 @@ static rk_status reserve(rk_engine *e, size_t n, size_t bytes, rk_error *err) {
 }
 
 /* Checks one item: its context belongs to the engine and appears once, its tokens fit. */
-static rk_status check_item(const rk_engine *e, const rk_batch_item *items, size_t i) {
-    const rk_batch_item *it = &items[i];
-    rk_error *err = (rk_error *)&it->err;
+static rk_status check_item(const rk_engine *e, rk_batch_item *items, size_t i) {
+    rk_batch_item *it = &items[i];
+    rk_error *err = &it->err;
     if (!it->ctx || it->ctx->engine != e)
         return rk_error_set(err, RK_ERR_INVALID_ARG, "engine: item %zu's context was not created with this engine", i);
     for (size_t j = 0; j < i; j++)

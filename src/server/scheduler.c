@@ -105,12 +105,10 @@ static rk_seq *pick_slot(rk_sched *s, const rk_srv_request *req, size_t *shared)
     return best ? best : lru;
 }
 
-static void fail_request(rk_sched *s, rk_srv_request *req, int status, const char *type, const char *fmt,
-                         const char *detail) {
+static void fail_request(rk_srv_request *req, int status, const char *type, const char *fmt, const char *detail) {
     rk_api_error e;
     rk_api_error_set(&e, status, type, NULL, NULL, fmt, detail);
     rk_srv_request_fail(req, &e);
-    (void)s;
 }
 
 /* Starts `req` on sequence q: reuses what it can of q's KV, sets up sampling and stop strings.
@@ -133,7 +131,7 @@ static int start_request(rk_sched *s, rk_seq *q, rk_srv_request *req) {
         n_feed -= keep;
     }
     if (q->n_history + n_feed > (size_t)rk_context_n_ctx(q->ctx)) {
-        fail_request(s, req, 400, "invalid_request_error", "%s",
+        fail_request(req, 400, "invalid_request_error", "%s",
                      "the session's tokens and this prompt do not fit the context");
         return -1;
     }
@@ -142,7 +140,7 @@ static int start_request(rk_sched *s, rk_seq *q, rk_srv_request *req) {
     if (rk_sampler_create(&sp, rk_model_n_vocab(s->model), &q->sampler, &err) != RK_OK ||
         rk_stop_text_create((const char *const *)req->stops, req->n_stops, &q->stop, &err) != RK_OK) {
         seq_end_request(q);
-        fail_request(s, req, 500, "server_error", "%s", err.msg);
+        fail_request(req, 500, "server_error", "%s", err.msg);
         return -1;
     }
     for (size_t i = 0; i < q->n_history; i++) rk_sampler_accept(q->sampler, q->history[i]);
@@ -188,7 +186,7 @@ static void admit(rk_sched *s) {
             rk_session_t *ses = rk_sched_find_session(s, req->key_index, req->session);
             if (!ses) { /* deleted while waiting */
                 queue_remove(s, i);
-                fail_request(s, req, 404, "not_found_error", "session '%s' was deleted", req->session);
+                fail_request(req, 404, "not_found_error", "session '%s' was deleted", req->session);
                 rk_srv_request_release(req);
                 continue;
             }
@@ -196,7 +194,7 @@ static void admit(rk_sched *s) {
             if (ses->failed) {
                 queue_remove(s, i);
                 ses->queued--;
-                fail_request(s, req, 500, "server_error", "%s", ses->failure);
+                fail_request(req, 500, "server_error", "%s", ses->failure);
                 rk_srv_request_release(req);
                 continue;
             }
