@@ -425,14 +425,48 @@ static void attention_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t
     FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, it->pos0, STAGE_ATTN_RESIDUAL);
 }
 
+/* The MoE FFN of every live item. Decode tokens of two or more sequences are gathered into the
+ * buffers of one of them (the host: the one with the largest micro-batch) and go through the
+ * experts together, so an expert that several sequences routed to is read once per step, not
+ * once per sequence. Routing is per token and the kernels give a row the same bits in any
+ * batch (quant.h), so gathering changes no number. Prompt chunks, and decode tokens beyond the
+ * host's capacity, run on their own. */
+static void moe_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_items, const rk_layer *L) {
+    const int64_t E = items[0].ctx->model->hp.n_embd;
+    rk_fwd_item *host = NULL;
+    int64_t singles = 0;
+    FOR_LIVE(items, n_items, it) {
+        if (it->n != 1) continue;
+        singles++;
+        if (!host || it->ctx->n_ubatch > host->ctx->n_ubatch) host = it;
+    }
+    int64_t g = 0; /* sh->gathered[0] is the host, [1..g-1] the items whose rows it carries */
+    if (sh->gathered && singles >= 2) {
+        sh->gathered[g++] = host;
+        FOR_LIVE(items, n_items, it) {
+            if (it->n != 1 || it == host || g == host->ctx->n_ubatch) continue;
+            memcpy(host->ctx->xb + g * E, it->ctx->xb, (size_t)E * sizeof(float));
+            sh->gathered[g++] = it;
+        }
+        rk_moe_ffn(host->ctx, L, g);
+        for (int64_t i = 1; i < g; i++)
+            memcpy(sh->gathered[i]->ctx->xb, host->ctx->xb + i * E, (size_t)E * sizeof(float));
+    }
+    FOR_LIVE(items, n_items, it) {
+        bool done = false;
+        for (int64_t i = 0; i < g && !done; i++) done = sh->gathered[i] == it;
+        if (!done) rk_moe_ffn(it->ctx, L, it->n);
+    }
+}
+
 static void ffn_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_items, int64_t il) {
     const rk_model *m = items[0].ctx->model;
     const rk_hparams *hp = &m->hp;
     const rk_layer *L = &m->layers[il];
     const int64_t E = hp->n_embd, F = hp->n_ff;
     FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, 0, STAGE_FFN_NORM);
-    if (hp->routing.n_expert > 0) { /* each sequence routes its own tokens (moe.c) */
-        FOR_LIVE(items, n_items, it) rk_moe_ffn(it->ctx, L, it->n);
+    if (hp->routing.n_expert > 0) {
+        moe_block(sh, items, n_items, L);
     } else {
         const product_spec gate_up = {2, {&L->w_gate, &L->w_up}, {buf_hb, buf_hb2}, {F, F}, buf_xb, E, true, false};
         run_products(sh, items, n_items, &gate_up);
