@@ -178,7 +178,23 @@ typedef struct rk_context_params {
     /* Opt-in sparse decode: 0 = exact (every page); N > 0 = visit the first page, the newest
      * pages and the N pages whose key bounds allow the highest scores (Quest). */
     int64_t kv_sparse_pages;
+    /* Ring attention (DESIGN.md): NULL = one process. Otherwise this context is one rank of a
+     * ring over that transport (borrowed; must outlive the context): every rank creates its
+     * context with the same parameters and calls rk_context_eval with the same tokens; each
+     * holds only its share of the KV pages, and every rank gets the same logits. A ring context
+     * runs alone (no engine, no sparse decode) and its first eval's prompt must fit the
+     * micro-batch per rank (n_ubatch >= about n / ranks + one page). */
+    struct rk_transport *ring;
 } rk_context_params;
+
+/* Per-rank figures of a ring context (rk_context_ring_report). */
+typedef struct rk_ring_report {
+    int rank, n_ranks;
+    int64_t tokens_held;          /* positions whose keys and values this rank holds */
+    double attn_seconds;          /* ring attention partials and merges */
+    double wait_seconds;          /* blocked on the network (blocks, decode partials, agreement) */
+    uint64_t bytes_sent, bytes_received;
+} rk_ring_report;
 
 /* Tier statistics of a context's KV cache since it was created (see rk_context_kv_tiers). */
 typedef struct rk_kv_tier_stats {
@@ -227,6 +243,10 @@ void rk_context_reset_weight_stats(rk_context *ctx);
 /* Canonical names of the context's key and value codecs (static strings owned by ctx). */
 const char *rk_context_kv_codec_k(const rk_context *ctx);
 const char *rk_context_kv_codec_v(const rk_context *ctx);
+
+/* A ring context's figures on this rank; returns 0 (and leaves *out alone) for a context on
+ * one machine. */
+int rk_context_ring_report(const rk_context *ctx, rk_ring_report *out);
 
 /* Byte streams for saving and loading: move exactly len bytes, or fail with a status and a
  * message in *err (which the caller gets back). */

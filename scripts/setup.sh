@@ -15,8 +15,10 @@ cd "$root"
 apt_packages=(build-essential cmake pkg-config libpcre2-dev clang libclang-rt-14-dev gnuplot-nox)
 # the build detects these and works without them: liburing (KV disk tier); the server's
 # libmicrohttpd (HTTP), jansson (JSON) and libsodium (ids, keys, sealed pages); chromium drives
-# the web page's test headless (skipped without it)
-optional_packages=(liburing-dev libmicrohttpd-dev libjansson-dev libsodium-dev chromium)
+# the web page's test headless (skipped without it); Open MPI (ring attention across processes
+# and hosts, `src/dist-mpi`, and its tests)
+optional_packages=(liburing-dev libmicrohttpd-dev libjansson-dev libsodium-dev chromium libopenmpi-dev
+                   openmpi-bin)
 missing_packages() {
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"

@@ -11,6 +11,7 @@
 #include "tools/commands.h"
 #include "tools/generate.h"
 #include "tools/opts.h"
+#include "tools/ring-cli.h"
 #include "tools/run-opts.h"
 
 static void usage(FILE *out) {
@@ -52,21 +53,28 @@ int rk_cmd_run(int argc, char **argv) {
         fprintf(stderr, "run: give a prompt with -p TEXT or -f FILE\n");
         return 2;
     }
-    char *file_text = NULL;
-    size_t prompt_len = prompt ? strlen(prompt) : 0;
-    if (prompt_file) {
-        file_text = rk_opt_read_file("run", prompt_file, &prompt_len);
-        if (!file_text) return 1;
-        prompt = file_text;
-    }
     rk_session sess;
     int rc = rk_session_open(&sess, &o, "run");
     rk_token *tokens = NULL;
     size_t n = 0;
     rk_error err;
-    if (rc == 0 && rk_tokenize(sess.model, prompt, prompt_len, !no_bos, 1, &tokens, &n, &err) != RK_OK) {
+    const bool reader = !sess.ring || sess.ring->rank == 0; /* a ring's rank 0 reads and writes */
+    char *file_text = NULL;
+    size_t prompt_len = prompt ? strlen(prompt) : 0;
+    if (rc == 0 && reader && prompt_file) {
+        file_text = rk_opt_read_file("run", prompt_file, &prompt_len);
+        if (!file_text) rc = 1;
+        prompt = file_text;
+    }
+    if (rc == 0 && reader && rk_tokenize(sess.model, prompt, prompt_len, !no_bos, 1, &tokens, &n, &err) != RK_OK) {
         fprintf(stderr, "run: %s\n", err.msg);
         rc = 1;
+    }
+    if (sess.ring && sess.ctx) { /* rank 0's tokens (or its failure) reach every rank */
+        rk_status s = rk_transport_agree(sess.ring, rc ? RK_ERR_INVALID_ARG : RK_OK, &err);
+        if (!s) s = rk_ring_cli_share_tokens(sess.ring, &tokens, &n, &err);
+        if (s && rc == 0) fprintf(stderr, "run: %s\n", err.msg);
+        if (s) rc = 1;
     }
     if (rc == 0 && (int64_t)n > rk_context_n_ctx(sess.ctx)) {
         fprintf(stderr, "run: the prompt has %zu tokens but the context holds %lld (raise -c)\n", n,
@@ -79,13 +87,18 @@ int rk_cmd_run(int argc, char **argv) {
     }
     if (rc == 0) {
         rk_gen_stats st;
-        if (rk_generate(sess.ctx, sess.model, sess.sampler, tokens, n, n_predict, stdout, NULL, &st, &err) != RK_OK) {
-            fprintf(stderr, "\nrun: %s\n", err.msg);
+        rk_status s = sess.ring ? rk_ring_cli_generate(sess.ctx, sess.model, sess.sampler, sess.ring, tokens, n,
+                                                       n_predict, stdout, &st, &err)
+                                : rk_generate(sess.ctx, sess.model, sess.sampler, tokens, n, n_predict, stdout, NULL,
+                                              &st, &err);
+        if (s != RK_OK) {
+            if (reader) fprintf(stderr, "\nrun: %s\n", err.msg);
             rc = 1;
         }
-        if (isatty(fileno(stdout))) fputc('\n', stdout); /* keep piped output exact */
+        if (reader && isatty(fileno(stdout))) fputc('\n', stdout); /* keep piped output exact */
         fflush(stdout);
-        rk_print_speed(stderr, &st, sess.ctx);
+        if (reader) rk_print_speed(stderr, &st, sess.ctx);
+        if (sess.ring && o.verbose && !s) rk_ring_cli_report(stderr, sess.ctx, sess.ring);
     }
     free(tokens);
     rk_session_close(&sess);

@@ -6,6 +6,7 @@
 
 #include "kv/kv-codec.h"
 #include "tools/opts.h"
+#include "tools/ring-cli.h"
 
 void rk_run_opts_init(rk_run_opts *o) {
     memset(o, 0, sizeof *o);
@@ -39,7 +40,12 @@ void rk_run_opts_usage(FILE *out) {
             "  --min-p P              (default 0.05; 0 = off)\n"
             "  --repeat-penalty R     (default 1.0 = off)\n"
             "  --repeat-last-n N      tokens the penalty looks back (default 64)\n"
-            "  -s, --seed N           sampling seed (default 42)\n");
+            "  -s, --seed N           sampling seed (default 42)\n"
+            "  --ring                 one rank of a ring (mpirun -np N ringkv ... --ring): the\n"
+            "                         sequence's KV pages are spread over the ranks; rank 0 reads\n"
+            "                         the prompt and writes the output (default -ub: a rank's\n"
+            "                         share of the context)\n"
+            "  --verbose              with --ring: per rank KV held, attention and network time\n");
 }
 
 int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, int i) {
@@ -56,8 +62,9 @@ int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, in
         if (!rk_opt_int(cmd, a, v, 0, (int64_t)1 << 32, &n)) return -1;
         o->ctx.n_ctx = n;
     } else if (rk_opt_is(a, "-ub", "--ubatch")) {
-        if (!rk_opt_int(cmd, a, v, 1, 65536, &n)) return -1;
+        if (!rk_opt_int(cmd, a, v, 1, 1 << 20, &n)) return -1;
         o->ctx.n_ubatch = (int)n;
+        o->ubatch_set = true;
     } else if (rk_opt_is(a, NULL, "--kv-codec") || rk_opt_is(a, "-ctk", "--ctk") ||
                rk_opt_is(a, "-ctv", "--ctv")) {
         if (!v) return fprintf(stderr, "%s: %s needs a codec name\n", cmd, a), -1;
@@ -79,6 +86,10 @@ int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, in
     } else if (rk_opt_is(a, NULL, "--kv-disk")) {
         if (!v) return fprintf(stderr, "%s: %s needs a directory\n", cmd, a), -1;
         o->ctx.kv_disk_dir = v;
+    } else if (rk_opt_is(a, NULL, "--ring") || rk_opt_is(a, NULL, "--verbose")) {
+        if (rk_opt_is(a, NULL, "--ring")) o->ring = true;
+        else o->verbose = true;
+        return 1;
     } else if (rk_opt_is(a, NULL, "--kv-disk-direct")) {
         o->ctx.kv_disk_direct = 1;
         return 1;
@@ -112,22 +123,41 @@ int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, in
     return 2;
 }
 
+/* --ring: this rank's transport. */
+static int open_ring(rk_session *s, rk_context_params *cp, const char *cmd) {
+    rk_error err;
+    if (rk_ring_cli_open(&s->ring, &err) != RK_OK) {
+        fprintf(stderr, "%s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    cp->ring = s->ring;
+    return 0;
+}
+
 int rk_session_open(rk_session *s, const rk_run_opts *o, const char *cmd) {
     memset(s, 0, sizeof *s);
     rk_error err;
+    rk_context_params cp = o->ctx;
+    if (o->ring && open_ring(s, &cp, cmd)) return 1;
     rk_model_params mp = rk_model_default_params();
     const char *path = o->model_path ? o->model_path : rk_opt_default_model();
-    if (rk_model_load(path, &mp, &s->model, &err) != RK_OK) {
+    rk_status st = rk_model_load(path, &mp, &s->model, &err);
+    if (s->ring) st = rk_transport_agree(s->ring, st, &err); /* every rank has its model, or none goes on */
+    if (st != RK_OK) {
         fprintf(stderr, "%s: %s\n", cmd, err.msg);
         if (!o->model_path) fprintf(stderr, "%s: (fetch the default model with scripts/fetch-models.sh)\n", cmd);
+        rk_session_close(s);
         return 1;
     }
-    rk_context_params cp = o->ctx;
     if (cp.n_ctx == 0 || cp.n_ctx > rk_model_n_ctx_train(s->model)) {
         if (cp.n_ctx > rk_model_n_ctx_train(s->model))
             fprintf(stderr, "%s: note: context %lld is longer than the model was trained on (%lld)\n",
                     cmd, (long long)cp.n_ctx, (long long)rk_model_n_ctx_train(s->model));
         if (cp.n_ctx == 0) cp.n_ctx = rk_model_n_ctx_train(s->model);
+    }
+    if (s->ring && !o->ubatch_set) { /* a ring prefill evaluates a rank's share in one micro-batch */
+        const int64_t share = (cp.n_ctx + s->ring->size - 1) / s->ring->size + 256;
+        cp.n_ubatch = (int)(share < cp.n_ctx ? share : cp.n_ctx);
     }
     if (rk_context_create(s->model, &cp, &s->ctx, &err) != RK_OK ||
         rk_sampler_create(&o->sampling, rk_model_n_vocab(s->model), &s->sampler, &err) != RK_OK) {
@@ -142,6 +172,7 @@ void rk_session_close(rk_session *s) {
     rk_sampler_free(s->sampler);
     rk_context_free(s->ctx);
     rk_model_free(s->model);
+    rk_transport_free(s->ring); /* after the context, which borrowed it */
     memset(s, 0, sizeof *s);
 }
 

@@ -3,6 +3,7 @@
 #ifndef RK_TOOLS_RUN_OPTS_H
 #define RK_TOOLS_RUN_OPTS_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "ringkv.h"
@@ -12,6 +13,9 @@ typedef struct rk_run_opts {
     const char *model_path;
     rk_context_params ctx;
     rk_sampler_params sampling;
+    bool ubatch_set;      /* -ub was given */
+    bool ring;            /* --ring: one rank of a ring over MPI (tools/ring-cli.h) */
+    bool verbose;         /* --verbose: per-rank ring figures */
 } rk_run_opts;
 
 void rk_run_opts_init(rk_run_opts *o);
@@ -25,10 +29,12 @@ typedef struct rk_session {
     rk_model *model;
     rk_context *ctx;
     rk_sampler *sampler;
+    struct rk_transport *ring; /* --ring: this rank's transport, else NULL */
 } rk_session;
 
-/* Loads the model, creates the context and sampler. Returns 0, or 1 after printing the error
- * (the session is then closed). */
+/* Loads the model, creates the context and sampler (with --ring: joins the ring first; every
+ * rank must open its session, and a failure on any rank fails all of them). Returns 0, or 1
+ * after printing the error (the session is then closed). */
 int rk_session_open(rk_session *s, const rk_run_opts *o, const char *cmd);
 void rk_session_close(rk_session *s);
 

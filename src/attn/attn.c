@@ -107,10 +107,17 @@ static void page_partials(const rk_attn_ops *ops, const rk_kv_page_view *pv, int
     }
 }
 
-void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
-                           int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
-                           int64_t t1, int64_t q_pos, rk_attn_partial *parts, float *scratch) {
-    const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
+/* Where a range's pages come from: the cache's own pages, or a block of another rank's
+ * (kv-cache.h), read through the same codecs. */
+typedef struct page_source {
+    const rk_kv_cache *kv;
+    const rk_kv_block *block; /* NULL: kv's pages */
+} page_source;
+
+static void group_partial(const rk_attn_ops *ops, const page_source *src, int64_t layer, int64_t kv_head,
+                          int64_t n_q, const float *q, float scale, int64_t t0, int64_t t1, int64_t q_pos,
+                          rk_attn_partial *parts, float *scratch) {
+    const int64_t dv = rk_kv_get_dims(src->kv)->head_dim_v;
     float *scores = scratch;                           /* (n_q, page) */
     float *page_o = scores + n_q * RK_KV_PAGE_TOKENS;  /* (n_q, dv) */
     float *acc = page_o + n_q * dv;                    /* (n_q, dv) */
@@ -122,7 +129,10 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
         int64_t pi = p0 / RK_KV_PAGE_TOKENS, page_end = (pi + 1) * RK_KV_PAGE_TOKENS;
         int64_t p1 = page_end < t1 ? page_end : t1;
         rk_kv_page_view pv;
-        rk_kv_get_page(kv, layer, kv_head, pi, q_pos, &pv);
+        if (src->block)
+            rk_kv_block_get_page(src->kv, src->block, layer, kv_head, pi, &pv);
+        else
+            rk_kv_get_page(src->kv, layer, kv_head, pi, q_pos, &pv);
         if (pv.key_codec != prepared) {
             rk_kv_codec_get_ops(pv.key_codec)->prepare(pv.key_codec, pv.stream, q, n_q, qp);
             prepared = pv.key_codec;
@@ -133,6 +143,20 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
         for (int64_t g = 0; g < n_q; g++) rk_attn_merge(&parts[g], &page[g], dv);
         p0 = p1;
     }
+}
+
+void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
+                           int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
+                           int64_t t1, int64_t q_pos, rk_attn_partial *parts, float *scratch) {
+    const page_source src = {kv, NULL};
+    group_partial(ops, &src, layer, kv_head, n_q, q, scale, t0, t1, q_pos, parts, scratch);
+}
+
+void rk_attn_group_partial_block(const rk_attn_ops *ops, const rk_kv_cache *kv, const rk_kv_block *block,
+                                 int64_t layer, int64_t kv_head, int64_t n_q, const float *q, float scale,
+                                 int64_t t0, int64_t t1, rk_attn_partial *parts, float *scratch) {
+    const page_source src = {kv, block};
+    group_partial(ops, &src, layer, kv_head, n_q, q, scale, t0, t1, -1, parts, scratch);
 }
 
 void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,

@@ -64,4 +64,10 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
                            int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
                            int64_t t1, int64_t q_pos, rk_attn_partial *parts, float *scratch);
 
+/* The same over positions [t0, t1) of a block of another rank's pages (kv-cache.h,
+ * rk_kv_block; position 0 is the block's first row), read through kv's codecs: ring attention. */
+void rk_attn_group_partial_block(const rk_attn_ops *ops, const rk_kv_cache *kv, const rk_kv_block *block,
+                                 int64_t layer, int64_t kv_head, int64_t n_q, const float *q, float scale,
+                                 int64_t t0, int64_t t1, rk_attn_partial *parts, float *scratch);
+
 #endif

@@ -189,6 +189,30 @@ size_t rk_kv_record_bytes(const rk_kv_cache *kv);
 const rk_kv_dims *rk_kv_get_dims(const rk_kv_cache *kv);
 const rk_kv_config *rk_kv_get_config(const rk_kv_cache *kv);
 
+/* Blocks (kv-block.c): one layer's sealed pages in one buffer, for ring attention. A rank
+ * exports its pages, another reads them with rk_kv_block_get_page through a cache of the same
+ * dimensions and codecs, exactly as the holder would read them. */
+typedef struct rk_kv_block {
+    const uint8_t *data;    /* rk_kv_block_bytes(kv, n_pages, n_sink) bytes (borrowed) */
+    int64_t n_pages;
+    int64_t n_sink;         /* exact sink rows carried with the block's page 0 (0: none) */
+} rk_kv_block;
+
+/* Bytes of a block of n_pages pages carrying n_sink sink rows. */
+size_t rk_kv_block_bytes(const rk_kv_cache *kv, int64_t n_pages, int64_t n_sink);
+/* The sink rows a block of `layer` starting at page `first` carries: the cache's n_sink when
+ * first is page 0 and it is sealed (its sinks are kept), else 0. */
+int64_t rk_kv_block_sinks(const rk_kv_cache *kv, int64_t layer, int64_t first);
+/* Writes pages first .. first+n_pages-1 of `layer` (all sealed; cold ones are read back) and
+ * their sink rows into buf (rk_kv_block_bytes(kv, n_pages, rk_kv_block_sinks(kv, layer, first))
+ * bytes). RK_ERR_INTERNAL for a page that is not sealed; RK_ERR_IO from the disk tier. */
+rk_status rk_kv_block_export(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t n_pages, uint8_t *buf,
+                             rk_error *err);
+/* A view of the block's page `page`, KV head `head`, as rk_kv_get_page gives it for a sealed
+ * page read by a later query (the block's cache is only asked for codecs and dimensions). */
+void rk_kv_block_get_page(const rk_kv_cache *kv, const rk_kv_block *block, int64_t layer, int64_t head,
+                          int64_t page, rk_kv_page_view *view);
+
 /* Snapshots (kv-snapshot.c): the cache's bytes as a stream, for keeping a sequence across a
  * restart (rk_stream_*_fn: ringkv.h). */
 /* Writes the state of the first n_tokens positions (the cache's n_past). Cold pages are read

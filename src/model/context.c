@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kv/kv-sparse.h"
 #include "model/context.h"
+#include "dist/transport.h"
 
 rk_context_params rk_context_default_params(void) {
     rk_context_params p;
@@ -108,7 +109,7 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
 /* Positions kept exact (f32) when page 0 is sealed: the attention sinks (as StreamingLLM keeps
  * 4). With tq3.5 on SmolLM2 this cut the KL divergence at 1K from 0.0141 to 0.0108 (1, 8 and 16
  * positions measured 0.0114, 0.0121, 0.0115), and q4's from 0.0094 to 0.0063. */
-#define KV_SINK_POSITIONS 4
+#define KV_SINK_POSITIONS RK_CTX_KV_SINKS
 /* Seed of the tq codecs' rotations and sketches: fixed, so runs are reproducible. */
 #define KV_CODEC_SEED 0x72696e676b76ull
 
@@ -116,7 +117,8 @@ static rk_status create_kv(rk_context *ctx, const rk_context_params *p, rk_error
     const rk_hparams *hp = &ctx->model->hp;
     rk_kv_config cfg = rk_kv_config_f32(ctx->model->simd);
     cfg.seed = KV_CODEC_SEED;
-    cfg.n_sink = KV_SINK_POSITIONS;
+    /* a ring's page 0 is on rank 0; the other ranks' first pages are later pages */
+    cfg.n_sink = p->ring && p->ring->rank != 0 ? 0 : KV_SINK_POSITIONS;
     rk_status s = rk_kv_codec_parse(p->kv_codec_k ? p->kv_codec_k : DEFAULT_KV_CODEC, &cfg.key_codec, err);
     if (!s) s = rk_kv_codec_parse(p->kv_codec_v ? p->kv_codec_v : DEFAULT_KV_CODEC, &cfg.value_codec, err);
     if (s) return s;
@@ -187,6 +189,10 @@ rk_status rk_context_create(const rk_model *model, const rk_context_params *para
     }
     if (!s) s = create_kv(ctx, &p, err);
     if (!s) s = alloc_buffers(ctx, p.n_threads, err);
+    if (p.ring) { /* every rank takes part in the agreement, even one that failed above */
+        rk_status r = rk_context_ring_init(ctx, p.ring, s, err);
+        if (!s) s = r;
+    }
     if (s) {
         rk_context_free(ctx);
         return s;
@@ -197,6 +203,7 @@ rk_status rk_context_create(const rk_model *model, const rk_context_params *para
 
 void rk_context_free(rk_context *ctx) {
     if (!ctx) return;
+    rk_context_ring_free(ctx);
     if (!ctx->engine) rk_pool_free(ctx->pool);
     rk_kv_free(ctx->kv);
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
@@ -232,6 +239,8 @@ const char *rk_context_kv_codec_k(const rk_context *ctx) { return ctx->kv_codec_
 const char *rk_context_kv_codec_v(const rk_context *ctx) { return ctx->kv_codec_name[1]; }
 
 rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err) {
+    if (ctx->ring && pos != ctx->n_past)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED, "context: a ring context cannot be truncated");
     if (pos < 0 || pos > ctx->n_past)
         return rk_error_set(err, RK_ERR_INVALID_ARG, "context: cannot truncate to %lld (have %lld tokens)",
                             (long long)pos, (long long)ctx->n_past);
@@ -287,6 +296,7 @@ static rk_status ensure_logits(rk_context *ctx, int64_t rows, rk_error *err) {
 rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int all_logits,
                           rk_error *err) {
     if (!ctx) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: NULL argument");
+    if (ctx->ring) return rk_context_ring_eval(ctx, tokens, n, all_logits, err);
     rk_status s = rk_context_check_tokens(ctx, tokens, n, err);
     if (!s) s = ensure_logits(ctx, all_logits ? (int64_t)n : 1, err);
     if (s) return s;
@@ -321,11 +331,13 @@ const float *rk_context_logits(const rk_context *ctx, int64_t i) {
 
 rk_status rk_context_save(rk_context *ctx, rk_stream_write_fn write, void *user, rk_error *err) {
     if (!ctx || !write) return rk_error_set(err, RK_ERR_INVALID_ARG, "save: NULL argument");
+    if (ctx->ring) return rk_error_set(err, RK_ERR_UNSUPPORTED, "save: not supported for a ring context");
     return rk_kv_save(ctx->kv, ctx->n_past, write, user, err);
 }
 
 rk_status rk_context_load(rk_context *ctx, rk_stream_read_fn read, void *user, rk_error *err) {
     if (!ctx || !read) return rk_error_set(err, RK_ERR_INVALID_ARG, "load: NULL argument");
+    if (ctx->ring) return rk_error_set(err, RK_ERR_UNSUPPORTED, "load: not supported for a ring context");
     if (ctx->n_past != 0)
         return rk_error_set(err, RK_ERR_INVALID_ARG, "load: the context already holds %lld tokens",
                             (long long)ctx->n_past);

@@ -10,6 +10,9 @@
 #include "kv/kv-cache.h"
 #include "model/model.h"
 
+/* Positions kept exact (f32) when page 0 is sealed: the attention sinks (context.c). */
+#define RK_CTX_KV_SINKS 4
+
 struct rk_context {
     const rk_model *model;
     rk_pool *pool;           /* the context's own, or its engine's (borrowed) */
@@ -61,6 +64,17 @@ struct rk_context {
     rk_matrix *moe_views;        /* (3 * n_expert) per-expert views of the stacked tensors */
     float *moe_out;              /* (n_ubatch, n_embd) the weighted sum over experts */
     rk_weight_stats weight_stats;/* weight traffic since creation or reset */
+    /* the micro-batch being evaluated: where its tokens are (set by rk_forward, or by the ring
+     * driver in context-ring.c before it calls rk_forward) */
+    const int64_t *fwd_positions;/* (n) RoPE positions; NULL = n_past + i */
+    int64_t fwd_kv_pos0;         /* cache position of token 0 (a ring rank: its local slot) */
+    bool fwd_kv_write;           /* false: a ring rank that does not hold these tokens' page */
+    /* ring attention (context-ring.c), NULL for a context on one machine */
+    struct rk_ring *ring;
+    bool ring_prefill;           /* this forward is a ring prefill (else a ring decode step) */
+    int64_t ring_n_tokens;       /* the sequence's length once this forward is done */
+    rk_token *ring_tokens;       /* (n_ubatch) this rank's prompt tokens */
+    int64_t *ring_positions;     /* (n_ubatch) their global positions */
     /* logits */
     float *logits;       /* (logits_cap, n_vocab) */
     int64_t logits_cap;  /* rows allocated */
@@ -114,6 +128,13 @@ typedef struct rk_fwd_item {
  * numbers are exactly those of running it alone. Advances each successful item's n_past; a
  * failed item's cache may hold part of its tokens (the caller truncates it back). */
 void rk_forward_batch(const rk_fwd_shared *shared, rk_fwd_item *items, int64_t n_items);
+
+/* The ring driver (context-ring.c): sets up ctx->ring from params->ring (the model's files must
+ * match on every rank; `local` is this rank's creation status so far, agreed with the others),
+ * evaluates like rk_context_eval, and frees it (a context without a ring: nothing). */
+rk_status rk_context_ring_init(rk_context *ctx, struct rk_transport *transport, rk_status local, rk_error *err);
+rk_status rk_context_ring_eval(rk_context *ctx, const rk_token *tokens, size_t n, int all_logits, rk_error *err);
+void rk_context_ring_free(rk_context *ctx);
 
 /* RK_OK when n tokens (n >= 1, each in the vocabulary) fit after the context's n_past. */
 rk_status rk_context_check_tokens(const rk_context *ctx, const rk_token *tokens, size_t n, rk_error *err);

@@ -23,6 +23,7 @@
 #include "kv/kv-sparse.h"
 #include "model/context.h"
 #include "model/moe.h"
+#include "dist/ring-attn.h"
 
 typedef struct attn_job {
     rk_context *ctx;
@@ -234,18 +235,19 @@ static void qkv_post(const row_job *job, int64_t i) {
     add_bias(v, L->bv, v_dim);
     float *cs = ctx->cos_sin + i * hp->rot_dim;
     float base = hp->layer_is_local[job->il] ? hp->rope_base_local : hp->rope_base;
-    rk_rope_cos_sin(cs, job->pos0 + i, hp->rot_dim, base, hp->rope_scale);
+    rk_rope_cos_sin(cs, ctx->fwd_positions ? ctx->fwd_positions[i] : job->pos0 + i, hp->rot_dim, base,
+                    hp->rope_scale);
     if (hp->qk_norm_full) { /* olmoe: one RMSNorm over the whole projection, before the heads */
         rk_rmsnorm(q, q, L->q_norm, q_dim, hp->norm_eps);
         rk_rmsnorm(k, k, L->k_norm, k_dim, hp->norm_eps);
     }
     qk_prepare(q, hp->n_head, hp->head_dim_k, hp->qk_norm ? L->q_norm : NULL, cs, hp);
     qk_prepare(k, hp->n_head_kv, hp->head_dim_k, hp->qk_norm ? L->k_norm : NULL, cs, hp);
+    if (!ctx->fwd_kv_write) return; /* a ring rank that does not hold this token's page */
+    const int64_t slot = ctx->fwd_kv_pos0 + i;
     for (int64_t h = 0; h < hp->n_head_kv; h++) {
-        memcpy(rk_kv_key(ctx->kv, job->il, h, job->pos0 + i), k + h * hp->head_dim_k,
-               (size_t)hp->head_dim_k * sizeof(float));
-        memcpy(rk_kv_value(ctx->kv, job->il, h, job->pos0 + i), v + h * hp->head_dim_v,
-               (size_t)hp->head_dim_v * sizeof(float));
+        memcpy(rk_kv_key(ctx->kv, job->il, h, slot), k + h * hp->head_dim_k, (size_t)hp->head_dim_k * sizeof(float));
+        memcpy(rk_kv_value(ctx->kv, job->il, h, slot), v + h * hp->head_dim_v, (size_t)hp->head_dim_v * sizeof(float));
     }
 }
 
@@ -331,6 +333,33 @@ static rk_status attention_core(rk_context *ctx, int64_t il, int64_t n, int64_t 
     if (hp->layer_is_local[il] && hp->sliding_window > 0)
         rk_kv_release_before(ctx->kv, il, pos0 + n + 1 - hp->sliding_window);
     return RK_OK;
+}
+
+/* attention_core for a ring context (DESIGN.md, "Ring attention"): this rank's keys and values
+ * go into its own cache at local slots, and attention runs over every rank's pages
+ * (dist/ring-attn.h). Local failures are passed to the ring so that every rank returns them. */
+static rk_status ring_attention_core(rk_context *ctx, int64_t il, int64_t n, int64_t pos0, rk_error *err) {
+    const rk_hparams *hp = &ctx->model->hp;
+    rk_ring *ring = ctx->ring;
+    const int me = ring->transport->rank;
+    run_rows(ctx, il, n, pos0, STAGE_QKV_POST);
+    const int64_t n_tokens = ctx->ring_n_tokens, held = rk_ring_shard_tokens(&ring->shard, me, n_tokens);
+    const int64_t window = hp->layer_is_local[il] ? hp->sliding_window : 0;
+    rk_status s = rk_kv_seal_full_pages(ctx->kv, il, held, n > 1 ? ctx->pool : NULL, err);
+    if (!s) s = rk_kv_acquire(ctx->kv, il, 0, NULL, err);
+    const rk_ring_layer L = {ctx->attn_ops, ctx->pool, ctx->kv, il, hp->n_head, hp->n_head_kv, hp->head_dim_k,
+                             hp->head_dim_v, ctx->attn_max_group, hp->attn_scale, window, ctx->attn_scratch,
+                             ctx->attn_scratch_floats};
+    if (ctx->ring_prefill)
+        s = rk_ring_attn_prefill(ring, &L, ctx->q, n, ctx->fwd_positions, n_tokens, ctx->att, s, err);
+    else
+        s = rk_ring_attn_decode(ring, &L, ctx->q, n_tokens - 1, ctx->att, s, err);
+    rk_kv_drop_retired(ctx->kv, il);
+    rk_kv_settle(ctx->kv, il);
+    if (!s && window > 0 && n_tokens + 1 > window) /* as attention_core, in local slots */
+        rk_kv_release_before(ctx->kv, il, rk_ring_shard_first_slot_from(&ring->shard, me, n_tokens + 1 - window,
+                                                                         n_tokens));
+    return s;
 }
 
 /* Adds one task to a stage's batch of products. */
@@ -419,7 +448,8 @@ static void attention_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t
     const product_spec qkv = {3, {&L->wq, &L->wk, &L->wv}, {buf_q, buf_k, buf_v}, {q_dim, k_dim, v_dim}, buf_xb, E,
                               false, false};
     run_products(sh, items, n_items, &qkv);
-    FOR_LIVE(items, n_items, it) it->status = attention_core(it->ctx, il, it->n, it->pos0, it->err);
+    FOR_LIVE(items, n_items, it) it->status = (it->ctx->ring ? ring_attention_core : attention_core)(
+                                     it->ctx, il, it->n, it->pos0, it->err);
     const product_spec wo = {1, {&L->wo}, {buf_xb}, {E}, buf_att, hp->n_head * hp->head_dim_v, false, false};
     run_products(sh, items, n_items, &wo);
     FOR_LIVE(items, n_items, it) run_rows(it->ctx, il, it->n, it->pos0, STAGE_ATTN_RESIDUAL);
@@ -455,7 +485,7 @@ static void moe_block(const rk_fwd_shared *sh, rk_fwd_item *items, int64_t n_ite
     FOR_LIVE(items, n_items, it) {
         bool done = false;
         for (int64_t i = 0; i < g && !done; i++) done = sh->gathered[i] == it;
-        if (!done) rk_moe_ffn(it->ctx, L, it->n);
+        if (!done && it->n > 0) rk_moe_ffn(it->ctx, L, it->n);
     }
 }
 
@@ -498,11 +528,18 @@ static rk_status embed(rk_context *ctx, const rk_token *tokens, int64_t n, rk_er
 /* Checks an item, reserves its cache and embeds its tokens. */
 static rk_status begin_item(rk_fwd_item *it) {
     rk_context *ctx = it->ctx;
-    if (it->n <= 0 || it->n > ctx->n_ubatch || it->n_out < 0 || it->n_out > it->n)
+    /* a ring rank may hold none of a prompt's tokens and still takes part in every layer */
+    if (it->n < (ctx->ring ? 0 : 1) || it->n > ctx->n_ubatch || it->n_out < 0 || it->n_out > it->n)
         return rk_error_set(it->err, RK_ERR_INTERNAL, "forward: bad micro-batch %lld", (long long)it->n);
     it->pos0 = ctx->n_past;
+    if (!ctx->ring) { /* tokens at positions pos0.. go to the same cache positions */
+        ctx->fwd_positions = NULL;
+        ctx->fwd_kv_pos0 = it->pos0;
+        ctx->fwd_kv_write = true;
+    }
     rk_kv_begin_step(ctx->kv);
-    rk_status s = rk_kv_reserve(ctx->kv, it->pos0 + it->n, it->err);
+    /* a ring context's driver (context-ring.c) reserved its local slots already */
+    rk_status s = ctx->ring ? RK_OK : rk_kv_reserve(ctx->kv, it->pos0 + it->n, it->err);
     if (!s) s = embed(ctx, it->tokens, it->n, it->err);
     if (s) return s;
     ctx->weight_stats.tokens += (uint64_t)it->n;
