@@ -4,7 +4,8 @@
 #
 #   Debian packages: cmake, a C compiler, pkg-config, PCRE2 (BPE pre-tokenizers), liburing (the
 #   KV disk tier's reads in flight at once; optional, detected by CMake), clang and its
-#   sanitizer runtime (fuzzing), gnuplot (NIAH heatmaps)
+#   sanitizer runtime (fuzzing), gnuplot (NIAH heatmaps), Open MPI (ring attention across
+#   processes and hosts; optional, detected by CMake)
 #   PyPI packages (tests' reference implementations): numpy, gguf, tokenizers; openai (the
 #   official client the server tests talk through)
 #   Models: scripts/fetch-models.sh (SmolLM2-135M-Instruct, Gemma 3 270M) into models/

@@ -43,7 +43,9 @@ static size_t ring_bytes(int r, int k) {
     return (size_t)((r * 37 + k * 113) % 700) + (k % 3 == 0 ? 70000 : 1);
 }
 
-static uint8_t ring_byte(int r, int k, size_t i) { return (uint8_t)(r * 31 + k * 7 + i * 13 + (i >> 8)); }
+static uint8_t ring_byte(int r, int k, size_t i) {
+    return (uint8_t)(r * 31 + k * 7 + i * 13 + (i >> 8));
+}
 
 static void test_ring(rk_transport *t) {
     int n = t->size, r = t->rank;
@@ -54,7 +56,8 @@ static void test_ring(rk_transport *t) {
         int to = fwd ? (r + 1) % n : (r + n - 1) % n;
         int from = fwd ? (r + n - 1) % n : (r + 1) % n;
         size_t sb = ring_bytes(r, k), rb = ring_bytes(from, k);
-        for (size_t i = 0; i < sb; i++) send[i] = ring_byte(r, k, i);
+        for (size_t i = 0; i < sb; i++)
+            send[i] = ring_byte(r, k, i);
         memset(recv, 0xee, rb);
         rk_error err;
         rk_status st = rk_transport_exchange_begin(t, send, sb, to, recv, rb, from, &err);
@@ -62,7 +65,8 @@ static void test_ring(rk_transport *t) {
         CHECK_MSG(st == RK_OK, "rank %d round %d: %s", r, k, err.msg);
         if (st != RK_OK) break;
         size_t bad = 0;
-        for (size_t i = 0; i < rb; i++) bad += recv[i] != ring_byte(from, k, i);
+        for (size_t i = 0; i < rb; i++)
+            bad += recv[i] != ring_byte(from, k, i);
         CHECK_MSG(bad == 0, "rank %d round %d: %zu bad bytes from rank %d", r, k, bad, from);
         sent += sb;
         received += rb;
@@ -81,26 +85,31 @@ static void test_collectives(rk_transport *t) {
     rk_error err;
     for (int k = 0; k < (int)(sizeof sizes / sizeof sizes[0]); k++) {
         size_t b = sizes[k];
-        for (size_t i = 0; i < b; i++) mine[i] = (uint8_t)(r * 91 + k * 5 + i);
+        for (size_t i = 0; i < b; i++)
+            mine[i] = (uint8_t)(r * 91 + k * 5 + i);
         memset(all, 0xee, (size_t)n * 100000);
         CHECK_MSG(rk_transport_allgather(t, mine, b, all, &err) == RK_OK, "%s", err.msg);
         size_t bad = 0;
         for (int q = 0; q < n; q++)
-            for (size_t i = 0; i < b; i++) bad += all[(size_t)q * b + i] != (uint8_t)(q * 91 + k * 5 + i);
+            for (size_t i = 0; i < b; i++)
+                bad += all[(size_t)q * b + i] != (uint8_t)(q * 91 + k * 5 + i);
         CHECK_MSG(bad == 0, "allgather of %zu bytes: %zu bad", b, bad);
     }
     uint32_t rec[64] = {0};
     rec[r] = 1000u + (uint32_t)r;
     CHECK(n <= 64 && rk_transport_allgather(t, &rec[r], sizeof rec[r], rec, &err) == RK_OK);
-    for (int q = 0; q < n; q++) CHECK(rec[q] == 1000u + (uint32_t)q);
+    for (int q = 0; q < n; q++)
+        CHECK(rec[q] == 1000u + (uint32_t)q);
     size_t bsizes[] = {0, 1, 1000, 70000};
     for (int root = 0; root < n; root++)
         for (int k = 0; k < 4; k++) {
             size_t b = bsizes[k];
-            for (size_t i = 0; i < b; i++) mine[i] = r == root ? (uint8_t)(root * 17 + i + k) : 0xee;
+            for (size_t i = 0; i < b; i++)
+                mine[i] = r == root ? (uint8_t)(root * 17 + i + k) : 0xee;
             CHECK_MSG(rk_transport_broadcast(t, mine, b, root, &err) == RK_OK, "%s", err.msg);
             size_t bad = 0;
-            for (size_t i = 0; i < b; i++) bad += mine[i] != (uint8_t)(root * 17 + i + k);
+            for (size_t i = 0; i < b; i++)
+                bad += mine[i] != (uint8_t)(root * 17 + i + k);
             CHECK_MSG(bad == 0, "broadcast of %zu bytes from %d: %zu bad", b, root, bad);
         }
     free(mine);
@@ -119,7 +128,8 @@ static void test_agree(rk_transport *t) {
     if (n == 1) {
         CHECK(st == RK_OK);
     } else {
-        CHECK_MSG(st == RK_ERR_FORMAT && strcmp(err.msg, "rank 1: bad header in shard 7") == 0, "%s", err.msg);
+        CHECK_MSG(st == RK_ERR_FORMAT && strcmp(err.msg, "rank 1: bad header in shard 7") == 0,
+                  "%s", err.msg);
     }
     CHECK(rk_transport_agree(t, RK_OK, &err) == RK_OK);
 }
@@ -131,10 +141,12 @@ static void test_mismatch(rk_transport *t) {
     size_t sb = t->rank == 0 ? 10 : 5, rb = t->rank == 0 ? 5 : 12;
     rk_error err;
     t->timeout_ms = 10000;
-    rk_status st = rk_transport_exchange_begin(t, send, sb, 1 - t->rank, recv, rb, 1 - t->rank, &err);
+    rk_status st =
+        rk_transport_exchange_begin(t, send, sb, 1 - t->rank, recv, rb, 1 - t->rank, &err);
     if (st == RK_OK) st = rk_transport_exchange_end(t, &err);
     if (t->rank == 1) {
-        CHECK_MSG(st == RK_ERR_INTERNAL && strstr(err.msg, "rank 1 expected 12 bytes from rank 0 in an exchange"),
+        CHECK_MSG(st == RK_ERR_INTERNAL &&
+                      strstr(err.msg, "rank 1 expected 12 bytes from rank 0 in an exchange"),
                   "%s", err.msg);
         CHECK(rk_transport_broadcast(t, recv, 1, 0, &err) == RK_ERR_IO);
     }
@@ -147,14 +159,17 @@ static void test_big(rk_transport *t) {
     uint8_t *send = malloc(bytes), *recv = malloc(bytes);
     CHECK(send && recv);
     if (!send || !recv) return;
-    for (size_t i = 0; i < bytes; i += 4093) send[i] = (uint8_t)(t->rank + i);
+    for (size_t i = 0; i < bytes; i += 4093)
+        send[i] = (uint8_t)(t->rank + i);
     send[bytes - 1] = (uint8_t)(t->rank + 7);
     rk_error err;
-    rk_status st = rk_transport_exchange_begin(t, send, bytes, 1 - t->rank, recv, bytes, 1 - t->rank, &err);
+    rk_status st =
+        rk_transport_exchange_begin(t, send, bytes, 1 - t->rank, recv, bytes, 1 - t->rank, &err);
     if (st == RK_OK) st = rk_transport_exchange_end(t, &err);
     CHECK_MSG(st == RK_OK, "%s", err.msg);
     size_t bad = 0;
-    for (size_t i = 0; i < bytes; i += 4093) bad += recv[i] != (uint8_t)(1 - t->rank + i);
+    for (size_t i = 0; i < bytes; i += 4093)
+        bad += recv[i] != (uint8_t)(1 - t->rank + i);
     CHECK(bad == 0 && recv[bytes - 1] == (uint8_t)(1 - t->rank + 7));
     free(send);
     free(recv);
@@ -186,7 +201,8 @@ static int run_missing_rank(rk_transport *t, const char *mode) {
     double s = rk_now_seconds() - t0;
     printf("rank %d: %s after %.2f s: %s\n", t->rank, rk_status_name(st), s, err.msg);
     CHECK(st == RK_ERR_IO);
-    CHECK_MSG(strstr(err.msg, "waited 2000 ms for rank 1 in allgather (mpi transport)") != NULL, "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "waited 2000 ms for rank 1 in allgather (mpi transport)") != NULL,
+              "%s", err.msg);
     CHECK(s < 10.0);
     rk_transport_free(t);
     return rk_test_finish("test-transport-mpi --early-exit");
@@ -231,8 +247,9 @@ static int expect_abort(int seconds, const char *needle, char **cmd) {
     int status = 0;
     waitpid(pid, &status, 0);
     fputs(out, stdout);
-    printf("\nexpect-abort: %s after %.1f s, %s %d\n", timed_out ? "killed" : "ended", seconds - (end - rk_now_seconds()),
-           WIFEXITED(status) ? "exit status" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    printf("\nexpect-abort: %s after %.1f s, %s %d\n", timed_out ? "killed" : "ended",
+           seconds - (end - rk_now_seconds()), WIFEXITED(status) ? "exit status" : "signal",
+           WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     CHECK_MSG(!timed_out, "the job did not end within %d s", seconds);
     CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
     CHECK_MSG(strstr(out, needle) != NULL, "output lacks '%s'", needle);
@@ -240,7 +257,8 @@ static int expect_abort(int seconds, const char *needle, char **cmd) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 5 && strcmp(argv[1], "--expect-abort") == 0) return expect_abort(atoi(argv[2]), argv[3], argv + 4);
+    if (argc >= 5 && strcmp(argv[1], "--expect-abort") == 0)
+        return expect_abort(atoi(argv[2]), argv[3], argv + 4);
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *mode = argc >= 2 ? argv[1] : "";
     rk_transport *t = NULL;
@@ -250,7 +268,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     CHECK(strcmp(t->name, "mpi") == 0 && t->rank >= 0 && t->rank < t->size);
-    if (strcmp(mode, "--early-exit") == 0 || strcmp(mode, "--fail") == 0 || strcmp(mode, "--exit-hard") == 0)
+    if (strcmp(mode, "--early-exit") == 0 || strcmp(mode, "--fail") == 0 ||
+        strcmp(mode, "--exit-hard") == 0)
         return run_missing_rank(t, mode);
     double t0 = rk_now_seconds();
     if (strcmp(mode, "--big") == 0) {
@@ -261,8 +280,8 @@ int main(int argc, char **argv) {
         test_agree(t);
         test_mismatch(t);
     }
-    printf("rank %d of %d: %.2f s, %llu bytes sent, %.3f s waiting\n", t->rank, t->size, rk_now_seconds() - t0,
-           (unsigned long long)t->stats.bytes_sent, t->stats.wait_seconds);
+    printf("rank %d of %d: %.2f s, %llu bytes sent, %.3f s waiting\n", t->rank, t->size,
+           rk_now_seconds() - t0, (unsigned long long)t->stats.bytes_sent, t->stats.wait_seconds);
     rk_transport_free(t);
     return rk_test_finish("test-transport-mpi");
 }

@@ -31,19 +31,19 @@ struct rank_ctx {
     rk_transport *t;
     int rank, n;
     int failures;
-    rk_status status;   /* the scenario's last interesting status */
-    rk_error err;       /* and its message */
-    double seconds;     /* how long the interesting call took */
+    rk_status status; /* the scenario's last interesting status */
+    rk_error err;     /* and its message */
+    double seconds;   /* how long the interesting call took */
     uint64_t expect_sent, expect_received, expect_messages;
 };
 
-#define RCHECK(c, cond)                                                                          \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: rank %d: CHECK failed: %s\n", __FILE__, __LINE__, (c)->rank, \
-                    #cond);                                                                      \
-            (c)->failures++;                                                                     \
-        }                                                                                        \
+#define RCHECK(c, cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: rank %d: CHECK failed: %s\n", __FILE__, __LINE__, (c)->rank,   \
+                    #cond);                                                                        \
+            (c)->failures++;                                                                       \
+        }                                                                                          \
     } while (0)
 
 typedef struct rank_thread {
@@ -92,7 +92,9 @@ static size_t ring_bytes(int r, int k) {
     return (size_t)((r * 37 + k * 113) % 700) + (k % 3 == 0 ? 70000 : 1);
 }
 
-static uint8_t ring_byte(int r, int k, size_t i) { return (uint8_t)(r * 31 + k * 7 + i * 13 + (i >> 8)); }
+static uint8_t ring_byte(int r, int k, size_t i) {
+    return (uint8_t)(r * 31 + k * 7 + i * 13 + (i >> 8));
+}
 
 /* ROUNDS ring steps, alternately forward (to r+1) and backward (to r-1), with a different
  * buffer pair each round, checking every received byte. */
@@ -104,7 +106,8 @@ static void scenario_ring(rank_ctx *c) {
         int to = fwd ? (r + 1) % n : (r + n - 1) % n;
         int from = fwd ? (r + n - 1) % n : (r + 1) % n;
         size_t sb = ring_bytes(r, k), rb = ring_bytes(from, k);
-        for (size_t i = 0; i < sb; i++) send[i] = ring_byte(r, k, i);
+        for (size_t i = 0; i < sb; i++)
+            send[i] = ring_byte(r, k, i);
         memset(recv, 0xee, rb);
         rk_status st = rk_transport_exchange_begin(c->t, send, sb, to, recv, rb, from, &c->err);
         RCHECK(c, st == RK_OK);
@@ -115,7 +118,8 @@ static void scenario_ring(rank_ctx *c) {
             break;
         }
         size_t bad = 0;
-        for (size_t i = 0; i < rb; i++) bad += recv[i] != ring_byte(from, k, i);
+        for (size_t i = 0; i < rb; i++)
+            bad += recv[i] != ring_byte(from, k, i);
         RCHECK(c, bad == 0);
         c->expect_sent += sb;
         c->expect_received += rb;
@@ -140,12 +144,14 @@ static void scenario_collectives(rank_ctx *c) {
     uint8_t mine[4096], all[MAX_RANKS * 4096];
     for (int k = 0; k < (int)(sizeof sizes / sizeof sizes[0]); k++) {
         size_t b = sizes[k];
-        for (size_t i = 0; i < b; i++) mine[i] = (uint8_t)(r * 91 + k * 5 + i);
+        for (size_t i = 0; i < b; i++)
+            mine[i] = (uint8_t)(r * 91 + k * 5 + i);
         memset(all, 0xee, sizeof all);
         RCHECK(c, rk_transport_allgather(c->t, mine, b, all, &c->err) == RK_OK);
         size_t bad = 0;
         for (int q = 0; q < n; q++)
-            for (size_t i = 0; i < b; i++) bad += all[(size_t)q * b + i] != (uint8_t)(q * 91 + k * 5 + i);
+            for (size_t i = 0; i < b; i++)
+                bad += all[(size_t)q * b + i] != (uint8_t)(q * 91 + k * 5 + i);
         RCHECK(c, bad == 0);
         c->expect_sent += b * (size_t)(n - 1);
         c->expect_received += b * (size_t)(n - 1);
@@ -155,7 +161,8 @@ static void scenario_collectives(rank_ctx *c) {
     memset(rec, 0, sizeof rec);
     rec[r] = 1000u + (uint32_t)r;
     RCHECK(c, rk_transport_allgather(c->t, &rec[r], sizeof rec[r], rec, &c->err) == RK_OK);
-    for (int q = 0; q < n; q++) RCHECK(c, rec[q] == 1000u + (uint32_t)q);
+    for (int q = 0; q < n; q++)
+        RCHECK(c, rec[q] == 1000u + (uint32_t)q);
     c->expect_sent += sizeof rec[0] * (size_t)(n - 1);
     c->expect_received += sizeof rec[0] * (size_t)(n - 1);
     /* broadcast from every root, a few sizes */
@@ -164,10 +171,12 @@ static void scenario_collectives(rank_ctx *c) {
         for (int k = 0; k < 3; k++) {
             uint8_t buf[1000];
             size_t b = bsizes[k];
-            for (size_t i = 0; i < b; i++) buf[i] = r == root ? (uint8_t)(root * 17 + i + k) : 0xee;
+            for (size_t i = 0; i < b; i++)
+                buf[i] = r == root ? (uint8_t)(root * 17 + i + k) : 0xee;
             RCHECK(c, rk_transport_broadcast(c->t, buf, b, root, &c->err) == RK_OK);
             size_t bad = 0;
-            for (size_t i = 0; i < b; i++) bad += buf[i] != (uint8_t)(root * 17 + i + k);
+            for (size_t i = 0; i < b; i++)
+                bad += buf[i] != (uint8_t)(root * 17 + i + k);
             RCHECK(c, bad == 0);
             if (r == root)
                 c->expect_sent += b * (size_t)(n - 1);
@@ -232,7 +241,8 @@ static void scenario_fail(rank_ctx *c) {
         /* its own later operations fail too */
         c->status = rk_transport_allgather(c->t, buf, sizeof buf, all, &c->err);
     } else if (r == 0) {
-        c->status = rk_transport_exchange_begin(c->t, buf, 0, n - 1, buf, sizeof buf, n - 1, &c->err);
+        c->status =
+            rk_transport_exchange_begin(c->t, buf, 0, n - 1, buf, sizeof buf, n - 1, &c->err);
         RCHECK(c, c->status == RK_OK);
         c->status = rk_transport_exchange_end(c->t, &c->err);
     } else {
@@ -260,7 +270,8 @@ static void scenario_timeout_exchange(rank_ctx *c) {
     int last = c->n - 1;
     if (c->rank != 0) return;
     double t0 = rk_now_seconds();
-    c->status = rk_transport_exchange_begin(c->t, buf, sizeof buf, last, buf, sizeof buf, last, &c->err);
+    c->status =
+        rk_transport_exchange_begin(c->t, buf, sizeof buf, last, buf, sizeof buf, last, &c->err);
     if (c->status == RK_OK) c->status = rk_transport_exchange_end(c->t, &c->err);
     c->seconds = rk_now_seconds() - t0;
 }
@@ -269,7 +280,8 @@ static void scenario_timeout_exchange(rank_ctx *c) {
 static void scenario_mismatch(rank_ctx *c) {
     uint8_t send[16] = {0}, recv[16];
     size_t sb = c->rank == 0 ? 10 : 5, rb = c->rank == 0 ? 5 : 12;
-    c->status = rk_transport_exchange_begin(c->t, send, sb, 1 - c->rank, recv, rb, 1 - c->rank, &c->err);
+    c->status =
+        rk_transport_exchange_begin(c->t, send, sb, 1 - c->rank, recv, rb, 1 - c->rank, &c->err);
     if (c->status == RK_OK) c->status = rk_transport_exchange_end(c->t, &c->err);
 }
 
@@ -303,15 +315,16 @@ static void test_failures(int n) {
         for (int r = 0; r < (k == 0 ? n - 1 : 1); r++) {
             CHECK_MSG(th[r].ctx.status == RK_ERR_IO && strstr(th[r].ctx.err.msg, want),
                       "n=%d rank %d: %s", n, r, th[r].ctx.err.msg);
-            CHECK_MSG(th[r].ctx.seconds >= 0.15 && th[r].ctx.seconds < 1.5, "n=%d rank %d took %.2f s", n, r,
-                      th[r].ctx.seconds);
+            CHECK_MSG(th[r].ctx.seconds >= 0.15 && th[r].ctx.seconds < 1.5,
+                      "n=%d rank %d took %.2f s", n, r, th[r].ctx.seconds);
         }
     }
     if (n >= 3) {
         run_ranks(n, 5000, -1, scenario_coll_mismatch, th);
         int internal = 0;
         for (int r = 0; r < n; r++) {
-            CHECK_MSG(th[r].ctx.status != RK_OK && strstr(th[r].ctx.err.msg, "collectives out of step"),
+            CHECK_MSG(th[r].ctx.status != RK_OK &&
+                          strstr(th[r].ctx.err.msg, "collectives out of step"),
                       "n=%d rank %d: %s", n, r, th[r].ctx.err.msg);
             internal += th[r].ctx.status == RK_ERR_INTERNAL;
         }
@@ -361,11 +374,18 @@ static void test_misuse(void) {
     CHECK(rk_transport_allgather(ts[0], buf, 8, out, &err) == RK_ERR_IO);
     CHECK_MSG(strstr(err.msg, "rank 1 left the ring") != NULL, "%s", err.msg);
     CHECK(rk_now_seconds() - t0 < 1.0);
-    /* a rank freed with an exchange in flight breaks the ring for the others */
-    CHECK(rk_transport_exchange_begin(ts[2], buf, 8, 0, out, 8, 0, &err) == RK_OK);
+    /* and the ring stays broken */
+    CHECK(rk_transport_exchange_begin(ts[2], buf, 8, 0, out, 8, 0, &err) == RK_ERR_IO);
+    CHECK_MSG(strstr(err.msg, "rank 1 left the ring") != NULL, "%s", err.msg);
     rk_transport_free(ts[2]);
+    rk_transport_free(ts[0]);
+    /* a rank freed with an exchange in flight breaks the ring for the others */
+    CHECK(rk_transport_threads_create(2, ts, &err) == RK_OK);
+    CHECK(rk_transport_exchange_begin(ts[1], buf, 8, 0, out, 8, 0, &err) == RK_OK);
+    rk_transport_free(ts[1]);
     CHECK(rk_transport_broadcast(ts[0], buf, 8, 0, &err) == RK_ERR_IO);
-    CHECK_MSG(strstr(err.msg, "rank 2: freed its transport with an exchange in flight") != NULL, "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "rank 1: freed its transport with an exchange in flight") != NULL,
+              "%s", err.msg);
     rk_transport_free(ts[0]);
 }
 

@@ -23,12 +23,16 @@ rk_status rk_ring_cli_open(rk_transport **out, rk_error *err) {
 rk_status rk_ring_cli_share_tokens(rk_transport *t, rk_token **tokens, size_t *n, rk_error *err) {
     uint64_t count = *n;
     rk_status s = rk_transport_broadcast(t, &count, sizeof count, 0, err);
-    if (s || t->rank == 0) return s;
-    free(*tokens);
-    *tokens = malloc(count ? (size_t)count * sizeof **tokens : 1);
-    *n = 0;
-    s = rk_transport_agree(t, *tokens ? RK_OK : rk_error_set(err, RK_ERR_NO_MEMORY, "out of memory for %llu tokens",
-                                                             (unsigned long long)count), err);
+    if (s) return s;
+    rk_status local = RK_OK;
+    if (t->rank != 0) { /* collectives in the same order on every rank: the agreement too */
+        free(*tokens);
+        *tokens = malloc(count ? (size_t)count * sizeof **tokens : 1);
+        *n = 0;
+        if (!*tokens)
+            local = rk_error_set(err, RK_ERR_NO_MEMORY, "out of memory for %llu tokens", (unsigned long long)count);
+    }
+    s = rk_transport_agree(t, local, err);
     if (!s) s = rk_transport_broadcast(t, *tokens, (size_t)count * sizeof **tokens, 0, err);
     if (!s) *n = (size_t)count;
     return s;

@@ -40,17 +40,17 @@ typedef struct part {
     int peer;
     int is_recv;
     MPI_Datatype type;
-    int count;           /* of `type` */
-    size_t bytes;        /* of the whole message this part belongs to */
-    int split;           /* the message has two parts */
+    int count;    /* of `type` */
+    size_t bytes; /* of the whole message this part belongs to */
+    int split;    /* the message has two parts */
 } part;
 
 typedef struct mpi_transport {
     rk_transport base;
     MPI_Comm comm;
-    MPI_Datatype big;    /* BIG_UNIT contiguous bytes */
-    int we_initialised;  /* finalise MPI on destroy */
-    int broken;          /* a wait failed: every later call returns broken_msg */
+    MPI_Datatype big;   /* BIG_UNIT contiguous bytes */
+    int we_initialised; /* finalise MPI on destroy */
+    int broken;         /* a wait failed: every later call returns broken_msg */
     char broken_msg[RK_ERROR_MSG_MAX];
     /* the exchange in flight: up to 2 parts each way */
     int in_flight;
@@ -78,28 +78,31 @@ static rk_status broken_error(const mpi_transport *mt, rk_error *err) {
 static void mpi_error_text(int rc, char *buf, size_t size) {
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
-    if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) len = snprintf(text, sizeof text, "MPI error %d", rc);
+    if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
+        len = snprintf(text, sizeof text, "MPI error %d", rc);
     snprintf(buf, size, "%.*s", len, text);
 }
 
 /* An MPI call on a message to or from `peer` failed. */
-static rk_status mpi_fail(mpi_transport *mt, int rc, const char *call, const char *what, int peer, rk_error *err) {
+static rk_status mpi_fail(mpi_transport *mt, int rc, const char *call, const char *what, int peer,
+                          rk_error *err) {
     char text[256], msg[RK_ERROR_MSG_MAX];
     mpi_error_text(rc, text, sizeof text);
-    snprintf(msg, sizeof msg, "ring: rank %d: %s in %s with rank %d failed: %s (mpi transport)", mt->base.rank, call,
-             what, peer, text);
+    snprintf(msg, sizeof msg, "ring: rank %d: %s in %s with rank %d failed: %s (mpi transport)",
+             mt->base.rank, call, what, peer, text);
     return mark_broken(mt, RK_ERR_IO, msg, err);
 }
 
 /* ---- posting ---- */
 
 /* Posts one message as one or two parts at parts[*n ...]. */
-static rk_status post_message(mpi_transport *mt, part *parts, int *n, int is_recv, void *buf, size_t bytes, int peer,
-                              int tag, const char *what, rk_error *err) {
+static rk_status post_message(mpi_transport *mt, part *parts, int *n, int is_recv, void *buf,
+                              size_t bytes, int peer, int tag, const char *what, rk_error *err) {
     size_t units = bytes > INT_MAX ? bytes / BIG_UNIT : 0;
     size_t rest = bytes - units * BIG_UNIT;
     if (units > INT_MAX)
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: %s of %zu bytes is too large for MPI", what, bytes);
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: %s of %zu bytes is too large for MPI",
+                            what, bytes);
     struct {
         MPI_Datatype type;
         size_t count;
@@ -145,16 +148,20 @@ static void cancel_parts(part *parts, int n) {
 }
 
 /* A received part did not have the size this rank expected. */
-static rk_status size_mismatch(mpi_transport *mt, const part *p, const MPI_Status *status, int truncated,
-                               const char *what, rk_error *err) {
+static rk_status size_mismatch(mpi_transport *mt, const part *p, const MPI_Status *status,
+                               int truncated, const char *what, rk_error *err) {
     char msg[RK_ERROR_MSG_MAX];
     int got = 0;
     if (!truncated && !p->split && MPI_Get_count(status, MPI_BYTE, &got) == MPI_SUCCESS)
-        snprintf(msg, sizeof msg, "ring: rank %d expected %zu bytes from rank %d in %s, which sent %d (mpi transport)",
-                 mt->base.rank, p->bytes, p->peer, what, got);
+        snprintf(
+            msg, sizeof msg,
+            "ring: rank %d expected %zu bytes from rank %d in %s, which sent %d (mpi transport)",
+            mt->base.rank, p->bytes, p->peer, what, got);
     else
-        snprintf(msg, sizeof msg, "ring: rank %d expected %zu bytes from rank %d in %s, which sent %s (mpi transport)",
-                 mt->base.rank, p->bytes, p->peer, what, truncated ? "more" : "a different size");
+        snprintf(
+            msg, sizeof msg,
+            "ring: rank %d expected %zu bytes from rank %d in %s, which sent %s (mpi transport)",
+            mt->base.rank, p->bytes, p->peer, what, truncated ? "more" : "a different size");
     return mark_broken(mt, RK_ERR_INTERNAL, msg, err);
 }
 
@@ -165,7 +172,8 @@ static rk_status test_part(mpi_transport *mt, part *p, int *done, const char *wh
     if (rc != MPI_SUCCESS) {
         int cls = MPI_ERR_OTHER;
         MPI_Error_class(rc, &cls);
-        if (p->is_recv && cls == MPI_ERR_TRUNCATE) return size_mismatch(mt, p, &status, 1, what, err);
+        if (p->is_recv && cls == MPI_ERR_TRUNCATE)
+            return size_mismatch(mt, p, &status, 1, what, err);
         return mpi_fail(mt, rc, "MPI_Test", what, p->peer, err);
     }
     if (*done && p->is_recv) {
@@ -182,14 +190,16 @@ static int missing_peer(const part *parts, int n) {
     int peer = -1;
     for (int pass = 1; pass >= 0 && peer < 0; pass--)
         for (int i = 0; i < n; i++)
-            if (parts[i].req != MPI_REQUEST_NULL && parts[i].is_recv == pass && (peer < 0 || parts[i].peer < peer))
+            if (parts[i].req != MPI_REQUEST_NULL && parts[i].is_recv == pass &&
+                (peer < 0 || parts[i].peer < peer))
                 peer = parts[i].peer;
     return peer;
 }
 
 /* Polls parts[0 .. n) until all are complete, the deadline passes or one fails; on failure the
  * rest are cancelled and the transport is broken. */
-static rk_status wait_parts(mpi_transport *mt, part *parts, int n, const char *what, rk_error *err) {
+static rk_status wait_parts(mpi_transport *mt, part *parts, int n, const char *what,
+                            rk_error *err) {
     double deadline = rk_now_seconds() + mt->base.timeout_ms / 1000.0;
     long sleep_ns = SLEEP_MIN_NS;
     for (int round = 0;; round++) {
@@ -207,7 +217,8 @@ static rk_status wait_parts(mpi_transport *mt, part *parts, int n, const char *w
         if (!left) return RK_OK;
         if (mt->base.timeout_ms > 0 && rk_now_seconds() > deadline) {
             char msg[RK_ERROR_MSG_MAX];
-            snprintf(msg, sizeof msg, "ring: rank %d waited %d ms for rank %d in %s (mpi transport); did it fail?",
+            snprintf(msg, sizeof msg,
+                     "ring: rank %d waited %d ms for rank %d in %s (mpi transport); did it fail?",
                      mt->base.rank, mt->base.timeout_ms, missing_peer(parts, n), what);
             cancel_parts(parts, n);
             return mark_broken(mt, RK_ERR_IO, msg, err);
@@ -222,19 +233,19 @@ static rk_status wait_parts(mpi_transport *mt, part *parts, int n, const char *w
 
 /* ---- operations ---- */
 
-static rk_status mpi_exchange_begin(rk_transport *t, const void *send, size_t send_bytes, int to, void *recv,
-                                    size_t recv_bytes, int from, rk_error *err) {
+static rk_status mpi_exchange_begin(rk_transport *t, const void *send, size_t send_bytes, int to,
+                                    void *recv, size_t recv_bytes, int from, rk_error *err) {
     mpi_transport *mt = (mpi_transport *)t;
     if (mt->broken) return broken_error(mt, err);
     if (mt->in_flight)
-        return rk_error_set(err, RK_ERR_INTERNAL, "ring: rank %d began an exchange with one already in flight",
-                            t->rank);
+        return rk_error_set(err, RK_ERR_INTERNAL,
+                            "ring: rank %d began an exchange with one already in flight", t->rank);
     mt->n_xparts = 0;
-    rk_status st = post_message(mt, mt->xparts, &mt->n_xparts, 1, recv, recv_bytes, from, TAG_EXCHANGE,
-                                "an exchange", err);
+    rk_status st = post_message(mt, mt->xparts, &mt->n_xparts, 1, recv, recv_bytes, from,
+                                TAG_EXCHANGE, "an exchange", err);
     if (st == RK_OK)
-        st = post_message(mt, mt->xparts, &mt->n_xparts, 0, (void *)send, send_bytes, to, TAG_EXCHANGE,
-                          "an exchange", err);
+        st = post_message(mt, mt->xparts, &mt->n_xparts, 0, (void *)send, send_bytes, to,
+                          TAG_EXCHANGE, "an exchange", err);
     if (st != RK_OK) {
         cancel_parts(mt->xparts, mt->n_xparts);
         mt->n_xparts = 0;
@@ -247,7 +258,8 @@ static rk_status mpi_exchange_begin(rk_transport *t, const void *send, size_t se
 static rk_status mpi_exchange_end(rk_transport *t, rk_error *err) {
     mpi_transport *mt = (mpi_transport *)t;
     if (!mt->in_flight)
-        return rk_error_set(err, RK_ERR_INTERNAL, "ring: rank %d ended an exchange it had not begun", t->rank);
+        return rk_error_set(err, RK_ERR_INTERNAL,
+                            "ring: rank %d ended an exchange it had not begun", t->rank);
     mt->in_flight = 0;
     if (mt->broken) {
         cancel_parts(mt->xparts, mt->n_xparts);
@@ -256,7 +268,8 @@ static rk_status mpi_exchange_end(rk_transport *t, rk_error *err) {
     return wait_parts(mt, mt->xparts, mt->n_xparts, "an exchange", err);
 }
 
-static rk_status mpi_allgather(rk_transport *t, const void *mine, size_t bytes, void *all, rk_error *err) {
+static rk_status mpi_allgather(rk_transport *t, const void *mine, size_t bytes, void *all,
+                               rk_error *err) {
     mpi_transport *mt = (mpi_transport *)t;
     if (mt->broken) return broken_error(mt, err);
     char *own = (char *)all + (size_t)t->rank * bytes;
@@ -265,10 +278,12 @@ static rk_status mpi_allgather(rk_transport *t, const void *mine, size_t bytes, 
     rk_status st = RK_OK;
     for (int q = 0; q < t->size && st == RK_OK; q++)
         if (q != t->rank)
-            st = post_message(mt, mt->cparts, &n, 1, (char *)all + (size_t)q * bytes, bytes, q, TAG_ALLGATHER,
-                              "allgather", err);
+            st = post_message(mt, mt->cparts, &n, 1, (char *)all + (size_t)q * bytes, bytes, q,
+                              TAG_ALLGATHER, "allgather", err);
     for (int q = 0; q < t->size && st == RK_OK; q++)
-        if (q != t->rank) st = post_message(mt, mt->cparts, &n, 0, own, bytes, q, TAG_ALLGATHER, "allgather", err);
+        if (q != t->rank)
+            st =
+                post_message(mt, mt->cparts, &n, 0, own, bytes, q, TAG_ALLGATHER, "allgather", err);
     if (st != RK_OK) {
         cancel_parts(mt->cparts, n);
         return st;
@@ -285,7 +300,9 @@ static rk_status mpi_broadcast(rk_transport *t, void *buf, size_t bytes, int roo
         st = post_message(mt, mt->cparts, &n, 1, buf, bytes, root, TAG_BROADCAST, "broadcast", err);
     } else {
         for (int q = 0; q < t->size && st == RK_OK; q++)
-            if (q != root) st = post_message(mt, mt->cparts, &n, 0, buf, bytes, q, TAG_BROADCAST, "broadcast", err);
+            if (q != root)
+                st = post_message(mt, mt->cparts, &n, 0, buf, bytes, q, TAG_BROADCAST, "broadcast",
+                                  err);
     }
     if (st != RK_OK) {
         cancel_parts(mt->cparts, n);
@@ -333,7 +350,8 @@ static rk_status mpi_start(int *argc, char ***argv, int *we_initialised, rk_erro
     MPI_Initialized(&initialised);
     MPI_Finalized(&finalised);
     if (finalised)
-        return rk_error_set(err, RK_ERR_IO, "mpi: MPI was already finalised (one MPI transport per process)");
+        return rk_error_set(err, RK_ERR_IO,
+                            "mpi: MPI was already finalised (one MPI transport per process)");
     *we_initialised = 0;
     if (initialised) return RK_OK;
     int provided = 0;
@@ -346,7 +364,8 @@ static rk_status mpi_start(int *argc, char ***argv, int *we_initialised, rk_erro
     *we_initialised = 1;
     if (provided < MPI_THREAD_FUNNELED) {
         MPI_Finalize();
-        return rk_error_set(err, RK_ERR_UNSUPPORTED, "mpi: this MPI provides thread level %d, ringkv needs FUNNELED",
+        return rk_error_set(err, RK_ERR_UNSUPPORTED,
+                            "mpi: this MPI provides thread level %d, ringkv needs FUNNELED",
                             provided);
     }
     return RK_OK;
@@ -380,7 +399,8 @@ rk_status rk_transport_mpi_create(int *argc, char ***argv, rk_transport **out, r
     if (!mt->cparts) {
         int size = mt->base.size;
         mpi_destroy(&mt->base);
-        return rk_error_set(err, RK_ERR_NO_MEMORY, "mpi: out of memory for a %d-rank transport", size);
+        return rk_error_set(err, RK_ERR_NO_MEMORY, "mpi: out of memory for a %d-rank transport",
+                            size);
     }
     mt->base.ops = &mpi_ops;
     mt->base.timeout_ms = RK_TRANSPORT_TIMEOUT_MS;
@@ -390,8 +410,9 @@ rk_status rk_transport_mpi_create(int *argc, char ***argv, rk_transport **out, r
 }
 
 int rk_transport_mpi_launched(void) {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
-                                       "MPI_LOCALNRANKS", "MV2_COMM_WORLD_SIZE"};
+    static const char *const vars[] = {
+        "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",          "PMI_RANK", "PMI_SIZE",
+        "MPI_LOCALNRANKS",      "MV2_COMM_WORLD_SIZE"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         if (getenv(vars[i])) return 1;
     return 0;

@@ -20,8 +20,8 @@
  *              failed with a message; every blocked and later operation of every rank then
  *              returns RK_ERR_IO with it. Failure is final, so a rank that gave up waiting can
  *              return while its buffers are still named in the hub: nobody copies after a
- *              failure. A rank freed normally is marked departed, and a rank that waits for it
- *              gets an error at once instead of a timeout.
+ *              failure. A rank freed normally is marked departed; a rank that then waits for
+ *              it fails the ring at once instead of after a timeout.
  */
 #include "dist/transport.h"
 
@@ -42,29 +42,29 @@ typedef struct rank_slot {
     const void *send;
     size_t send_bytes;
     int send_to;
-    uint64_t posted;        /* messages this rank has posted */
-    uint64_t consumed;      /* of those, taken by their receiver; posted - consumed is 0 or 1 */
-    int mismatch;           /* the receiver expected mismatch_bytes instead of send_bytes */
+    uint64_t posted;   /* messages this rank has posted */
+    uint64_t consumed; /* of those, taken by their receiver; posted - consumed is 0 or 1 */
+    int mismatch;      /* the receiver expected mismatch_bytes instead of send_bytes */
     size_t mismatch_bytes;
     /* the collective this rank is waiting in (valid while in_coll) */
     int in_coll;
     const void *coll_in;
     void *coll_out;
-    int departed;           /* the rank's transport was freed */
+    int departed; /* the rank's transport was freed */
 } rank_slot;
 
 typedef struct hub {
     pthread_mutex_t mutex;
     pthread_cond_t changed; /* broadcast on every change of the state below (CLOCK_MONOTONIC) */
     int n_ranks;
-    int refs;               /* transports not yet freed */
+    int refs; /* transports not yet freed */
     int failed;
     char fail_msg[RK_ERROR_MSG_MAX];
-    rank_slot *slots;       /* (n_ranks) */
+    rank_slot *slots; /* (n_ranks) */
     /* the collective being gathered */
-    uint64_t coll_gen;      /* bumped when one completes */
+    uint64_t coll_gen; /* bumped when one completes */
     int coll_arrived;
-    coll_kind coll_kind;    /* as called by the first rank to arrive, coll_first */
+    coll_kind coll_kind; /* as called by the first rank to arrive, coll_first */
     size_t coll_bytes;
     int coll_root;
     int coll_first;
@@ -124,26 +124,34 @@ static rk_status hub_failed_error(const hub *h, rk_error *err) {
  * the rank giving up) and report. Mutex held. */
 static rk_status timeout_error(threads_transport *tt, int peer, rk_error *err) {
     char msg[RK_ERROR_MSG_MAX];
-    snprintf(msg, sizeof msg, "ring: rank %d waited %d ms for rank %d (threads transport); did it fail?",
+    snprintf(msg, sizeof msg,
+             "ring: rank %d waited %d ms for rank %d (threads transport); did it fail?",
              tt->base.rank, tt->base.timeout_ms, peer);
     hub_fail_locked(tt->hub, msg);
     return rk_error_set(err, RK_ERR_IO, "%s", msg);
 }
 
+/* Rank `peer` was freed while this rank still needed it: the ring is broken for everyone (as
+ * after a timeout, only sooner). Mutex held. */
 static rk_status departed_error(threads_transport *tt, int peer, const char *what, rk_error *err) {
-    return rk_error_set(err, RK_ERR_IO, "ring: rank %d left the ring while rank %d waited for it in %s (threads transport)",
-                        peer, tt->base.rank, what);
+    char msg[RK_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg,
+             "ring: rank %d left the ring while rank %d waited for it in %s (threads transport)",
+             peer, tt->base.rank, what);
+    hub_fail_locked(tt->hub, msg);
+    return rk_error_set(err, RK_ERR_IO, "%s", msg);
 }
 
 /* ---- exchange ---- */
 
-static rk_status threads_exchange_begin(rk_transport *t, const void *send, size_t send_bytes, int to, void *recv,
-                                        size_t recv_bytes, int from, rk_error *err) {
+static rk_status threads_exchange_begin(rk_transport *t, const void *send, size_t send_bytes,
+                                        int to, void *recv, size_t recv_bytes, int from,
+                                        rk_error *err) {
     threads_transport *tt = (threads_transport *)t;
     hub *h = tt->hub;
     if (tt->in_flight)
-        return rk_error_set(err, RK_ERR_INTERNAL, "ring: rank %d began an exchange with one already in flight",
-                            t->rank);
+        return rk_error_set(err, RK_ERR_INTERNAL,
+                            "ring: rank %d began an exchange with one already in flight", t->rank);
     pthread_mutex_lock(&h->mutex);
     if (h->failed) {
         rk_status st = hub_failed_error(h, err);
@@ -174,8 +182,10 @@ static rk_status try_receive(threads_transport *tt, int *done, rk_error *err) {
     if (src->posted == src->consumed || src->send_to != tt->base.rank) return RK_OK;
     if (src->send_bytes != tt->recv_bytes) {
         char msg[RK_ERROR_MSG_MAX];
-        snprintf(msg, sizeof msg, "ring: rank %d expected %zu bytes from rank %d, which sent %zu (threads transport)",
-                 tt->base.rank, tt->recv_bytes, tt->from, src->send_bytes);
+        snprintf(
+            msg, sizeof msg,
+            "ring: rank %d expected %zu bytes from rank %d, which sent %zu (threads transport)",
+            tt->base.rank, tt->recv_bytes, tt->from, src->send_bytes);
         src->mismatch = 1;
         src->mismatch_bytes = tt->recv_bytes;
         src->consumed++;
@@ -204,14 +214,17 @@ static rk_status exchange_wait(threads_transport *tt, rk_error *err) {
         if (!sent && me->posted == me->consumed) {
             if (me->mismatch)
                 return rk_error_set(err, RK_ERR_INTERNAL,
-                                    "ring: rank %d sent %zu bytes to rank %d, which expected %zu (threads transport)",
+                                    "ring: rank %d sent %zu bytes to rank %d, which expected %zu "
+                                    "(threads transport)",
                                     tt->base.rank, me->send_bytes, tt->to, me->mismatch_bytes);
             sent = 1;
         }
         if (h->failed) return hub_failed_error(h, err);
         if (received && sent) return RK_OK;
-        if (!received && h->slots[tt->from].departed) return departed_error(tt, tt->from, "an exchange", err);
-        if (!sent && h->slots[tt->to].departed) return departed_error(tt, tt->to, "an exchange", err);
+        if (!received && h->slots[tt->from].departed)
+            return departed_error(tt, tt->from, "an exchange", err);
+        if (!sent && h->slots[tt->to].departed)
+            return departed_error(tt, tt->to, "an exchange", err);
         if (timed_out) return timeout_error(tt, received ? tt->to : tt->from, err);
         timed_out = hub_wait(h, tt->base.timeout_ms, &deadline);
     }
@@ -220,7 +233,8 @@ static rk_status exchange_wait(threads_transport *tt, rk_error *err) {
 static rk_status threads_exchange_end(rk_transport *t, rk_error *err) {
     threads_transport *tt = (threads_transport *)t;
     if (!tt->in_flight)
-        return rk_error_set(err, RK_ERR_INTERNAL, "ring: rank %d ended an exchange it had not begun", t->rank);
+        return rk_error_set(err, RK_ERR_INTERNAL,
+                            "ring: rank %d ended an exchange it had not begun", t->rank);
     tt->in_flight = 0;
     pthread_mutex_lock(&tt->hub->mutex);
     rk_status st = exchange_wait(tt, err);
@@ -230,7 +244,9 @@ static rk_status threads_exchange_end(rk_transport *t, rk_error *err) {
 
 /* ---- collectives ---- */
 
-static const char *coll_name(coll_kind k) { return k == COLL_ALLGATHER ? "allgather" : "broadcast"; }
+static const char *coll_name(coll_kind k) {
+    return k == COLL_ALLGATHER ? "allgather" : "broadcast";
+}
 
 /* Done by the last rank to arrive: every copy of the collective (mutex held). */
 static void coll_copy_all(hub *h) {
@@ -249,16 +265,19 @@ static void coll_copy_all(hub *h) {
 
 /* Checks that this rank called the collective the first arrival called; mismatches fail the
  * ring (RK_ERR_INTERNAL here). Mutex held. */
-static rk_status coll_check_same(threads_transport *tt, coll_kind kind, size_t bytes, int root, rk_error *err) {
+static rk_status coll_check_same(threads_transport *tt, coll_kind kind, size_t bytes, int root,
+                                 rk_error *err) {
     hub *h = tt->hub;
-    if (h->coll_kind == kind && h->coll_bytes == bytes && (kind != COLL_BROADCAST || h->coll_root == root))
+    if (h->coll_kind == kind && h->coll_bytes == bytes &&
+        (kind != COLL_BROADCAST || h->coll_root == root))
         return RK_OK;
     char msg[RK_ERROR_MSG_MAX];
     snprintf(msg, sizeof msg,
-             "ring: rank %d called %s of %zu bytes (root %d) while rank %d called %s of %zu bytes (root %d): "
+             "ring: rank %d called %s of %zu bytes (root %d) while rank %d called %s of %zu bytes "
+             "(root %d): "
              "collectives out of step (threads transport)",
-             tt->base.rank, coll_name(kind), bytes, root, h->coll_first, coll_name(h->coll_kind), h->coll_bytes,
-             h->coll_root);
+             tt->base.rank, coll_name(kind), bytes, root, h->coll_first, coll_name(h->coll_kind),
+             h->coll_bytes, h->coll_root);
     hub_fail_locked(h, msg);
     return rk_error_set(err, RK_ERR_INTERNAL, "%s", msg);
 }
@@ -273,15 +292,16 @@ static rk_status coll_wait(threads_transport *tt, uint64_t gen, coll_kind kind, 
         int missing = -1;
         for (int r = 0; r < h->n_ranks && missing < 0; r++)
             if (!h->slots[r].in_coll) missing = r;
-        if (missing >= 0 && h->slots[missing].departed) return departed_error(tt, missing, coll_name(kind), err);
+        if (missing >= 0 && h->slots[missing].departed)
+            return departed_error(tt, missing, coll_name(kind), err);
         if (timed_out) return timeout_error(tt, missing, err);
         timed_out = hub_wait(h, tt->base.timeout_ms, &deadline);
     }
     return RK_OK;
 }
 
-static rk_status threads_collective(threads_transport *tt, coll_kind kind, const void *in, void *out, size_t bytes,
-                                    int root, rk_error *err) {
+static rk_status threads_collective(threads_transport *tt, coll_kind kind, const void *in,
+                                    void *out, size_t bytes, int root, rk_error *err) {
     hub *h = tt->hub;
     pthread_mutex_lock(&h->mutex);
     rk_status st = RK_OK;
@@ -304,7 +324,8 @@ static rk_status threads_collective(threads_transport *tt, coll_kind kind, const
     uint64_t gen = h->coll_gen;
     if (++h->coll_arrived == h->n_ranks) {
         coll_copy_all(h);
-        for (int r = 0; r < h->n_ranks; r++) h->slots[r].in_coll = 0;
+        for (int r = 0; r < h->n_ranks; r++)
+            h->slots[r].in_coll = 0;
         h->coll_arrived = 0;
         h->coll_gen++;
         pthread_cond_broadcast(&h->changed);
@@ -317,11 +338,13 @@ done:
     return st;
 }
 
-static rk_status threads_allgather(rk_transport *t, const void *mine, size_t bytes, void *all, rk_error *err) {
+static rk_status threads_allgather(rk_transport *t, const void *mine, size_t bytes, void *all,
+                                   rk_error *err) {
     return threads_collective((threads_transport *)t, COLL_ALLGATHER, mine, all, bytes, 0, err);
 }
 
-static rk_status threads_broadcast(rk_transport *t, void *buf, size_t bytes, int root, rk_error *err) {
+static rk_status threads_broadcast(rk_transport *t, void *buf, size_t bytes, int root,
+                                   rk_error *err) {
     return threads_collective((threads_transport *)t, COLL_BROADCAST, buf, buf, bytes, root, err);
 }
 
@@ -354,7 +377,8 @@ static void threads_destroy(rk_transport *t) {
     if (tt->in_flight) {
         me->consumed = me->posted;
         char msg[RK_ERROR_MSG_MAX];
-        snprintf(msg, sizeof msg, "rank %d: freed its transport with an exchange in flight", t->rank);
+        snprintf(msg, sizeof msg, "rank %d: freed its transport with an exchange in flight",
+                 t->rank);
         hub_fail_locked(h, msg);
     }
     pthread_cond_broadcast(&h->changed);
@@ -396,17 +420,20 @@ static hub *hub_create(int n_ranks) {
 
 rk_status rk_transport_threads_create(int n_ranks, rk_transport **out, rk_error *err) {
     if (n_ranks < 1 || !out)
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: threads transport needs at least 1 rank (got %d)",
-                            n_ranks);
+        return rk_error_set(err, RK_ERR_INVALID_ARG,
+                            "ring: threads transport needs at least 1 rank (got %d)", n_ranks);
     hub *h = hub_create(n_ranks);
-    if (!h) return rk_error_set(err, RK_ERR_NO_MEMORY, "ring: out of memory for a %d-rank threads transport", n_ranks);
+    if (!h)
+        return rk_error_set(err, RK_ERR_NO_MEMORY,
+                            "ring: out of memory for a %d-rank threads transport", n_ranks);
     for (int r = 0; r < n_ranks; r++) {
         threads_transport *tt = calloc(1, sizeof *tt);
         if (!tt) {
-            for (int q = 0; q < r; q++) free(out[q]);
+            for (int q = 0; q < r; q++)
+                free(out[q]);
             hub_free(h);
-            return rk_error_set(err, RK_ERR_NO_MEMORY, "ring: out of memory for a %d-rank threads transport",
-                                n_ranks);
+            return rk_error_set(err, RK_ERR_NO_MEMORY,
+                                "ring: out of memory for a %d-rank threads transport", n_ranks);
         }
         tt->base.ops = &threads_ops;
         tt->base.rank = r;

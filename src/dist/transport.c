@@ -29,13 +29,13 @@ typedef struct agree_record {
 
 static rk_status check_rank(const rk_transport *t, int r, const char *what, rk_error *err) {
     if (r < 0 || r >= t->size)
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: %s rank %d out of range (%d ranks)", what,
-                            r, t->size);
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: %s rank %d out of range (%d ranks)",
+                            what, r, t->size);
     return RK_OK;
 }
 
-rk_status rk_transport_exchange_begin(rk_transport *t, const void *send, size_t send_bytes, int to, void *recv,
-                                      size_t recv_bytes, int from, rk_error *err) {
+rk_status rk_transport_exchange_begin(rk_transport *t, const void *send, size_t send_bytes, int to,
+                                      void *recv, size_t recv_bytes, int from, rk_error *err) {
     if (!t) return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: exchange on a NULL transport");
     rk_status st = check_rank(t, to, "exchange destination", err);
     if (st == RK_OK) st = check_rank(t, from, "exchange source", err);
@@ -45,7 +45,8 @@ rk_status rk_transport_exchange_begin(rk_transport *t, const void *send, size_t 
                             "ring: rank %d exchanges with itself (to %d, from %d) in a ring of %d",
                             t->rank, to, from, t->size);
     if ((send_bytes > 0 && !send) || (recv_bytes > 0 && !recv))
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: rank %d exchange with a NULL buffer", t->rank);
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: rank %d exchange with a NULL buffer",
+                            t->rank);
     st = t->ops->exchange_begin(t, send, send_bytes, to, recv, recv_bytes, from, err);
     if (st == RK_OK) {
         t->stats.bytes_sent += send_bytes;
@@ -63,13 +64,15 @@ rk_status rk_transport_exchange_end(rk_transport *t, rk_error *err) {
     return st;
 }
 
-rk_status rk_transport_allgather(rk_transport *t, const void *mine, size_t bytes, void *all, rk_error *err) {
+rk_status rk_transport_allgather(rk_transport *t, const void *mine, size_t bytes, void *all,
+                                 rk_error *err) {
     if (!t) return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: allgather on a NULL transport");
     if (bytes > SIZE_MAX / (size_t)t->size)
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: allgather of %zu bytes x %d ranks overflows",
-                            bytes, t->size);
+        return rk_error_set(err, RK_ERR_INVALID_ARG,
+                            "ring: allgather of %zu bytes x %d ranks overflows", bytes, t->size);
     if (bytes > 0 && (!mine || !all))
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: rank %d allgather with a NULL buffer", t->rank);
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: rank %d allgather with a NULL buffer",
+                            t->rank);
     double t0 = rk_now_seconds();
     rk_status st = t->ops->allgather(t, mine, bytes, all, err);
     t->stats.wait_seconds += rk_now_seconds() - t0;
@@ -81,12 +84,14 @@ rk_status rk_transport_allgather(rk_transport *t, const void *mine, size_t bytes
     return st;
 }
 
-rk_status rk_transport_broadcast(rk_transport *t, void *buf, size_t bytes, int root, rk_error *err) {
+rk_status rk_transport_broadcast(rk_transport *t, void *buf, size_t bytes, int root,
+                                 rk_error *err) {
     if (!t) return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: broadcast on a NULL transport");
     rk_status st = check_rank(t, root, "broadcast root", err);
     if (st != RK_OK) return st;
     if (bytes > 0 && !buf)
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: rank %d broadcast with a NULL buffer", t->rank);
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: rank %d broadcast with a NULL buffer",
+                            t->rank);
     double t0 = rk_now_seconds();
     st = t->ops->broadcast(t, buf, bytes, root, err);
     t->stats.wait_seconds += rk_now_seconds() - t0;
@@ -121,7 +126,8 @@ rk_status rk_transport_agree(rk_transport *t, rk_status local, rk_error *err) {
         if (!all) {
             /* Without the gather the other ranks would wait for us: end the ring instead. */
             rk_transport_fail(t, "out of memory for error agreement");
-            return rk_error_set(err, RK_ERR_NO_MEMORY, "ring: rank %d: out of memory for error agreement (%d ranks)",
+            return rk_error_set(err, RK_ERR_NO_MEMORY,
+                                "ring: rank %d: out of memory for error agreement (%d ranks)",
                                 t->rank, t->size);
         }
     }
