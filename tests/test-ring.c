@@ -248,7 +248,7 @@ int main(int argc, char **argv) {
         test_model("SmolLM2-135M-Instruct.Q4_1.gguf", f16_only, 700, 2);
         return rk_test_finish("test-ring");
     }
-    test_model("SmolLM2-135M-Instruct.Q4_1.gguf", codecs, 1400, 4);
-    test_model("gemma-3-270m-q4_k_m.gguf", gemma_codecs, 1400, 3);
+    test_model("SmolLM2-135M-Instruct.Q4_1.gguf", codecs, 1100, 4);
+    test_model("gemma-3-270m-q4_k_m.gguf", gemma_codecs, 1100, 3);
     return rk_test_finish("test-ring");
 }
