@@ -27,13 +27,6 @@ typedef struct solo_run {
     float *logits;                 /* (N_DECODE + 1, V): after the prompt, then after each token */
 } solo_run;
 
-static rk_token argmax(const float *l, int32_t V) {
-    rk_token best = 0;
-    for (int32_t i = 1; i < V; i++)
-        if (l[i] > l[best]) best = i;
-    return best;
-}
-
 static rk_context *new_context(rk_model *m, rk_engine *engine, int64_t n_ctx) {
     rk_context_params cp = rk_context_default_params();
     cp.n_ctx = n_ctx;
@@ -54,7 +47,7 @@ static void run_solo(rk_model *m, solo_run *r) {
     for (int i = 0; ctx && i <= N_DECODE; i++) {
         memcpy(r->logits + (size_t)i * V, rk_context_logits(ctx, -1), (size_t)V * sizeof(float));
         if (i == N_DECODE) break;
-        r->tokens[i] = argmax(r->logits + (size_t)i * V, V);
+        r->tokens[i] = rk_test_argmax(r->logits + (size_t)i * V, V);
         CHECK(rk_context_eval(ctx, &r->tokens[i], 1, 0, &err) == RK_OK);
     }
     rk_context_free(ctx);

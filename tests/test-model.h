@@ -37,4 +37,12 @@ static inline rk_model *rk_test_load_model(const char *file) {
     return m;
 }
 
+/* The index of the largest of V logits (the first on ties): a greedy token. */
+static inline rk_token rk_test_argmax(const float *logits, int32_t V) {
+    rk_token best = 0;
+    for (int32_t i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
 #endif

@@ -58,13 +58,6 @@ typedef struct rank_run {
     rk_error err;
 } rank_run;
 
-static rk_token argmax(const float *l, int32_t V) {
-    rk_token best = 0;
-    for (int32_t i = 1; i < V; i++)
-        if (l[i] > l[best]) best = i;
-    return best;
-}
-
 static void *run_rank(void *arg) {
     rank_run *r = arg;
     const run_spec *sp = r->spec;
@@ -81,7 +74,7 @@ static void *run_rank(void *arg) {
     for (int i = 0; !r->status; i++) {
         memcpy(r->logits + (size_t)i * V, rk_context_logits(ctx, -1), (size_t)V * sizeof(float));
         if (i == N_DECODE) break;
-        r->tokens[i] = argmax(r->logits + (size_t)i * V, V);
+        r->tokens[i] = rk_test_argmax(r->logits + (size_t)i * V, V);
         r->status = rk_context_eval(ctx, r->forced ? &r->forced[i] : &r->tokens[i], 1, 0, &r->err);
     }
     if (ctx) r->kv_bytes = rk_context_kv_bytes_in_use(ctx);
@@ -125,7 +118,7 @@ static double kl_divergence(const float *p_logits, const float *q_logits, int32_
 
 /* The gap between the best and the second-best logit. */
 static double top_margin(const float *l, int32_t V) {
-    rk_token best = argmax(l, V);
+    rk_token best = rk_test_argmax(l, V);
     double second = -INFINITY;
     for (int32_t v = 0; v < V; v++)
         if (v != best && l[v] > second) second = l[v];
@@ -152,8 +145,8 @@ static void compare(const run_spec *sp, int n, const rank_run *solo, const rank_
         if (kl > max_kl) max_kl = kl;
         /* the same greedy token wherever the solo run's choice is clear of the noise */
         if (n == 1 || top_margin(a, V) > 2.5)
-            CHECK_MSG(argmax(a, V) == argmax(b, V), "%s, %d ranks, step %d: top token %d, alone %d (margin %.3f)",
-                      sp->codec, n, st, argmax(b, V), argmax(a, V), top_margin(a, V));
+            CHECK_MSG(rk_test_argmax(a, V) == rk_test_argmax(b, V), "%s, %d ranks, step %d: top token %d, alone %d (margin %.3f)",
+                      sp->codec, n, st, rk_test_argmax(b, V), rk_test_argmax(a, V), top_margin(a, V));
     }
     size_t total = 0, most = 0;
     for (int r = 0; r < n; r++) {
