@@ -198,7 +198,11 @@ int rk_cmd_serve(int argc, char **argv) {
     fprintf(stderr, "ringkv: %s: no new connections; letting requests finish (up to %.0f s)\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", o.shutdown_timeout);
     rk_server_quiesce(st.server);
+    double drain_start = rk_now_seconds();
     rk_sched_drain(st.sched, o.shutdown_timeout);
+    double left = o.shutdown_timeout - (rk_now_seconds() - drain_start);
+    int unanswered = rk_server_wait_answered(st.server, left > 5 ? left : 5);
+    if (unanswered) fprintf(stderr, "ringkv: %d answer(s) still being written at shutdown; closing them\n", unanswered);
     if (o.session_dir) fprintf(stderr, "ringkv: %d session(s) saved to %s\n", rk_sched_save_sessions(st.sched), o.session_dir);
     serve_close(&st);
     fprintf(stderr, "ringkv: stopped\n");

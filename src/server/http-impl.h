@@ -16,8 +16,9 @@ struct rk_server {
     rk_server_config cfg;
     struct MHD_Daemon *daemon;
     int port;
-    pthread_mutex_t id_mu;
+    pthread_mutex_t id_mu;  /* guards next_id and n_open */
     uint64_t next_id;
+    int n_open;             /* requests begun whose completion MHD has not yet reported */
 };
 
 /* What the request's log line reports. */

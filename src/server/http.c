@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -181,6 +182,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         c->t_start = rk_now_seconds();
         pthread_mutex_lock(&srv->id_mu);
         c->id = ++srv->next_id;
+        srv->n_open++;
         pthread_mutex_unlock(&srv->id_mu);
         snprintf(c->log.method, sizeof c->log.method, "%s", method);
         snprintf(c->log.url, sizeof c->log.url, "%s", url);
@@ -201,7 +203,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
 
 /* One line per request on stderr, after it completed (the prompt text only when asked for). */
 static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls;
+    rk_server *srv = cls;
     (void)mhd;
     rk_http_conn *c = *con_cls;
     if (!c) return;
@@ -218,6 +220,9 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls, 
     free(c->body);
     free(c);
     *con_cls = NULL;
+    pthread_mutex_lock(&srv->id_mu);
+    srv->n_open--;
+    pthread_mutex_unlock(&srv->id_mu);
 }
 
 static rk_status resolve(const char *host, int port, struct sockaddr_storage *addr, rk_error *err) {
@@ -274,6 +279,18 @@ int rk_server_port(const rk_server *srv) { return srv->port; }
 void rk_server_quiesce(rk_server *srv) {
     MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
     if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+int rk_server_wait_answered(rk_server *srv, double timeout_s) {
+    double deadline = rk_now_seconds() + timeout_s;
+    for (;;) {
+        pthread_mutex_lock(&srv->id_mu);
+        int open = srv->n_open;
+        pthread_mutex_unlock(&srv->id_mu);
+        if (open == 0 || rk_now_seconds() >= deadline) return open;
+        struct timespec nap = {0, 10 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
 }
 
 void rk_server_stop(rk_server *srv) {

@@ -37,6 +37,10 @@ rk_status rk_server_start(const rk_model *model, rk_sched *sched, rk_metrics *me
 int rk_server_port(const rk_server *srv);
 /* Stops accepting connections (the listening socket closes; open connections go on). */
 void rk_server_quiesce(rk_server *srv);
+/* Waits until every request begun has been answered (its last byte handed to the socket) or
+ * timeout_s passed; returns the number still open. Call after rk_server_quiesce and once the
+ * scheduler is drained, so that stopping does not cut off answers still being written. */
+int rk_server_wait_answered(rk_server *srv, double timeout_s);
 /* Closes every connection and frees the server. */
 void rk_server_stop(rk_server *srv);
 
