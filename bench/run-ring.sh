@@ -35,15 +35,24 @@ run_one() { # N: prints "N,prefill_s,prompt_tokens,kv_mib_max,kv_mib_sum,wait_ma
   log=$(mktemp)
   if [ "$n" = 1 ]; then
     ./build/ringkv run -m "$model" -f "$prompt" -n 1 --temp 0 -t 1 -c "$ctx" 2> "$log" >/dev/null
-    awk -F'|' '/^prompt:/ {split($1, a, " "); t=a[2]; s=a[5]; match($0, /([0-9.]+) MiB in use/, m); print "1," s "," t "," m[1] "," m[1] ",0,0"}' "$log"
   else
     mpirun -np "$n" --oversubscribe ./build/ringkv run -m "$model" -f "$prompt" -n 1 --temp 0 -t 1 -c "$ctx" \
       --ring --verbose 2> "$log" >/dev/null
-    awk -v n="$n" '/^prompt:/ {split($0, a, " "); t=a[2]; s=a[5]}
-      /^ring rank/ {match($0, /KV ([0-9.]+) MiB/, k); match($0, /network wait ([0-9.]+) s/, w); match($0, /sent ([0-9.]+) MiB/, b);
-                    sum += k[1]; if (k[1] > mx) mx = k[1]; if (w[1] > wt) wt = w[1]; sent += b[1]}
-      END {print n "," s "," t "," mx "," sum "," wt "," sent}' "$log"
   fi
+  python3 - "$n" "$log" <<'PY'
+import re, sys
+n, text = int(sys.argv[1]), open(sys.argv[2]).read()
+m = re.search(r"prompt: (\d+) tokens in ([\d.]+) s", text)
+if not m:
+    sys.exit(f"bench/run-ring.sh: the run on {n} rank(s) failed:\n{text[-2000:]}")
+if n == 1:
+    ranks = [(float(re.search(r"([\d.]+) MiB in use", text).group(1)), 0.0, 0.0)]
+else:
+    ranks = [tuple(map(float, r)) for r in re.findall(
+        r"^ring rank \d+/\d+: KV ([\d.]+) MiB.*?network wait ([\d.]+) s \| sent ([\d.]+) MiB", text, re.M)]
+print(f"{n},{m.group(2)},{m.group(1)},{max(r[0] for r in ranks)},{sum(r[0] for r in ranks)},"
+      f"{max(r[1] for r in ranks)},{sum(r[2] for r in ranks)}")
+PY
   rm -f "$log"
 }
 {
@@ -56,7 +65,9 @@ base_kv=$(awk -F, 'NR==1 {print $4}' "$table")
   echo "# Ring attention: prefill across ranks ($(date -u +%Y-%m-%d), $(hostname))"
   echo
   echo "Model $(basename "$model"), a $(awk -F, 'NR==1 {print $3}' "$table")-token prompt (essays from ../shared/testdata),"
-  echo "KV f16, one thread per rank; $(nproc) cores. Command: bench/run-ring.sh -n $tokens --ranks \"$ranks\"."
+  echo "KV f16, one thread per rank, the default micro-batch (a rank evaluates up to 4096 tokens per prefill"
+  echo "round); $(nproc) cores. Command: bench/run-ring.sh -n $tokens --ranks \"$ranks\". \"network wait\" is the"
+  echo "communication not hidden behind attention (time a rank was blocked on the transport)."
   echo
   echo "| ranks | prefill s | vs 1 rank | KV MiB, largest rank | vs 1/N of one process | KV MiB, all ranks | longest network wait s | wait share of prefill | MiB sent, all ranks |"
   echo "|---|---|---|---|---|---|---|---|---|"

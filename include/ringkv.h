@@ -180,10 +180,12 @@ typedef struct rk_context_params {
     int64_t kv_sparse_pages;
     /* Ring attention (DESIGN.md): NULL = one process. Otherwise this context is one rank of a
      * ring over that transport (borrowed; must outlive the context): every rank creates its
-     * context with the same parameters and calls rk_context_eval with the same tokens; each
-     * holds only its share of the KV pages, and every rank gets the same logits. A ring context
-     * runs alone (no engine, no sparse decode) and its first eval's prompt must fit the
-     * micro-batch per rank (n_ubatch >= about n / ranks + one page). */
+     * context with the same parameters and calls rk_context_eval and rk_context_truncate
+     * with the same arguments; each holds only its share of the KV pages, and every rank gets
+     * the same logits of the last token (with all_logits, each rank keeps those of the
+     * positions it evaluated: rk_context_logits is NULL for the others). A prompt is evaluated
+     * in rounds of at most n_ubatch tokens per rank (n_ubatch >= one KV page, 256 tokens).
+     * A ring context runs alone (no engine, no sparse decode) and cannot be saved or loaded. */
     struct rk_transport *ring;
 } rk_context_params;
 

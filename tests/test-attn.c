@@ -30,15 +30,15 @@ static float frand(void) {
 #define DV 8
 
 /* A partial over n random (score, value) pairs, and its exact float64 summary. */
-static void make_partial(rk_attn_partial *p, float *o, int n, float shift, double *ref_num, double *ref_den,
+static void make_partial(rk_attn_partial *p, double *o, int n, float shift, double *ref_num, double *ref_den,
                          double ref_max) {
     rk_attn_partial_init(p, o, DV);
     for (int i = 0; i < n; i++) {
         float s = frand() * 4 + shift, v[DV];
         for (int j = 0; j < DV; j++) v[j] = frand();
-        float o1[DV];
-        rk_attn_partial single = {s, 1.0f, o1};
-        memcpy(o1, v, sizeof v);
+        double o1[DV];
+        rk_attn_partial single = {s, 1.0, o1};
+        for (int j = 0; j < DV; j++) o1[j] = v[j];
         rk_attn_merge(p, &single, DV);
         double w = exp((double)s - ref_max);
         *ref_den += w;
@@ -49,14 +49,15 @@ static void make_partial(rk_attn_partial *p, float *o, int n, float shift, doubl
 static void test_merge(void) {
     for (int trial = 0; trial < 50; trial++) {
         double num[DV] = {0}, den = 0, ref_max = 200.0;
-        float oa[DV], ob[DV], oc[DV];
+        double oa[DV], ob[DV], oc[DV];
         rk_attn_partial a, b, c;
         /* shifts far apart: exp(s) alone would overflow float */
         make_partial(&a, oa, 1 + trial % 5, 150.0f, num, &den, ref_max);
         make_partial(&b, ob, trial % 4, -50.0f, num, &den, ref_max); /* may be empty */
         make_partial(&c, oc, 3, 180.0f, num, &den, ref_max);
         /* ((a+b)+c) vs (a+(b+c)): associativity; b+c before a also exercises commutativity */
-        float o1[DV], o2[DV], t1[DV], t2[DV];
+        float o1[DV], o2[DV];
+        double t1[DV], t2[DV];
         rk_attn_partial x, y;
         rk_attn_partial_init(&x, t1, DV);
         rk_attn_merge(&x, &a, DV);
@@ -67,6 +68,9 @@ static void test_merge(void) {
         rk_attn_merge(&y, &b, DV);
         rk_attn_merge(&y, &c, DV);
         rk_attn_merge(&a, &y, DV);
+        /* held in double, the grouping shows only at double rounding */
+        CHECK(x.m == a.m && fabs(x.l - a.l) <= 1e-14 * x.l);
+        for (int j = 0; j < DV; j++) CHECK_MSG(fabs(x.o[j] - a.o[j]) <= 1e-14 * x.l, "trial %d j %d", trial, j);
         rk_attn_finish(&a, o2, DV);
         for (int j = 0; j < DV; j++) {
             double ref = num[j] / den;
@@ -76,12 +80,13 @@ static void test_merge(void) {
         }
     }
     /* empty with empty stays empty and finishes to zeros */
-    float e1[DV], e2[DV], out[DV];
+    double e1[DV], e2[DV];
+    float out[DV];
     rk_attn_partial p, q;
     rk_attn_partial_init(&p, e1, DV);
     rk_attn_partial_init(&q, e2, DV);
     rk_attn_merge(&p, &q, DV);
-    CHECK(p.l == 0.0f && isinf(p.m) && p.m < 0);
+    CHECK(p.l == 0.0 && isinf(p.m) && p.m < 0);
     rk_attn_finish(&p, out, DV);
     for (int j = 0; j < DV; j++) CHECK(out[j] == 0.0f);
 }

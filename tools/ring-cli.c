@@ -102,6 +102,20 @@ rk_status rk_ring_cli_generate(rk_context *ctx, const rk_model *model, rk_sample
     return s;
 }
 
+rk_status rk_ring_cli_sum(rk_transport *t, double *v, int n, rk_error *err) {
+    if (n < 0 || n > 8) return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: at most 8 sums");
+    double *all = malloc((size_t)t->size * 8 * sizeof *all), mine[8] = {0};
+    memcpy(mine, v, (size_t)n * sizeof *v);
+    rk_status s = rk_transport_agree(t, all ? RK_OK : rk_error_set(err, RK_ERR_NO_MEMORY, "out of memory"), err);
+    if (!s) s = rk_transport_allgather(t, mine, sizeof mine, all, err);
+    for (int i = 0; i < n && !s; i++) {
+        v[i] = 0.0;
+        for (int r = 0; r < t->size; r++) v[i] += all[r * 8 + i];
+    }
+    free(all);
+    return s;
+}
+
 /* One rank's line of the report. */
 typedef struct rank_line {
     rk_ring_report r;

@@ -87,6 +87,9 @@ int rk_run_opts_parse(rk_run_opts *o, const char *cmd, int argc, char **argv, in
         if (!v) return fprintf(stderr, "%s: %s needs a directory\n", cmd, a), -1;
         o->ctx.kv_disk_dir = v;
     } else if (rk_opt_is(a, NULL, "--ring") || rk_opt_is(a, NULL, "--verbose")) {
+        if (rk_opt_is(a, NULL, "--ring") && strcmp(cmd, "run") != 0 && strcmp(cmd, "eval") != 0)
+            return fprintf(stderr, "%s: --ring is not supported here (`ringkv run` and `ringkv eval ppl` take "
+                                   "it)\n", cmd), -1;
         if (rk_opt_is(a, NULL, "--ring")) o->ring = true;
         else o->verbose = true;
         return 1;
@@ -155,8 +158,9 @@ int rk_session_open(rk_session *s, const rk_run_opts *o, const char *cmd) {
                     cmd, (long long)cp.n_ctx, (long long)rk_model_n_ctx_train(s->model));
         if (cp.n_ctx == 0) cp.n_ctx = rk_model_n_ctx_train(s->model);
     }
-    if (s->ring && !o->ubatch_set) { /* a ring prefill evaluates a rank's share in one micro-batch */
-        const int64_t share = (cp.n_ctx + s->ring->size - 1) / s->ring->size + 256;
+    if (s->ring && !o->ubatch_set) { /* a ring prefill round: each rank's share in one micro-batch */
+        int64_t share = (cp.n_ctx + s->ring->size - 1) / s->ring->size + 256;
+        if (share > RK_RING_DEFAULT_UBATCH) share = RK_RING_DEFAULT_UBATCH;
         cp.n_ubatch = (int)(share < cp.n_ctx ? share : cp.n_ctx);
     }
     if (rk_context_create(s->model, &cp, &s->ctx, &err) != RK_OK ||

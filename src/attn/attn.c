@@ -2,8 +2,9 @@
  * attn.c — the merge operator and attention of one query head over paged KV (see attn.h).
  *
  * rk_attn_group walks the key range page by page for the query heads of one GQA group: scores
- * of the page's keys go into a page-sized scratch per head, the page becomes one partial per
- * head (its own max, sum and weighted values), and each is merged into the running partial.
+ * of the page's keys go into a page-sized scratch per head, the page becomes one float partial
+ * per head (its own max, sum and weighted values), and each is merged into the running double
+ * partial.
  * Each key and value row is read once for all heads of the group. Work is O(range × head_dim)
  * per head, memory O(page).
  */
@@ -14,31 +15,49 @@
 
 #include "quant/quant.h"
 
-void rk_attn_partial_init(rk_attn_partial *p, float *o_storage, int64_t dv) {
+void rk_attn_partial_init(rk_attn_partial *p, double *o_storage, int64_t dv) {
     p->m = -INFINITY;
-    p->l = 0.0f;
+    p->l = 0.0;
     p->o = o_storage;
-    memset(o_storage, 0, (size_t)dv * sizeof(float));
+    memset(o_storage, 0, (size_t)dv * sizeof(double));
 }
 
 void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv) {
-    if (src->l == 0.0f) return;            /* src empty: nothing to add */
-    if (dst->l == 0.0f) {                  /* dst empty: take src */
+    if (src->l == 0.0) return;            /* src empty: nothing to add */
+    if (dst->l == 0.0) {                  /* dst empty: take src */
         dst->m = src->m;
         dst->l = src->l;
-        memcpy(dst->o, src->o, (size_t)dv * sizeof(float));
+        memcpy(dst->o, src->o, (size_t)dv * sizeof(double));
         return;
     }
-    float m = dst->m > src->m ? dst->m : src->m;
-    float a = expf(dst->m - m), b = expf(src->m - m);
+    double m = dst->m > src->m ? dst->m : src->m;
+    double a = exp(dst->m - m), b = exp(src->m - m);
     dst->l = dst->l * a + src->l * b;
     for (int64_t i = 0; i < dv; i++) dst->o[i] = dst->o[i] * a + src->o[i] * b;
     dst->m = m;
 }
 
+/* dst := merge(dst, one page's float partial (m, l, o)); l > 0. */
+static void merge_page(rk_attn_partial *dst, float m, float l, const float *o, int64_t dv) {
+    if (dst->l == 0.0) {
+        dst->m = m;
+        dst->l = l;
+        for (int64_t i = 0; i < dv; i++) dst->o[i] = o[i];
+        return;
+    }
+    double mm = dst->m > m ? dst->m : m;
+    double a = exp(dst->m - mm), b = exp((double)m - mm);
+    dst->l = dst->l * a + l * b;
+    for (int64_t i = 0; i < dv; i++) dst->o[i] = dst->o[i] * a + o[i] * b;
+    dst->m = mm;
+}
+
 void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv) {
-    float inv = p->l > 0.0f ? 1.0f / p->l : 0.0f;
-    for (int64_t i = 0; i < dv; i++) out[i] = p->o[i] * inv;
+    if (p->l <= 0.0) {
+        memset(out, 0, (size_t)dv * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < dv; i++) out[i] = (float)(p->o[i] / p->l);
 }
 
 static float exp_sum_scalar(float *s, int64_t n, float m) {
@@ -57,22 +76,33 @@ const rk_attn_ops *rk_attn_get_ops(int simd_level) {
     return simd_level >= RK_SIMD_AVX2 ? &ops_avx2 : &ops_scalar;
 }
 
-/* Scratch layout for n_q heads: scores (n_q, page) | page outputs (n_q, dv) | codec-domain
- * accumulators (n_q, dv) | prepared queries (n_q, prep) | running outputs of rk_attn_group
- * (n_q, dv). */
-int64_t rk_attn_scratch_floats(const rk_kv_cache *kv, int64_t n_q) {
+/* Scratch layout for n_q heads: running outputs of rk_attn_group (n_q, dv doubles, first so
+ * they stay aligned) | scores (n_q, page) | page outputs (n_q, dv) | codec-domain accumulators
+ * (n_q, dv) | prepared queries (n_q, prep). group_partial uses what follows the doubles. */
+static int64_t group_scratch_floats(const rk_kv_cache *kv, int64_t n_q) {
     const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
-    return n_q * (RK_KV_PAGE_TOKENS + 3 * dv + rk_kv_prep_floats(kv));
+    return n_q * (RK_KV_PAGE_TOKENS + 2 * dv + rk_kv_prep_floats(kv));
 }
 
-/* Partials of the n_q heads over rows [r0, r0+len) of one page, into page[g]. Rows below
+int64_t rk_attn_scratch_floats(const rk_kv_cache *kv, int64_t n_q) {
+    const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
+    int64_t n = 2 * n_q * dv + group_scratch_floats(kv, n_q);
+    return (n + 15) / 16 * 16;
+}
+
+/* One page's partial per head, in float: page_o + g * dv holds head g's output. */
+typedef struct page_partial {
+    float m, l;
+} page_partial;
+
+/* Partials of the n_q heads over rows [r0, r0+len) of one page, into page[g] and page_o. Rows below
  * pv->n_exact (a sealed page 0's sink rows) are read from their exact f32 copy: their scores
  * go into the same score row and their values into the same output, so the page still gives
  * one partial. q: the raw queries (what the f32 codec's prepare would copy); qp: prepared for
  * the page's key codec. */
 static void page_partials(const rk_attn_ops *ops, const rk_kv_page_view *pv, int64_t r0,
                           int64_t len, int64_t n_q, const float *q, const float *qp, float scale,
-                          int64_t dv, float *scores, float *acc, rk_attn_partial *page) {
+                          int64_t dv, float *scores, float *acc, page_partial *page, float *page_o) {
     const rk_kv_codec_ops *kops = rk_kv_codec_get_ops(pv->key_codec);
     const rk_kv_codec_ops *vops = rk_kv_codec_get_ops(pv->value_codec);
     const rk_kv_codec_ops *xk = rk_kv_codec_get_ops(pv->exact_key_codec);
@@ -97,13 +127,13 @@ static void page_partials(const rk_attn_ops *ops, const rk_kv_page_view *pv, int
         memset(acc, 0, (size_t)(n_q * dv) * sizeof(float));
         xv->weighted_sum(pv->exact_value_codec, pv->exact_values, r0, e - r0, scores,
                          RK_KV_PAGE_TOKENS, n_q, acc);
-        xv->finish(pv->exact_value_codec, pv->stream, acc, n_q, page[0].o);
+        xv->finish(pv->exact_value_codec, pv->stream, acc, n_q, page_o);
     }
     if (r0 + len > e) {
         memset(acc, 0, (size_t)(n_q * dv) * sizeof(float));
         vops->weighted_sum(pv->value_codec, pv->values, e, r0 + len - e, scores + (e - r0),
                            RK_KV_PAGE_TOKENS, n_q, acc);
-        vops->finish(pv->value_codec, pv->stream, acc, n_q, page[0].o); /* page[g].o contiguous */
+        vops->finish(pv->value_codec, pv->stream, acc, n_q, page_o);
     }
 }
 
@@ -123,7 +153,7 @@ static void group_partial(const rk_attn_ops *ops, const page_source *src, int64_
     float *acc = page_o + n_q * dv;                    /* (n_q, dv) */
     float *qp = acc + n_q * dv;                        /* (n_q, prep) */
     const rk_kv_codec *prepared = NULL;                /* the key codec qp was prepared for */
-    rk_attn_partial page[RK_ATTN_MAX_GROUP];
+    page_partial page[RK_ATTN_MAX_GROUP];
     for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&parts[g], parts[g].o, dv);
     for (int64_t p0 = t0; p0 < t1;) {
         int64_t pi = p0 / RK_KV_PAGE_TOKENS, page_end = (pi + 1) * RK_KV_PAGE_TOKENS;
@@ -137,10 +167,10 @@ static void group_partial(const rk_attn_ops *ops, const page_source *src, int64_
             rk_kv_codec_get_ops(pv.key_codec)->prepare(pv.key_codec, pv.stream, q, n_q, qp);
             prepared = pv.key_codec;
         }
-        for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&page[g], page_o + g * dv, dv);
+        memset(page_o, 0, (size_t)(n_q * dv) * sizeof(float));
         page_partials(ops, &pv, p0 - pi * RK_KV_PAGE_TOKENS, p1 - p0, n_q, q, qp, scale, dv,
-                      scores, acc, page);
-        for (int64_t g = 0; g < n_q; g++) rk_attn_merge(&parts[g], &page[g], dv);
+                      scores, acc, page, page_o);
+        for (int64_t g = 0; g < n_q; g++) merge_page(&parts[g], page[g].m, page[g].l, page_o + g * dv, dv);
         p0 = p1;
     }
 }
@@ -163,9 +193,9 @@ void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
                    int64_t n_q, const float *q, float scale, int64_t t0, int64_t t1, float *out,
                    float *scratch) {
     const int64_t dv = rk_kv_get_dims(kv)->head_dim_v;
-    float *run_o = scratch + rk_attn_scratch_floats(kv, n_q) - n_q * dv; /* the last part */
+    double *run_o = (double *)scratch; /* the first part */
     rk_attn_partial run[RK_ATTN_MAX_GROUP];
     for (int64_t g = 0; g < n_q; g++) run[g].o = run_o + g * dv;
-    rk_attn_group_partial(ops, kv, layer, kv_head, n_q, q, scale, t0, t1, t1 - 1, run, scratch);
+    rk_attn_group_partial(ops, kv, layer, kv_head, n_q, q, scale, t0, t1, t1 - 1, run, scratch + 2 * n_q * dv);
     for (int64_t g = 0; g < n_q; g++) rk_attn_finish(&run[g], out + g * dv, dv);
 }

@@ -7,6 +7,12 @@
  * commutative and is the only place the softmax normalisation lives (DESIGN.md, "the one
  * operator"). Pages, threads (split-K) and ring ranks all reduce through it. Nothing here
  * forms a score matrix larger than one page.
+ *
+ * One page's partial is computed in float by its codecs; partials are held and merged in
+ * double. So the order in which pages are combined (page order in one process, rank blocks in
+ * a ring, any thread split) changes the result only at double rounding, about 1e-16 relative,
+ * and the float result is in practice the same bits whatever the grouping: ring attention
+ * gives the greedy tokens of one process.
  */
 #ifndef RK_ATTN_H
 #define RK_ATTN_H
@@ -16,18 +22,18 @@
 #include "kv/kv-cache.h"
 
 typedef struct rk_attn_partial {
-    float m;      /* running max of the scores; -INFINITY when empty */
-    float l;      /* sum of exp(score - m) */
-    float *o;     /* (head_dim_v) unnormalised output; borrowed storage */
+    double m;     /* running max of the scores (a float value); -INFINITY when empty */
+    double l;     /* sum of exp(score - m) */
+    double *o;    /* (head_dim_v) unnormalised output; borrowed storage */
 } rk_attn_partial;
 
-/* Makes p the empty partial (m = -inf, l = 0, o = 0) using o_storage (dv floats). */
-void rk_attn_partial_init(rk_attn_partial *p, float *o_storage, int64_t dv);
+/* Makes p the empty partial (m = -inf, l = 0, o = 0) using o_storage (dv doubles). */
+void rk_attn_partial_init(rk_attn_partial *p, double *o_storage, int64_t dv);
 
 /* dst := merge(dst, src). Either may be empty. */
 void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv);
 
-/* out = o / l; zeros when the partial is empty. */
+/* out = o / l rounded to float; zeros when the partial is empty. */
 void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv);
 
 /* The softmax inner loop per SIMD level (scalar reference and AVX2/FMA). The dot products and
@@ -45,7 +51,8 @@ float rk_attn_exp_sum_avx2(float *s, int64_t n, float m);
 /* Most query heads one rk_attn_group call takes. */
 #define RK_ATTN_MAX_GROUP 16
 
-/* Scratch floats rk_attn_group needs for n_q query heads over `kv` (depends on its codecs). */
+/* Scratch floats rk_attn_group needs for n_q query heads over `kv` (depends on its codecs); a
+ * multiple of 16, so per-thread slices of one 64-byte aligned buffer stay aligned. */
 int64_t rk_attn_scratch_floats(const rk_kv_cache *kv, int64_t n_q);
 
 /* Attention of n_q query heads that share KV head `kv_head` (GQA) over positions [t0, t1) of
@@ -58,7 +65,7 @@ void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
 
 /* The same, stopping before normalisation: parts[g] becomes the partial of head g over
  * [t0, t1) (empty when t0 >= t1) for queries at position q_pos (which picks how pages are
- * read, see rk_kv_get_page); each parts[g].o must point to dv floats. Partials of disjoint
+ * read, see rk_kv_get_page); each parts[g].o must point to dv doubles. Partials of disjoint
  * ranges merge with rk_attn_merge (split-K / flash-decoding). */
 void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
                            int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,

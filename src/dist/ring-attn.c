@@ -15,12 +15,13 @@
 #include "core/clock.h"
 #include "core/error.h"
 
-/* A decode record: this rank's status, then (n_head, 2 + dv) partials. */
+/* A decode record: this rank's status, then (n_head, 2 + dv) partials as doubles (m, l, o). */
 typedef struct rec_header {
     int32_t status;
     int32_t pad;
     char msg[RK_ERROR_MSG_MAX];
 } rec_header;
+_Static_assert(sizeof(rec_header) % sizeof(double) == 0, "the partials after the header must stay aligned");
 
 rk_status rk_ring_init(rk_ring *ring, rk_transport *transport, int64_t max_pages, int64_t n_sink0, rk_error *err) {
     memset(ring, 0, sizeof *ring);
@@ -70,8 +71,9 @@ static int64_t pages_before(const rk_ring_shard *s, int q, int64_t n_pages, int6
     return lo;
 }
 
-static int64_t block_sinks(const rk_ring *ring, int q, int64_t n_pages) {
-    return q == 0 && n_pages > 0 ? ring->n_sink0 : 0;
+/* Sink rows carried by rank q's block of n_pages pages from its local page `first`. */
+static int64_t block_sinks(const rk_ring *ring, int q, int64_t first, int64_t n_pages) {
+    return q == 0 && first == 0 && n_pages > 0 ? ring->n_sink0 : 0;
 }
 
 static int64_t window_start(const rk_ring_layer *L, int64_t pos) {
@@ -88,6 +90,7 @@ typedef struct prefill_job {
     int64_t n, n_tokens, hpu;
     int src;                    /* the rank whose pages are in hand */
     const rk_kv_block *block;   /* NULL: this rank's own cache */
+    int64_t block_first;        /* the block's first page among src's local pages */
     bool first;                 /* the first step writes the running partials */
 } prefill_job;
 
@@ -96,13 +99,17 @@ typedef struct prefill_job {
 static void prefill_range(const prefill_job *job, int64_t i, int64_t *t0, int64_t *t1) {
     const rk_ring_shard *s = &job->ring->shard;
     const int64_t p = job->pos[i], ws = window_start(job->L, p);
+    (void)i;
     if (!job->block) {
-        *t1 = i + 1;
+        *t1 = rk_ring_shard_slot(s, p) + 1;
         *t0 = ws > 0 ? rk_ring_shard_first_slot_from(s, s->rank, ws, job->n_tokens) : 0;
         return;
     }
-    *t1 = pages_before(s, job->src, job->block->n_pages, p / RK_KV_PAGE_TOKENS) * RK_KV_PAGE_TOKENS;
-    *t0 = ws > 0 ? rk_ring_shard_first_slot_from(s, job->src, ws, job->n_tokens) : 0;
+    const int64_t base = job->block_first * RK_KV_PAGE_TOKENS; /* block row 0 */
+    *t1 = pages_before(s, job->src, job->block_first + job->block->n_pages, p / RK_KV_PAGE_TOKENS) *
+              RK_KV_PAGE_TOKENS - base;
+    *t0 = ws > 0 ? rk_ring_shard_first_slot_from(s, job->src, ws, job->n_tokens) - base : 0;
+    if (*t0 < 0) *t0 = 0;
 }
 
 static void prefill_rows(void *arg, int ith, int nth) {
@@ -122,16 +129,17 @@ static void prefill_rows(void *arg, int ith, int nth) {
         for (int64_t g = 0; g < hpu; g++) parts[g].o = job->ring->part_o + (ith * RK_ATTN_MAX_GROUP + g) * dv;
         const float *qi = job->q + (i * L->n_head + h) * dk;
         if (!job->block)
-            rk_attn_group_partial(L->ops, L->kv, L->layer, h / group, hpu, qi, L->scale, t0, t1, i, parts, scratch);
+            rk_attn_group_partial(L->ops, L->kv, L->layer, h / group, hpu, qi, L->scale, t0, t1, t1 - 1, parts,
+                                  scratch);
         else
             rk_attn_group_partial_block(L->ops, L->kv, job->block, L->layer, h / group, hpu, qi, L->scale, t0, t1,
                                         parts, scratch);
         for (int64_t g = 0; g < hpu; g++) {
-            float *run = job->ring->run + (i * L->n_head + h + g) * stride;
+            double *run = job->ring->run + (i * L->n_head + h + g) * stride;
             rk_attn_partial r = {run[0], run[1], run + 2};
             if (job->first) {
                 r.m = -INFINITY;
-                r.l = 0.0f;
+                r.l = 0.0;
             }
             rk_attn_merge(&r, &parts[g], dv);
             run[0] = r.m;
@@ -142,8 +150,8 @@ static void prefill_rows(void *arg, int ith, int nth) {
 
 /* Buffers for n local queries and blocks of up to max_block bytes. */
 static rk_status prefill_buffers(rk_ring *ring, const rk_ring_layer *L, int64_t n, size_t max_block, rk_error *err) {
-    const size_t run_bytes = (size_t)(n * L->n_head * (2 + L->head_dim_v)) * sizeof(float);
-    const size_t part_bytes = (size_t)(rk_pool_size(L->pool) * RK_ATTN_MAX_GROUP * L->head_dim_v) * sizeof(float);
+    const size_t run_bytes = (size_t)(n * L->n_head * (2 + L->head_dim_v)) * sizeof(double);
+    const size_t part_bytes = (size_t)(rk_pool_size(L->pool) * RK_ATTN_MAX_GROUP * L->head_dim_v) * sizeof(double);
     size_t run_cap = (size_t)ring->cap_q, part_cap = 0, cap0 = ring->block_cap, cap1 = ring->block_cap;
     bool ok = grow((void **)&ring->run, &run_cap, run_bytes) && grow((void **)&ring->part_o, &part_cap, part_bytes) &&
               grow((void **)&ring->block[0], &cap0, max_block) && grow((void **)&ring->block[1], &cap1, max_block);
@@ -156,27 +164,32 @@ static rk_status prefill_buffers(rk_ring *ring, const rk_ring_layer *L, int64_t 
 static void finish_rows(const rk_ring *ring, const rk_ring_layer *L, int64_t n, float *out) {
     const int64_t dv = L->head_dim_v;
     for (int64_t i = 0; i < n * L->n_head; i++) {
-        const float *run = ring->run + i * (2 + dv);
-        const rk_attn_partial r = {run[0], run[1], (float *)run + 2};
+        double *run = ring->run + i * (2 + dv);
+        const rk_attn_partial r = {run[0], run[1], run + 2};
         rk_attn_finish(&r, out + i * dv, dv);
     }
 }
 
 rk_status rk_ring_attn_prefill(rk_ring *ring, const rk_ring_layer *L, const float *q, int64_t n, const int64_t *pos,
-                               int64_t n_tokens, float *out, rk_status local, rk_error *err) {
+                               int64_t first_pos, int64_t n_tokens, float *out, rk_status local, rk_error *err) {
     rk_transport *t = ring->transport;
     const rk_ring_shard *s = &ring->shard;
     const int N = t->size, r = t->rank;
-    size_t bytes[64], max_block = 0;
-    int64_t pages[64];
-    if (N > 64) return rk_error_set(err, RK_ERR_UNSUPPORTED, "ring: at most 64 ranks (got %d)", N);
+    size_t bytes[RK_RING_MAX_RANKS], max_block = 0;
+    int64_t first[RK_RING_MAX_RANKS], pages[RK_RING_MAX_RANKS];
+    /* Each rank's block: its sealed pages, from the first any query of the round can see (in a
+     * sliding-window layer, earlier ones may be released already). */
+    const int64_t ws = window_start(L, first_pos), ws_page = ws / RK_KV_PAGE_TOKENS;
     for (int k = 0; k < N; k++) {
-        pages[k] = full_pages(s, k, n_tokens);
-        bytes[k] = rk_kv_block_bytes(L->kv, pages[k], block_sinks(ring, k, pages[k]));
+        const int64_t full = full_pages(s, k, n_tokens);
+        first[k] = ws_page > 0 ? pages_before(s, k, full, ws_page) : 0;
+        pages[k] = full - first[k];
+        bytes[k] = rk_kv_block_bytes(L->kv, pages[k], block_sinks(ring, k, first[k], pages[k]));
         if (bytes[k] > max_block) max_block = bytes[k];
     }
     if (!local) local = prefill_buffers(ring, L, n, max_block, err);
-    if (!local && pages[r] > 0) local = rk_kv_block_export(L->kv, L->layer, 0, pages[r], ring->block[0], err);
+    if (!local && pages[r] > 0)
+        local = rk_kv_block_export(L->kv, L->layer, first[r], pages[r], ring->block[0], err);
     rk_status st = rk_transport_agree(t, local, err);
     if (st) return st;
     const int64_t hpu = n * L->n_head_kv >= 2 * rk_pool_size(L->pool) ? L->max_group : 1;
@@ -189,8 +202,8 @@ rk_status rk_ring_attn_prefill(rk_ring *ring, const rk_ring_layer *L, const floa
             if (st) return st;
         }
         const double t0 = rk_now_seconds();
-        const rk_kv_block block = {ring->block[cur], pages[src], block_sinks(ring, src, pages[src])};
-        prefill_job job = {ring, L, q, pos, n, n_tokens, hpu, src, step == 0 ? NULL : &block, step == 0};
+        const rk_kv_block block = {ring->block[cur], pages[src], block_sinks(ring, src, first[src], pages[src])};
+        prefill_job job = {ring, L, q, pos, n, n_tokens, hpu, src, step == 0 ? NULL : &block, first[src], step == 0};
         if (n > 0) rk_pool_run(L->pool, prefill_rows, &job);
         const double t1 = rk_now_seconds();
         ring->stats.compute_seconds += t1 - t0;
@@ -227,8 +240,8 @@ static void decode_split(void *arg, int ith, int nth) {
         int64_t t0 = page * RK_KV_PAGE_TOKENS, t1 = t0 + RK_KV_PAGE_TOKENS;
         if (t0 < job->t0) t0 = job->t0;
         if (t1 > job->t_end) t1 = job->t_end;
-        float *rec = job->ring->split + (h * cap + sp) * (2 + dv);
-        rk_attn_partial part = {0.0f, 0.0f, rec + 2};
+        double *rec = job->ring->split + (h * cap + sp) * (2 + dv);
+        rk_attn_partial part = {0.0, 0.0, rec + 2};
         rk_attn_group_partial(L->ops, L->kv, L->layer, h / group, 1, job->q + h * L->head_dim_k, L->scale, t0, t1,
                               job->q_pos, &part, scratch);
         rec[0] = part.m;
@@ -237,7 +250,7 @@ static void decode_split(void *arg, int ith, int nth) {
 }
 
 /* This rank's partial of every head over its pages, into rec (n_head, 2 + dv). */
-static rk_status local_partials(rk_ring *ring, const rk_ring_layer *L, const float *q, int64_t pos, float *rec,
+static rk_status local_partials(rk_ring *ring, const rk_ring_layer *L, const float *q, int64_t pos, double *rec,
                                 rk_error *err) {
     const rk_ring_shard *s = &ring->shard;
     const int64_t dv = L->head_dim_v, n_local = rk_ring_shard_tokens(s, s->rank, pos + 1);
@@ -245,8 +258,8 @@ static rk_status local_partials(rk_ring *ring, const rk_ring_layer *L, const flo
     const int64_t t0 = ws > 0 ? rk_ring_shard_first_slot_from(s, s->rank, ws, pos + 1) : 0;
     const int64_t first_page = t0 / RK_KV_PAGE_TOKENS;
     const int64_t n_pages = t0 < n_local ? (n_local - 1) / RK_KV_PAGE_TOKENS + 1 - first_page : 0;
-    size_t cap = (size_t)ring->cap_pages * (size_t)(L->n_head * (2 + dv)) * sizeof(float);
-    if (!grow((void **)&ring->split, &cap, (size_t)(n_pages * L->n_head * (2 + dv)) * sizeof(float)))
+    size_t cap = (size_t)ring->cap_pages * (size_t)(L->n_head * (2 + dv)) * sizeof(double);
+    if (!grow((void **)&ring->split, &cap, (size_t)(n_pages * L->n_head * (2 + dv)) * sizeof(double)))
         return rk_error_set(err, RK_ERR_NO_MEMORY, "ring: out of memory for decode partials");
     if (n_pages > ring->cap_pages) ring->cap_pages = n_pages;
     /* the own page reads f32 when this rank holds the query's page */
@@ -255,11 +268,11 @@ static rk_status local_partials(rk_ring *ring, const rk_ring_layer *L, const flo
     decode_job job = {ring, L, q, t0, n_local, first_page, n_pages, q_pos};
     if (n_pages > 0) rk_pool_run(L->pool, decode_split, &job);
     for (int64_t h = 0; h < L->n_head; h++) {
-        float *dst = rec + h * (2 + dv);
-        rk_attn_partial acc = {-INFINITY, 0.0f, dst + 2};
-        memset(dst + 2, 0, (size_t)dv * sizeof(float));
+        double *dst = rec + h * (2 + dv);
+        rk_attn_partial acc = {-INFINITY, 0.0, dst + 2};
+        memset(dst + 2, 0, (size_t)dv * sizeof(double));
         for (int64_t sp = 0; sp < n_pages; sp++) { /* pages in order: the same bits on every run */
-            float *src = ring->split + (h * ring->cap_pages + sp) * (2 + dv);
+            double *src = ring->split + (h * ring->cap_pages + sp) * (2 + dv);
             const rk_attn_partial part = {src[0], src[1], src + 2};
             rk_attn_merge(&acc, &part, dv);
         }
@@ -273,7 +286,7 @@ rk_status rk_ring_attn_decode(rk_ring *ring, const rk_ring_layer *L, const float
                               rk_status local, rk_error *err) {
     rk_transport *t = ring->transport;
     const int64_t dv = L->head_dim_v;
-    const size_t rec_bytes = sizeof(rec_header) + (size_t)(L->n_head * (2 + dv)) * sizeof(float);
+    const size_t rec_bytes = sizeof(rec_header) + (size_t)(L->n_head * (2 + dv)) * sizeof(double);
     if (!grow((void **)&ring->rec_all, &ring->rec_cap, (size_t)(t->size + 1) * rec_bytes) && !local)
         local = rk_error_set(err, RK_ERR_NO_MEMORY, "ring: out of memory for decode partials");
     uint8_t *mine = ring->rec_cap >= (size_t)(t->size + 1) * rec_bytes ? ring->rec_all + (size_t)t->size * rec_bytes
@@ -281,7 +294,7 @@ rk_status rk_ring_attn_decode(rk_ring *ring, const rk_ring_layer *L, const float
     rec_header header;
     memset(&header, 0, sizeof header);
     const double t0 = rk_now_seconds();
-    if (!local) local = local_partials(ring, L, q, pos, (float *)(mine + sizeof header), err);
+    if (!local) local = local_partials(ring, L, q, pos, (double *)(mine + sizeof header), err);
     const double t1 = rk_now_seconds();
     ring->stats.compute_seconds += t1 - t0;
     if (!mine) return rk_transport_agree(t, local, err); /* cannot take part in the allgather */
@@ -297,10 +310,10 @@ rk_status rk_ring_attn_decode(rk_ring *ring, const rk_ring_layer *L, const float
             return rk_error_set(err, (rk_status)header.status, "rank %d: %.*s", k, RK_ERROR_MSG_MAX - 1, header.msg);
     }
     for (int64_t h = 0; h < L->n_head; h++) { /* ranks in order: the same bits on every rank */
-        rk_attn_partial acc = {-INFINITY, 0.0f, out + h * dv}; /* finished in place */
-        memset(acc.o, 0, (size_t)dv * sizeof(float));
-        for (int k = 0; k < t->size; k++) {
-            float *src = (float *)(ring->rec_all + (size_t)k * rec_bytes + sizeof header) + h * (2 + dv);
+        double *first = (double *)(ring->rec_all + sizeof header) + h * (2 + dv); /* merged in place */
+        rk_attn_partial acc = {first[0], first[1], first + 2};
+        for (int k = 1; k < t->size; k++) {
+            double *src = (double *)(ring->rec_all + (size_t)k * rec_bytes + sizeof header) + h * (2 + dv);
             const rk_attn_partial part = {src[0], src[1], src + 2};
             rk_attn_merge(&acc, &part, dv);
         }

@@ -37,10 +37,10 @@ typedef struct rk_ring {
     int64_t n_sink0;           /* exact sink rows that rank 0's page 0 carries in its block */
     uint8_t *block[2];         /* prefill: the block in hand and the one arriving */
     size_t block_cap;
-    float *run;                /* (cap_q, n_head, 2 + dv): running m, l, o of each local query */
+    double *run;               /* (cap_q, n_head, 2 + dv): running m, l, o of each local query */
     int64_t cap_q;
-    float *part_o;             /* (n_threads, RK_ATTN_MAX_GROUP, dv) per-thread partial outputs */
-    float *split;              /* decode: (n_head, cap_pages, 2 + dv) partials per local page */
+    double *part_o;             /* (n_threads, RK_ATTN_MAX_GROUP, dv) per-thread partial outputs */
+    double *split;             /* decode: (n_head, cap_pages, 2 + dv) partials per local page */
     int64_t cap_pages;
     uint8_t *rec_all;          /* decode: (n_ranks, rec_bytes) allgathered partials */
     size_t rec_cap;
@@ -65,13 +65,16 @@ typedef struct rk_ring_layer {
 rk_status rk_ring_init(rk_ring *ring, rk_transport *transport, int64_t max_pages, int64_t n_sink0, rk_error *err);
 void rk_ring_free(rk_ring *ring);
 
-/* Prefill attention of layer L->layer. This rank's n queries (q: (n, n_head, head_dim_k)) are
- * its tokens at local slots 0 .. n-1 with global positions pos[i]; the sequence has n_tokens
- * tokens, all placed, and their keys and values are in every rank's cache with every full page
- * sealed (rk_kv_seal_full_pages) and acquired. out: (n, n_head, head_dim_v). `local` is this
- * rank's status so far (with *err): a failure anywhere is returned by every rank. */
+/* Prefill attention of layer L->layer for one round: the tokens at global positions
+ * [first_pos, n_tokens), the same on every rank. This rank's n queries (q: (n, n_head,
+ * head_dim_k)) are its tokens of the round, at global positions pos[i] (ascending); every
+ * position before n_tokens is placed, and its keys and values are in its owner's cache with
+ * every full page sealed (rk_kv_seal_full_pages) and acquired. In a sliding-window layer the
+ * pages before the window of first_pos may have been released. out: (n, n_head, head_dim_v).
+ * `local` is this rank's status so far (with *err): a failure anywhere is returned by every
+ * rank. */
 rk_status rk_ring_attn_prefill(rk_ring *ring, const rk_ring_layer *L, const float *q, int64_t n, const int64_t *pos,
-                               int64_t n_tokens, float *out, rk_status local, rk_error *err);
+                               int64_t first_pos, int64_t n_tokens, float *out, rk_status local, rk_error *err);
 
 /* Decode attention of the query at global position pos (the sequence then holds pos + 1
  * tokens; q and out as above with n = 1, the same q on every rank). */

@@ -11,6 +11,8 @@
 
 rk_status rk_ring_shard_init(rk_ring_shard *s, int n_ranks, int rank, int64_t max_pages, rk_error *err) {
     memset(s, 0, sizeof *s);
+    if (n_ranks < 1 || n_ranks > RK_RING_MAX_RANKS)
+        return rk_error_set(err, RK_ERR_UNSUPPORTED, "ring: 1 to %d ranks (got %d)", RK_RING_MAX_RANKS, n_ranks);
     s->n_ranks = n_ranks;
     s->rank = rank;
     s->max_pages = max_pages;
@@ -46,24 +48,92 @@ static void place(rk_ring_shard *s, int64_t g, int q) {
     s->global_of_local[(int64_t)q * s->max_pages + s->n_held[q]++] = g;
 }
 
-void rk_ring_shard_place_prompt(rk_ring_shard *s, int64_t n_pages) {
-    const int64_t n_chunks = 2 * (int64_t)s->n_ranks;
-    /* Chunk c starts at page ceil(c * n_pages / n_chunks): chunk 0 is never empty, so rank 0
-     * always holds page 0 (and its exact sink rows). Pages are placed in global order, so each
-     * rank's local pages stay in global order. */
-    for (int64_t c = 0; c < n_chunks; c++) {
-        const int q = c < s->n_ranks ? (int)c : (int)(n_chunks - 1 - c);
-        const int64_t first = (c * n_pages + n_chunks - 1) / n_chunks;
-        const int64_t end = ((c + 1) * n_pages + n_chunks - 1) / n_chunks;
-        for (int64_t g = first; g < end; g++) place(s, g, q);
-    }
-    s->n_placed = n_pages;
-}
-
-int rk_ring_shard_place_next(rk_ring_shard *s) {
+/* The rank holding the fewest pages (the lowest on ties). */
+static int emptiest_rank(const rk_ring_shard *s) {
     int q = 0;
     for (int r = 1; r < s->n_ranks; r++)
         if (s->n_held[r] < s->n_held[q]) q = r;
+    return q;
+}
+
+/* Zig-zag chunk c (of 2N) of a round of n_pages pages: its pages [*first, *end) counted from the
+ * round's first page; returns its zig-zag position (chunks q and 2N-1-q share position q).
+ * Chunk c starts at page ceil(c * n_pages / 2N), so chunk 0 is never empty. */
+static int round_chunk(const rk_ring_shard *s, int64_t n_pages, int64_t c, int64_t *first, int64_t *end) {
+    const int64_t n_chunks = 2 * (int64_t)s->n_ranks;
+    *first = (c * n_pages + n_chunks - 1) / n_chunks;
+    *end = ((c + 1) * n_pages + n_chunks - 1) / n_chunks;
+    return c < s->n_ranks ? (int)c : (int)(n_chunks - 1 - c);
+}
+
+/* The rank taking each zig-zag position of the next round of n_pages pages. The first round:
+ * position q on rank q, so rank 0 holds page 0 (and its exact sink rows). Later rounds: the
+ * positions with more pages go to the ranks holding fewer, which keeps every rank within a page
+ * of its share. */
+static void round_owners(const rk_ring_shard *s, int64_t n_pages, int *owner_of) {
+    const int N = s->n_ranks;
+    int64_t count[RK_RING_MAX_RANKS] = {0};
+    int pos[RK_RING_MAX_RANKS], rank[RK_RING_MAX_RANKS];
+    for (int64_t c = 0; c < 2 * (int64_t)N; c++) {
+        int64_t first, end;
+        const int q = round_chunk(s, n_pages, c, &first, &end);
+        count[q] += end - first;
+    }
+    for (int i = 0; i < N; i++) pos[i] = rank[i] = i;
+    if (s->n_placed > 0) {
+        for (int i = 1; i < N; i++) { /* insertion sorts: positions by pages, most first; ranks by pages held */
+            for (int j = i; j > 0 && count[pos[j]] > count[pos[j - 1]]; j--) {
+                int t = pos[j];
+                pos[j] = pos[j - 1];
+                pos[j - 1] = t;
+            }
+            for (int j = i; j > 0 && s->n_held[rank[j]] < s->n_held[rank[j - 1]]; j--) {
+                int t = rank[j];
+                rank[j] = rank[j - 1];
+                rank[j - 1] = t;
+            }
+        }
+    }
+    for (int i = 0; i < N; i++) owner_of[pos[i]] = rank[i];
+}
+
+void rk_ring_shard_place_round(rk_ring_shard *s, int64_t n_pages) {
+    /* pages are placed in global order, so each rank's local pages stay in global order */
+    const int64_t base = s->n_placed;
+    int owner_of[RK_RING_MAX_RANKS];
+    round_owners(s, n_pages, owner_of);
+    for (int64_t c = 0; c < 2 * (int64_t)s->n_ranks; c++) {
+        int64_t first, end;
+        const int q = owner_of[round_chunk(s, n_pages, c, &first, &end)];
+        for (int64_t g = first; g < end; g++) place(s, base + g, q);
+    }
+    s->n_placed = base + n_pages;
+}
+
+int64_t rk_ring_shard_round_most(const rk_ring_shard *s, int64_t n_pages, int64_t n_tokens) {
+    int64_t per_rank[RK_RING_MAX_RANKS] = {0}, most = 0;
+    int owner_of[RK_RING_MAX_RANKS];
+    round_owners(s, n_pages, owner_of);
+    for (int64_t c = 0; c < 2 * (int64_t)s->n_ranks; c++) {
+        int64_t first, end;
+        const int q = owner_of[round_chunk(s, n_pages, c, &first, &end)];
+        for (int64_t g = s->n_placed + first; g < s->n_placed + end; g++) {
+            int64_t in_page = n_tokens - g * RK_KV_PAGE_TOKENS;
+            per_rank[q] += in_page < 0 ? 0 : in_page > RK_KV_PAGE_TOKENS ? RK_KV_PAGE_TOKENS : in_page;
+        }
+    }
+    for (int q = 0; q < s->n_ranks; q++) most = per_rank[q] > most ? per_rank[q] : most;
+    return most;
+}
+
+int64_t rk_ring_shard_capacity(int n_ranks, int64_t n_ctx) {
+    const int64_t pages = (n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
+    const int64_t per_rank = (pages + n_ranks - 1) / n_ranks + RK_RING_SHARD_SLACK_PAGES;
+    return per_rank < pages ? per_rank * RK_KV_PAGE_TOKENS : n_ctx;
+}
+
+int rk_ring_shard_place_next(rk_ring_shard *s) {
+    const int q = emptiest_rank(s);
     place(s, s->n_placed++, q);
     return q;
 }
@@ -71,6 +141,10 @@ int rk_ring_shard_place_next(rk_ring_shard *s) {
 void rk_ring_shard_unplace_last(rk_ring_shard *s) {
     if (s->n_placed == 0) return;
     s->n_held[s->owner[--s->n_placed]]--;
+}
+
+void rk_ring_shard_unplace_from(rk_ring_shard *s, int64_t n_pages) {
+    while (s->n_placed > n_pages) rk_ring_shard_unplace_last(s);
 }
 
 int64_t rk_ring_shard_slot(const rk_ring_shard *s, int64_t pos) {
@@ -90,10 +164,16 @@ int64_t rk_ring_shard_first_slot_from(const rk_ring_shard *s, int q, int64_t pos
 }
 
 int64_t rk_ring_shard_tokens(const rk_ring_shard *s, int q, int64_t n_tokens) {
-    const int64_t n = s->n_held[q];
-    if (n == 0) return 0;
-    const int64_t last = s->global_of_local[(int64_t)q * s->max_pages + n - 1];
-    int64_t in_last = n_tokens - last * RK_KV_PAGE_TOKENS; /* the sequence's tail may end inside it */
+    /* q's pages that start before n_tokens: all full but the last, where the sequence may end */
+    const int64_t *pages = s->global_of_local + (int64_t)q * s->max_pages;
+    const int64_t end_page = (n_tokens + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
+    int64_t lo = 0, hi = s->n_held[q];
+    while (lo < hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (pages[mid] < end_page) lo = mid + 1; else hi = mid;
+    }
+    if (lo == 0) return 0;
+    int64_t in_last = n_tokens - pages[lo - 1] * RK_KV_PAGE_TOKENS;
     if (in_last > RK_KV_PAGE_TOKENS) in_last = RK_KV_PAGE_TOKENS;
-    return (n - 1) * RK_KV_PAGE_TOKENS + (in_last > 0 ? in_last : 0);
+    return (lo - 1) * RK_KV_PAGE_TOKENS + in_last;
 }

@@ -3,14 +3,17 @@
  * attention"; public contract at rk_context_params.ring).
  *
  * Every rank runs every layer with the same weights; the sequence's KV pages are spread over the
- * ranks (dist/ring-shard.h). The first eval of a prompt is a ring prefill: each rank evaluates
- * only the tokens of its pages (zig-zag chunks), in one micro-batch, and attention passes KV
- * blocks around the ring. Every later token is a decode step that all ranks evaluate together:
- * the rank holding the token's page stores its keys and values, and attention merges every
- * rank's partial (dist/ring-attn.h). Logits are the same bits on every rank.
+ * ranks (dist/ring-shard.h). An eval of several tokens is a ring prefill in rounds: each round
+ * is as many whole pages as the ranks' micro-batches take, placed zig-zag; each rank evaluates
+ * only the tokens of its pages of the round, in one micro-batch, and attention passes every
+ * rank's KV blocks (earlier rounds' pages included) around the ring. So a rank's activations
+ * stay O(n_ubatch) however long the prompt. A single token is a decode step that all ranks
+ * evaluate together: the rank holding the token's page stores its keys and values, and
+ * attention merges every rank's partial (dist/ring-attn.h). The last token's logits are the
+ * same bits on every rank; with all_logits each rank also keeps those of its own tokens.
  *
- * Agreement: each step starts with the ranks confirming that they were given the same tokens
- * and could reserve their pages; failures inside a layer reach every rank through the ring. So
+ * Agreement: each step starts with the ranks confirming that they hold the same number of tokens,
+ * were given the same tokens and could reserve their pages; failures inside a layer reach every rank through the ring. So
  * every rank returns the same status, and the message names the rank that failed.
  */
 #include <stdio.h>
@@ -85,8 +88,6 @@ static rk_status check_hello(rk_context *ctx, rk_error *err) {
 
 rk_status rk_context_ring_init(rk_context *ctx, struct rk_transport *transport, rk_status local, rk_error *err) {
     rk_status s = local;
-    if (!s && transport->size > 64)
-        s = rk_error_set(err, RK_ERR_UNSUPPORTED, "ring: at most 64 ranks (got %d)", transport->size);
     if (!s && (ctx->engine || ctx->sparse_pages > 0))
         s = rk_error_set(err, RK_ERR_INVALID_ARG, "context: a ring context runs alone, without an engine or "
                                                   "sparse decode");
@@ -108,6 +109,7 @@ void rk_context_ring_free(rk_context *ctx) {
     free(ctx->ring);
     free(ctx->ring_tokens);
     free(ctx->ring_positions);
+    free(ctx->ring_logit_pos);
 }
 
 int rk_context_ring_report(const rk_context *ctx, rk_ring_report *out) {
@@ -124,72 +126,166 @@ int rk_context_ring_report(const rk_context *ctx, rk_ring_report *out) {
     return 1;
 }
 
-/* Forgets the whole sequence (after a failed prefill). */
-static void ring_reset(rk_context *ctx) {
-    rk_error ignored;
-    rk_kv_truncate(ctx->kv, 0, &ignored);
-    rk_ring_shard_clear(&ctx->ring->shard);
-    ctx->n_past = 0;
-    ctx->n_logits = 0;
+int64_t rk_context_ring_local_slot(const rk_context *ctx, int64_t pos) {
+    const rk_ring_shard *sh = &ctx->ring->shard;
+    return rk_ring_shard_first_slot_from(sh, sh->rank, pos, ctx->n_past);
 }
 
-/* The same tokens on every rank, and this rank's local status: agreed by all. */
+/* Back to the first n tokens: pages from ceil(n / page) on are unplaced, this rank's cache keeps
+ * its slots before n. The same on every rank, with no message: every rank computes it alike. */
+static rk_status ring_rewind(rk_context *ctx, int64_t n, rk_error *err) {
+    rk_ring_shard *sh = &ctx->ring->shard;
+    rk_status s = rk_kv_truncate(ctx->kv, rk_ring_shard_tokens(sh, sh->rank, n), err);
+    if (s) return s;
+    rk_ring_shard_unplace_from(sh, (n + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS);
+    ctx->n_past = n;
+    ctx->n_logits = 0;
+    return RK_OK;
+}
+
+rk_status rk_context_ring_truncate(rk_context *ctx, int64_t pos, rk_status local, rk_error *err) {
+    rk_status s = rk_transport_agree(ctx->ring->transport, local, err);
+    return s ? s : ring_rewind(ctx, pos, err);
+}
+
+/* The same position, the same tokens on every rank, and this rank's local status: agreed by all. */
 static rk_status agree_step(rk_context *ctx, const rk_token *tokens, size_t n, rk_status local, rk_error *err) {
     rk_transport *t = ctx->ring->transport;
-    uint32_t crc = rk_crc32c(0, tokens, n * sizeof *tokens), all_crc[64];
+    struct {
+        uint32_t crc;
+        int32_t pad;
+        int64_t n_past;
+    } mine = {rk_crc32c(0, tokens, n * sizeof *tokens), 0, ctx->n_past}, all[RK_RING_MAX_RANKS];
     rk_status s = rk_transport_agree(t, local, err);
-    if (!s) s = rk_transport_allgather(t, &crc, sizeof crc, all_crc, err);
-    for (int r = 1; r < t->size && !s; r++)
-        if (all_crc[r] != all_crc[0])
+    if (!s) s = rk_transport_allgather(t, &mine, sizeof mine, all, err);
+    for (int r = 1; r < t->size && !s; r++) {
+        if (all[r].n_past != all[0].n_past)
+            s = rk_error_set(err, RK_ERR_INVALID_ARG, "ring: rank %d holds %lld tokens, rank 0 %lld (every rank must "
+                                                      "evaluate and truncate alike)",
+                             r, (long long)all[r].n_past, (long long)all[0].n_past);
+        else if (all[r].crc != all[0].crc)
             s = rk_error_set(err, RK_ERR_INVALID_ARG, "ring: rank %d was given other tokens than rank 0 (every "
                                                       "rank must evaluate the same tokens)", r);
+    }
     return s;
 }
 
-static rk_status ring_prefill(rk_context *ctx, const rk_token *tokens, int64_t n, rk_error *err) {
+/* The rounds of a prefill of tokens [start, start + n): places their pages and writes each
+ * round's end position to ends (grown as needed), their number to *n_rounds. A round whose first page is already placed (the tail page of the sequence so far, partly
+ * filled) is that page's remainder, on its owner. Every other round is as many whole pages as
+ * fit: no rank's share may exceed the micro-batch. */
+static rk_status plan_rounds(rk_context *ctx, int64_t start, int64_t n, int64_t **ends, int64_t *cap,
+                             int64_t *n_rounds, rk_error *err) {
+    rk_ring_shard *sh = &ctx->ring->shard;
+    const int64_t P = RK_KV_PAGE_TOKENS, end = start + n, ub = ctx->n_ubatch;
+    *n_rounds = 0;
+    if (ub < P)
+        return rk_error_set(err, RK_ERR_INVALID_ARG, "ring: the micro-batch (-ub %lld) is smaller than one KV page "
+                                                     "(%lld tokens): raise -ub to at least %lld",
+                            (long long)ub, (long long)P, (long long)P);
+    for (int64_t a = start; a < end;) {
+        int64_t b;
+        if (a / P < sh->n_placed) { /* the rest of the tail page */
+            b = (a / P + 1) * P < end ? (a / P + 1) * P : end;
+        } else {
+            const int64_t left = (end - a + P - 1) / P;
+            int64_t pages = (int64_t)sh->n_ranks * (ub / P);
+            if (pages > left) pages = left;
+            while (pages > 1 && rk_ring_shard_round_most(sh, pages, end) > ub) pages--;
+            rk_ring_shard_place_round(sh, pages);
+            b = (a / P + pages) * P < end ? (a / P + pages) * P : end;
+        }
+        if (*n_rounds == *cap) {
+            int64_t grown = *cap ? 2 * *cap : 16, *e = realloc(*ends, (size_t)grown * sizeof *e);
+            if (!e) return rk_error_set(err, RK_ERR_NO_MEMORY, "ring: out of memory");
+            *ends = e;
+            *cap = grown;
+        }
+        (*ends)[(*n_rounds)++] = b;
+        a = b;
+    }
+    return RK_OK;
+}
+
+/* One prefill round [a, b): every rank evaluates its tokens of the round in one micro-batch
+ * while KV blocks pass around the ring. all_logits: this rank keeps the logits of its tokens
+ * (appended after row 0); last: the logits of position b - 1 go to row 0 on every rank. */
+static rk_status prefill_round(rk_context *ctx, const rk_token *tokens, int64_t a, int64_t b, bool all_logits,
+                               bool last, rk_error *err) {
     rk_ring *ring = ctx->ring;
     rk_ring_shard *sh = &ring->shard;
     const int me = ring->transport->rank;
-    rk_ring_shard_clear(sh);
-    rk_ring_shard_place_prompt(sh, (n + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS);
-    int64_t most = 0; /* the same test on every rank: no message needed */
-    for (int q = 0; q < sh->n_ranks; q++)
-        if (rk_ring_shard_tokens(sh, q, n) > most) most = rk_ring_shard_tokens(sh, q, n);
-    rk_status local = RK_OK;
-    if (most > ctx->n_ubatch)
-        local = rk_error_set(err, RK_ERR_INVALID_ARG, "ring: a rank's share of the %lld-token prompt is %lld tokens, "
-                                                      "more than the micro-batch (%lld): raise -ub to at least %lld",
-                             (long long)n, (long long)most, (long long)ctx->n_ubatch, (long long)most);
+    const int64_t P = RK_KV_PAGE_TOKENS, V = ctx->model->hp.n_vocab;
     int64_t k = 0;
+    rk_status local = RK_OK;
     for (int64_t j = 0; j < sh->n_held[me] && !local; j++) {
         const int64_t g = sh->global_of_local[(int64_t)me * sh->max_pages + j];
-        for (int64_t p = g * RK_KV_PAGE_TOKENS; p < n && p < (g + 1) * RK_KV_PAGE_TOKENS; p++, k++) {
-            ctx->ring_tokens[k] = tokens[p];
+        const int64_t p0 = g * P > a ? g * P : a, p1 = (g + 1) * P < b ? (g + 1) * P : b;
+        for (int64_t p = p0; p < p1; p++, k++) {
+            if (k == ctx->n_ubatch) { /* plan_rounds keeps every share within the micro-batch */
+                local = rk_error_set(err, RK_ERR_INTERNAL, "ring: a round's share exceeds the micro-batch");
+                break;
+            }
+            ctx->ring_tokens[k] = tokens[p - a];
             ctx->ring_positions[k] = p;
         }
     }
-    if (!local && k > 0) local = rk_kv_reserve(ctx->kv, k, err);
-    rk_status s = agree_step(ctx, tokens, (size_t)n, local, err);
-    if (s) {
-        ring_reset(ctx);
-        return s;
-    }
+    const int64_t slot0 = rk_ring_shard_tokens(sh, me, a);
+    if (!local && k > 0) local = rk_kv_reserve(ctx->kv, slot0 + k, err);
+    rk_status s = agree_step(ctx, tokens, (size_t)(b - a), local, err);
+    if (s) return s;
     ctx->fwd_positions = ctx->ring_positions;
-    ctx->fwd_kv_pos0 = 0;
+    ctx->fwd_kv_pos0 = slot0;
     ctx->fwd_kv_write = true;
     ctx->ring_prefill = true;
-    ctx->ring_n_tokens = n;
-    const int last_owner = sh->owner[(n - 1) / RK_KV_PAGE_TOKENS]; /* its last local token is n - 1 */
-    s = rk_forward(ctx, ctx->ring_tokens, k, last_owner == me ? 1 : 0, ctx->logits, err);
-    if (!s)
-        s = rk_transport_broadcast(ring->transport, ctx->logits, (size_t)ctx->model->hp.n_vocab * sizeof(float),
-                                   last_owner, err);
-    if (s) {
-        ring_reset(ctx);
-        return s;
+    ctx->ring_first_pos = a;
+    ctx->ring_n_tokens = b;
+    const int last_owner = sh->owner[(b - 1) / P];
+    const bool has_last = last && last_owner == me; /* then position b - 1 is its last token */
+    float *rows = ctx->logits + (all_logits ? (1 + ctx->ring_n_local_logits) * V : 0);
+    const int64_t n_out = all_logits ? k : has_last ? 1 : 0;
+    s = rk_forward(ctx, ctx->ring_tokens, k, n_out, rows, err);
+    ctx->n_past = a; /* rk_forward counted this rank's tokens only; the driver sets the length */
+    if (s) return s;
+    if (all_logits) {
+        memcpy(ctx->ring_logit_pos + ctx->ring_n_local_logits, ctx->ring_positions, (size_t)k * sizeof(int64_t));
+        ctx->ring_n_local_logits += k;
+        if (has_last) memcpy(ctx->logits, rows + (k - 1) * V, (size_t)V * sizeof(float));
     }
-    ctx->n_past = n;
-    return RK_OK;
+    if (last) s = rk_transport_broadcast(ring->transport, ctx->logits, (size_t)V * sizeof(float), last_owner, err);
+    if (!s) ctx->n_past = b;
+    return s;
+}
+
+/* Tokens [n_past, n_past + n) in prefill rounds. On failure the context is back at n_past. */
+static rk_status ring_prefill(rk_context *ctx, const rk_token *tokens, int64_t n, bool all_logits, rk_error *err) {
+    rk_ring_shard *sh = &ctx->ring->shard;
+    const int64_t start = ctx->n_past;
+    int64_t *ends = NULL, cap = 0, n_rounds = 0;
+    rk_status local = plan_rounds(ctx, start, n, &ends, &cap, &n_rounds, err);
+    if (!local && all_logits) { /* rows: the last position's, then this rank's tokens */
+        const int64_t mine = rk_ring_shard_tokens(sh, sh->rank, start + n) - rk_ring_shard_tokens(sh, sh->rank, start);
+        local = rk_context_ensure_logits(ctx, 1 + mine, err);
+        if (!local && mine > ctx->ring_logit_cap) {
+            int64_t *p = realloc(ctx->ring_logit_pos, (size_t)mine * sizeof *p);
+            if (p) {
+                ctx->ring_logit_pos = p;
+                ctx->ring_logit_cap = mine;
+            } else {
+                local = rk_error_set(err, RK_ERR_NO_MEMORY, "ring: out of memory");
+            }
+        }
+    }
+    ctx->ring_n_local_logits = 0;
+    rk_status s = local ? agree_step(ctx, tokens, 0, local, err) : RK_OK;
+    for (int64_t r = 0, a = start; r < n_rounds && !s; a = ends[r++])
+        s = prefill_round(ctx, tokens + (a - start), a, ends[r], all_logits, r == n_rounds - 1, err);
+    free(ends);
+    if (s) { /* back from wherever the rounds stopped */
+        rk_error ignored;
+        ring_rewind(ctx, start, &ignored);
+    }
+    return s;
 }
 
 /* One token at position n_past, evaluated by every rank; stored by the holder of its page. */
@@ -223,18 +319,32 @@ static rk_status ring_decode(rk_context *ctx, rk_token token, rk_error *err) {
 }
 
 rk_status rk_context_ring_eval(rk_context *ctx, const rk_token *tokens, size_t n, int all_logits, rk_error *err) {
-    rk_status s = all_logits ? rk_error_set(err, RK_ERR_UNSUPPORTED, "ring: logits of every position are not "
-                                                                     "supported across ranks yet")
-                             : rk_context_check_tokens(ctx, tokens, n, err);
+    rk_status s = rk_context_check_tokens(ctx, tokens, n, err);
     if (s) return agree_step(ctx, tokens, 0, s, err); /* every rank fails alike */
     ctx->n_logits = 0;
-    if (ctx->n_past == 0 && n > 1) {
-        s = ring_prefill(ctx, tokens, (int64_t)n, err);
+    ctx->ring_n_local_logits = 0;
+    if (n > 1) {
+        s = ring_prefill(ctx, tokens, (int64_t)n, all_logits != 0, err);
     } else {
-        for (size_t i = 0; i < n && !s; i++) s = ring_decode(ctx, tokens[i], err);
+        s = ring_decode(ctx, tokens[0], err); /* its logits are row 0 on every rank */
     }
     if (s) return s;
     ctx->n_logits = 1;
     ctx->logits_first = (int64_t)n - 1;
     return RK_OK;
+}
+
+const float *rk_context_ring_logits(const rk_context *ctx, int64_t i) {
+    if (ctx->n_logits == 0) return NULL;
+    const int64_t n_eval = ctx->logits_first + 1, pos = ctx->n_past - n_eval + i;
+    if (i < 0 || i == n_eval - 1) return ctx->logits; /* row 0: the last token's, on every rank */
+    if (i >= n_eval) return NULL;
+    const int64_t *p = ctx->ring_logit_pos;
+    int64_t lo = 0, hi = ctx->ring_n_local_logits; /* this rank's positions, in order */
+    while (lo < hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (p[mid] < pos) lo = mid + 1; else hi = mid;
+    }
+    if (lo == ctx->ring_n_local_logits || p[lo] != pos) return NULL;
+    return ctx->logits + (1 + lo) * ctx->model->hp.n_vocab;
 }

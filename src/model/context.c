@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kv/kv-sparse.h"
 #include "model/context.h"
+#include "dist/ring-shard.h"
 #include "dist/transport.h"
 
 rk_context_params rk_context_default_params(void) {
@@ -84,7 +85,7 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->mm_scratch_bytes = (size_t)U * ctx->mm_scratch_per_token;
     ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
-    ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
+    ctx->split_o = alloc_floats(2 * hp->n_head * ctx->max_splits * hp->head_dim_v, &failed); /* doubles */
     ctx->page_share = alloc_floats(ctx->max_splits, &failed);
     ctx->page_mass = alloc_floats(ctx->max_splits, &failed);
     if (ctx->sparse_pages > 0) {
@@ -136,12 +137,14 @@ static rk_status create_kv(rk_context *ctx, const rk_context_params *p, rk_error
     cfg.tiers.disk_direct = p->kv_disk_direct;
     cfg.tiers.sealer = p->kv_sealer;
     if (p->kv_disk_dir && !p->kv_hot_bytes && avail > 0) cfg.tiers.hot_bytes = avail / 2;
-    rk_kv_dims dims = {hp->n_layer, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v, ctx->n_ctx};
+    /* a ring rank's cache holds its share of the pages, packed (dist/ring-shard.h) */
+    const int64_t kv_tokens = p->ring ? rk_ring_shard_capacity(p->ring->size, ctx->n_ctx) : ctx->n_ctx;
+    rk_kv_dims dims = {hp->n_layer, hp->n_head_kv, hp->head_dim_k, hp->head_dim_v, kv_tokens};
     s = rk_kv_create(&dims, &cfg, &ctx->kv, err);
     if (s) return s;
     /* Refuse a context the machine cannot hold before any work starts (with a disk tier the
      * budgets were checked by the cache). */
-    size_t need = rk_kv_bytes_per_token(ctx->kv) * (size_t)ctx->n_ctx;
+    size_t need = rk_kv_bytes_per_token(ctx->kv) * (size_t)kv_tokens;
     /* both budgets set: they bound the RAM; one left unlimited holds whatever the other does not */
     if (p->kv_hot_bytes && p->kv_warm_bytes && p->kv_hot_bytes + p->kv_warm_bytes < need)
         need = p->kv_hot_bytes + p->kv_warm_bytes;
@@ -150,7 +153,7 @@ static rk_status create_kv(rk_context *ctx, const rk_context_params *p, rk_error
         return rk_error_set(err, RK_ERR_NO_MEMORY,
                             "context: %lld tokens need %.2f GiB of KV cache with keys %s and values %s, but only "
                             "%.2f GiB of memory is available; use a smaller -c or a smaller codec (e.g. --kv-codec tq3.5)",
-                            (long long)ctx->n_ctx, need / 1073741824.0, ctx->kv_codec_name[0],
+                            (long long)kv_tokens, need / 1073741824.0, ctx->kv_codec_name[0],
                             ctx->kv_codec_name[1], avail / 1073741824.0);
     return RK_OK;
 }
@@ -207,11 +210,12 @@ void rk_context_free(rk_context *ctx) {
     if (!ctx->engine) rk_pool_free(ctx->pool);
     rk_kv_free(ctx->kv);
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
-                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o,
+                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits,
                      ctx->page_share, ctx->page_mass, ctx->moe_logits, ctx->moe_weight, ctx->moe_row_weight,
                      ctx->moe_y, ctx->moe_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(ctx->split_parts);
+    free(ctx->split_o);
     free(ctx->moe_choice);
     free(ctx->moe_rows);
     free(ctx->moe_offsets);
@@ -239,20 +243,27 @@ const char *rk_context_kv_codec_k(const rk_context *ctx) { return ctx->kv_codec_
 const char *rk_context_kv_codec_v(const rk_context *ctx) { return ctx->kv_codec_name[1]; }
 
 rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err) {
-    if (ctx->ring && pos != ctx->n_past)
-        return rk_error_set(err, RK_ERR_UNSUPPORTED, "context: a ring context cannot be truncated");
+    rk_status s = RK_OK;
     if (pos < 0 || pos > ctx->n_past)
-        return rk_error_set(err, RK_ERR_INVALID_ARG, "context: cannot truncate to %lld (have %lld tokens)",
-                            (long long)pos, (long long)ctx->n_past);
+        s = rk_error_set(err, RK_ERR_INVALID_ARG, "context: cannot truncate to %lld (have %lld tokens)",
+                         (long long)pos, (long long)ctx->n_past);
     /* the next query (at pos) reads back to pos + 1 - window in sliding-window layers, whose
      * older pages may have been released */
     int64_t window = ctx->model->hp.sliding_window, first = rk_kv_first_kept(ctx->kv);
     int64_t needed = window > 0 && pos + 1 > window ? pos + 1 - window : 0;
-    if (pos > 0 && first > needed)
-        return rk_error_set(err, RK_ERR_UNSUPPORTED,
-                            "context: cannot rewind to position %lld: the sliding-window layers kept only "
-                            "positions %lld and later (start again from 0)", (long long)pos, (long long)first);
-    rk_status s = rk_kv_truncate(ctx->kv, pos, err);
+    if (!s && ctx->ring) /* in local slots */
+        needed = rk_context_ring_local_slot(ctx, needed);
+    if (!s && pos > 0 && first > needed && ctx->ring)
+        s = rk_error_set(err, RK_ERR_UNSUPPORTED,
+                         "context: cannot rewind to position %lld: the sliding-window layers released pages "
+                         "it needs (start again from 0)", (long long)pos);
+    else if (!s && pos > 0 && first > needed)
+        s = rk_error_set(err, RK_ERR_UNSUPPORTED,
+                         "context: cannot rewind to position %lld: the sliding-window layers kept only "
+                         "positions %lld and later (start again from 0)", (long long)pos, (long long)first);
+    if (ctx->ring) return rk_context_ring_truncate(ctx, pos, s, err); /* agreed by every rank */
+    if (s) return s;
+    s = rk_kv_truncate(ctx->kv, pos, err);
     if (s) return s;
     ctx->n_past = pos;
     ctx->n_logits = 0;
@@ -280,7 +291,7 @@ void rk_context_undo(rk_context *ctx, int64_t n_past_before) {
     ctx->n_logits = 0;
 }
 
-static rk_status ensure_logits(rk_context *ctx, int64_t rows, rk_error *err) {
+rk_status rk_context_ensure_logits(rk_context *ctx, int64_t rows, rk_error *err) {
     if (rows <= ctx->logits_cap) return RK_OK;
     int failed = 0;
     float *l = alloc_floats(rows * ctx->model->hp.n_vocab, &failed);
@@ -298,7 +309,7 @@ rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int
     if (!ctx) return rk_error_set(err, RK_ERR_INVALID_ARG, "eval: NULL argument");
     if (ctx->ring) return rk_context_ring_eval(ctx, tokens, n, all_logits, err);
     rk_status s = rk_context_check_tokens(ctx, tokens, n, err);
-    if (!s) s = ensure_logits(ctx, all_logits ? (int64_t)n : 1, err);
+    if (!s) s = rk_context_ensure_logits(ctx, all_logits ? (int64_t)n : 1, err);
     if (s) return s;
     const int64_t V = ctx->model->hp.n_vocab;
     ctx->n_logits = 0;
@@ -322,6 +333,7 @@ rk_status rk_context_eval(rk_context *ctx, const rk_token *tokens, size_t n, int
 }
 
 const float *rk_context_logits(const rk_context *ctx, int64_t i) {
+    if (ctx->ring) return rk_context_ring_logits(ctx, i);
     if (ctx->n_logits == 0) return NULL;
     int64_t n_eval = ctx->logits_first + ctx->n_logits;
     if (i < 0) i = n_eval - 1;

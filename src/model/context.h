@@ -42,7 +42,7 @@ struct rk_context {
     /* split-K decode: one partial per (query head, key page), merged in page order */
     int64_t max_splits;          /* pages the context can hold */
     rk_attn_partial *split_parts;/* (n_head, max_splits); .o points into split_o */
-    float *split_o;              /* (n_head, max_splits, head_dim_v) */
+    double *split_o;             /* (n_head, max_splits, head_dim_v) */
     float *page_share;           /* (max_splits) attention share per page, for the tiers */
     float *page_mass;            /* (max_splits) one head's softmax mass per page (scratch) */
     /* opt-in sparse decode (--kv-sparse): 0 = exact */
@@ -72,9 +72,13 @@ struct rk_context {
     /* ring attention (context-ring.c), NULL for a context on one machine */
     struct rk_ring *ring;
     bool ring_prefill;           /* this forward is a ring prefill (else a ring decode step) */
+    int64_t ring_first_pos;      /* a prefill round's first position (the same on every rank) */
     int64_t ring_n_tokens;       /* the sequence's length once this forward is done */
-    rk_token *ring_tokens;       /* (n_ubatch) this rank's prompt tokens */
+    rk_token *ring_tokens;       /* (n_ubatch) this rank's tokens of a prefill round */
     int64_t *ring_positions;     /* (n_ubatch) their global positions */
+    int64_t *ring_logit_pos;     /* (ring_logit_cap) global positions of logits rows 1.. */
+    int64_t ring_logit_cap;
+    int64_t ring_n_local_logits; /* rows 1.. of the last eval's logits (all_logits: this rank's tokens) */
     /* logits */
     float *logits;       /* (logits_cap, n_vocab) */
     int64_t logits_cap;  /* rows allocated */
@@ -135,6 +139,16 @@ void rk_forward_batch(const rk_fwd_shared *shared, rk_fwd_item *items, int64_t n
 rk_status rk_context_ring_init(rk_context *ctx, struct rk_transport *transport, rk_status local, rk_error *err);
 rk_status rk_context_ring_eval(rk_context *ctx, const rk_token *tokens, size_t n, int all_logits, rk_error *err);
 void rk_context_ring_free(rk_context *ctx);
+/* rk_context_truncate of a ring context, once this rank checked it (`local`, with *err): agreed
+ * by every rank, so all truncate or none does. */
+rk_status rk_context_ring_truncate(rk_context *ctx, int64_t pos, rk_status local, rk_error *err);
+/* rk_context_logits of a ring context. */
+/* The first local slot of this rank at or after global position pos. */
+int64_t rk_context_ring_local_slot(const rk_context *ctx, int64_t pos);
+const float *rk_context_ring_logits(const rk_context *ctx, int64_t i);
+
+/* Makes room for `rows` rows of logits (the old rows are not kept). RK_ERR_NO_MEMORY. */
+rk_status rk_context_ensure_logits(rk_context *ctx, int64_t rows, rk_error *err);
 
 /* RK_OK when n tokens (n >= 1, each in the vocabulary) fit after the context's n_past. */
 rk_status rk_context_check_tokens(const rk_context *ctx, const rk_token *tokens, size_t n, rk_error *err);

@@ -154,11 +154,12 @@ static void note_page_mass(rk_context *ctx, int64_t il, int64_t n_splits) {
     for (int64_t sp = 0; sp < n_splits; sp++) share[sp] = 0.0f;
     for (int64_t h = 0; h < hp->n_head; h++) {
         const rk_attn_partial *parts = ctx->split_parts + h * ctx->max_splits;
-        float m = -INFINITY, total = 0.0f;
+        double m = -INFINITY;
+        float total = 0.0f;
         for (int64_t sp = 0; sp < n_splits; sp++)
-            if (parts[sp].l > 0.0f && parts[sp].m > m) m = parts[sp].m;
+            if (parts[sp].l > 0.0 && parts[sp].m > m) m = parts[sp].m;
         for (int64_t sp = 0; sp < n_splits; sp++) {
-            mass[sp] = parts[sp].l > 0.0f ? parts[sp].l * expf(parts[sp].m - m) : 0.0f;
+            mass[sp] = parts[sp].l > 0.0 ? (float)(parts[sp].l * exp(parts[sp].m - m)) : 0.0f;
             total += mass[sp];
         }
         for (int64_t sp = 0; sp < n_splits && total > 0.0f; sp++)
@@ -351,7 +352,8 @@ static rk_status ring_attention_core(rk_context *ctx, int64_t il, int64_t n, int
                              hp->head_dim_v, ctx->attn_max_group, hp->attn_scale, window, ctx->attn_scratch,
                              ctx->attn_scratch_floats};
     if (ctx->ring_prefill)
-        s = rk_ring_attn_prefill(ring, &L, ctx->q, n, ctx->fwd_positions, n_tokens, ctx->att, s, err);
+        s = rk_ring_attn_prefill(ring, &L, ctx->q, n, ctx->fwd_positions, ctx->ring_first_pos, n_tokens, ctx->att, s,
+                                 err);
     else
         s = rk_ring_attn_decode(ring, &L, ctx->q, n_tokens - 1, ctx->att, s, err);
     rk_kv_drop_retired(ctx->kv, il);

@@ -3,11 +3,12 @@ over MPI): the sequence's KV pages spread over N processes give the same text as
 
     python3 test_ring_mpi.py MPIEXEC [MPIEXEC_FLAGS...]
 
-Checks, on SmolLM2 with a greedy run over a 300-token prompt and 40 generated tokens (under two
-pages, where every query merges at most two partials, so ring attention is bitwise the same as
-one process):
-  - N = 2 and 3 over shared memory, and N = 2 forced through TCP on loopback: rank 0 prints
-    exactly the text of one process, the other ranks print nothing on stdout;
+Checks, on SmolLM2 with a greedy run over a 1100-token prompt (five KV pages) and 40 generated
+tokens:
+  - N = 2, 3 and 4 over shared memory, 3 with a micro-batch of one page (prefill in rounds), and
+    N = 2 forced through TCP on loopback: rank 0 prints exactly the text of one process, the
+    other ranks print nothing on stdout;
+  - `eval ppl --ring` on 3 ranks prints one process's perplexity; `eval logits --ring` is refused;
   - --verbose gives one line per rank, and the tokens the ranks hold add up to the sequence;
   - ranks that loaded different model files (MPMD launch) all stop with an error naming the
     rank, in bounded time (no hang);
@@ -55,14 +56,16 @@ def main(argv):
     with tempfile.TemporaryDirectory(prefix="ringkv-ring-") as tmp:
         prompt = os.path.join(tmp, "prompt.txt")
         with open(essay, encoding="utf-8") as f, open(prompt, "w", encoding="utf-8") as out:
-            out.write(f.read()[:1200])  # about 300 tokens
+            out.write(f.read()[:4600])  # about 1100 tokens
         common = ["run", "-m", model, "-f", prompt, "-n", "40", "--temp", "0", "-t", "1", "-c", "2048"]
         rc, alone, err = run([binary] + common)
         check(rc == 0 and len(alone) > 20, f"one process: exit {rc}: {err[-400:]}")
-        cases = [("2 ranks", ["2"]), ("3 ranks", ["3"]),
-                 ("2 ranks over TCP", ["2", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"])]
-        for name, extra in cases:
-            rc, out, err = run([mpirun, "-np"] + extra[:1] + flags + extra[1:] + [binary] + common + ["--ring", "--verbose"])
+        cases = [("2 ranks", ["2"], []), ("3 ranks", ["3"], []), ("4 ranks", ["4"], []),
+                 ("3 ranks in rounds of one page", ["3"], ["-ub", "256"]),
+                 ("2 ranks over TCP", ["2", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"], [])]
+        for name, extra, opts in cases:
+            rc, out, err = run([mpirun, "-np"] + extra[:1] + flags + extra[1:] + [binary] + common + opts +
+                               ["--ring", "--verbose"])
             check(rc == 0, f"{name}: exit {rc}: {err[-600:]}")
             # (mpirun gives rank 0 a terminal, so `run` ends the text with a newline there)
             check(out.rstrip("\n") == alone.rstrip("\n"), f"{name}: the text differs from one process:\n{out!r}\n{alone!r}")
@@ -73,6 +76,15 @@ def main(argv):
             if total and held:
                 # the last sampled token is not evaluated: prompt + 39 tokens are in the cache
                 check(sum(held) == int(total.group(1)) + 39, f"{name}: ranks hold {held}, prompt {total.group(1)}")
+        # perplexity: each rank scores the positions it evaluated; the sums add up to one process's
+        ppl = ["eval", "ppl", "-m", model, "-f", essay, "-c", "1024", "--chunks", "2", "-t", "1"]
+        rc, alone, err = run([binary] + ppl)
+        check(rc == 0 and alone.startswith("ppl = "), f"eval ppl alone: exit {rc}: {err[-400:]}")
+        rc, out, err = run([mpirun, "-np", "3"] + flags + [binary] + ppl + ["--ring"])
+        check(rc == 0 and out.strip() == alone.strip(), f"eval ppl, 3 ranks: exit {rc}: {out!r} vs {alone!r}: "
+                                                        f"{err[-400:]}")
+        rc, out, err = run([binary, "eval", "logits", "-m", model, "--tokens", "1,2", "--out", os.devnull, "--ring"])
+        check(rc == 2 and "--ring is not supported" in err, f"eval logits --ring: exit {rc}: {err[-300:]}")
         if os.path.exists(other):  # every rank must load the same model
             cmd = [mpirun, "-np", "1"] + flags + [binary] + common + ["--ring", ":", "-np", "1"] + flags + \
                   [binary] + common[:2] + [other] + common[3:] + ["--ring"]
