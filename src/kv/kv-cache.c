@@ -385,7 +385,9 @@ rk_status rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens, rk_error *err) {
     int64_t keep = (n_tokens + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
     bool partial = n_tokens % RK_KV_PAGE_TOKENS != 0;
     int64_t first_kept = rk_kv_first_kept(kv);
-    if (n_tokens > 0 && first_kept > 0 && (n_tokens - 1) / RK_KV_PAGE_TOKENS < first_kept / RK_KV_PAGE_TOKENS)
+    /* a page cut in two is re-opened: it must still be there (released pages wholly kept stay
+     * released; whether later queries need them is the caller's check, see rk_context_truncate) */
+    if (partial && first_kept > 0 && keep - 1 < first_kept / RK_KV_PAGE_TOKENS)
         return rk_error_set(err, RK_ERR_UNSUPPORTED,
                             "kv: cannot rewind to position %lld: sliding-window layers released the "
                             "positions before %lld (start again from 0)",

@@ -91,8 +91,8 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
 
 /* Forgets positions n_tokens and beyond: frees the pages wholly beyond, and re-opens (decodes
  * to f32) a sealed page that n_tokens falls inside. RK_ERR_NO_MEMORY if that page cannot be
- * re-opened; RK_ERR_UNSUPPORTED when 0 < n_tokens and a layer released pages at or after
- * n_tokens' page (rk_kv_release_before); in both cases the cache holds the same values. */
+ * re-opened; RK_ERR_UNSUPPORTED when n_tokens falls inside a page a layer released
+ * (rk_kv_release_before); in both cases the cache holds the same values. */
 rk_status rk_kv_truncate(rk_kv_cache *kv, int64_t n_tokens, rk_error *err);
 
 /* Frees the f32 rows kept by the last rk_kv_seal_full_pages of `layer`. */
