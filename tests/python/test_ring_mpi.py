@@ -8,6 +8,8 @@ tokens:
   - N = 2, 3 and 4 over shared memory, 3 with a micro-batch of one page (prefill in rounds), and
     N = 2 forced through TCP on loopback: rank 0 prints exactly the text of one process, the
     other ranks print nothing on stdout;
+  - a context beyond --kv-hot + --kv-warm: one process refuses it without a disk tier and runs it
+    with one; 4 ranks run it in the same budgets without a disk and print the same text;
   - `eval ppl --ring` on 3 ranks prints one process's perplexity; `eval logits --ring` is refused;
   - --verbose gives one line per rank, and the tokens the ranks hold add up to the sequence;
   - ranks that loaded different model files (MPMD launch) all stop with an error naming the
@@ -76,6 +78,17 @@ def main(argv):
             if total and held:
                 # the last sampled token is not evaluated: prompt + 39 tokens are in the cache
                 check(sum(held) == int(total.group(1)) + 39, f"{name}: ranks hold {held}, prompt {total.group(1)}")
+        # a context beyond one process's KV budgets: refused without a disk tier, runs with one; four
+        # ranks hold it in the same budgets without a disk, and print the same text
+        budgets = ["--kv-hot", "30M", "--kv-warm", "10M"]
+        rc, _, err = run([binary] + common + budgets)
+        check(rc != 0 and "add a disk tier" in err, f"budgets without a disk: exit {rc}: {err[-300:]}")
+        rc, with_disk, err = run([binary] + common + budgets + ["--kv-disk", tmp])
+        check(rc == 0 and with_disk.rstrip("\n") == alone.rstrip("\n"), f"one process with a disk tier: exit {rc}: "
+                                                                         f"{err[-300:]}")
+        rc, out, err = run([mpirun, "-np", "4"] + flags + [binary] + common + budgets + ["--ring"])
+        check(rc == 0 and out.rstrip("\n") == with_disk.rstrip("\n"),
+              f"4 ranks in one process's budgets: exit {rc}: {out!r}: {err[-400:]}")
         # perplexity: each rank scores the positions it evaluated; the sums add up to one process's
         ppl = ["eval", "ppl", "-m", model, "-f", essay, "-c", "1024", "--chunks", "2", "-t", "1"]
         rc, alone, err = run([binary] + ppl)
