@@ -194,7 +194,10 @@ typedef struct rk_ring_report {
     int rank, n_ranks;
     int64_t tokens_held;          /* positions whose keys and values this rank holds */
     double attn_seconds;          /* ring attention partials and merges */
-    double wait_seconds;          /* blocked on the network (blocks, decode partials, agreement) */
+    double attn_wait_seconds;     /* blocked inside attention: waiting for a KV block or the
+                                   * decode partials (the communication not hidden) */
+    double wait_seconds;          /* blocked on the transport in all (also agreement, start-up,
+                                   * a slower rank's matrix products) */
     uint64_t bytes_sent, bytes_received;
 } rk_ring_report;
 

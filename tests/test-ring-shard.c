@@ -82,7 +82,7 @@ static void test_first_round(void) {
             CHECK(rk_ring_shard_init(&s, N, 0, MAX_PAGES, &err) == RK_OK);
             const int64_t n_tokens = pages * P - (pages % 3) * 50; /* ends inside the last page, or not */
             const int64_t most = rk_ring_shard_round_most(&s, pages, n_tokens);
-            rk_ring_shard_place_round(&s, pages);
+            rk_ring_shard_place_round(&s, pages, n_tokens);
             CHECK(s.n_placed == pages && s.owner[0] == 0);
             check_map(&s, n_tokens);
             int64_t most_seen = 0, fewest = pages, largest = 0;
@@ -118,7 +118,7 @@ static void test_later_rounds(void) {
     rk_error err;
     const int N = 3;
     CHECK(rk_ring_shard_init(&s, N, 1, MAX_PAGES, &err) == RK_OK);
-    rk_ring_shard_place_round(&s, 7); /* 3, 2, 2 or so */
+    rk_ring_shard_place_round(&s, 7, 7 * P); /* 3, 2, 2 or so */
     check_map(&s, 7 * P);
     for (int i = 0; i < 12; i++) { /* one-page rounds and decode pages go to the emptiest rank */
         int emptiest = 0;
@@ -126,7 +126,7 @@ static void test_later_rounds(void) {
             if (s.n_held[q] < s.n_held[emptiest]) emptiest = q;
         const int64_t g = s.n_placed;
         if (i % 2)
-            rk_ring_shard_place_round(&s, 1);
+            rk_ring_shard_place_round(&s, 1, (s.n_placed + 1) * P);
         else
             CHECK(rk_ring_shard_place_next(&s) == emptiest);
         CHECK_MSG(s.owner[g] == emptiest, "page %lld on rank %d, the emptiest is %d", (long long)g, s.owner[g],
@@ -136,7 +136,7 @@ static void test_later_rounds(void) {
     const int64_t before = s.n_placed;
     int64_t held[3];
     for (int q = 0; q < N; q++) held[q] = s.n_held[q];
-    rk_ring_shard_place_round(&s, 9);
+    rk_ring_shard_place_round(&s, 9, (s.n_placed + 9) * P);
     check_map(&s, s.n_placed * P);
     for (int q = 0; q < N; q++) CHECK(s.n_held[q] - held[q] == 3); /* 9 pages, 6 chunks: 2+1 each */
     rk_ring_shard_unplace_from(&s, before);
@@ -161,7 +161,10 @@ static void test_balance(void) {
             while (s.n_placed < 3000) {
                 rng = rng * 6364136223846793005ull + 1442695040888963407ull;
                 if ((rng >> 33) % 2)
-                    rk_ring_shard_place_round(&s, 1 + (int64_t)((rng >> 40) % (uint64_t)(4 * N)));
+                {
+                    const int64_t pages = 1 + (int64_t)((rng >> 40) % (uint64_t)(4 * N));
+                    rk_ring_shard_place_round(&s, pages, (s.n_placed + pages) * P - (int64_t)((rng >> 20) % P));
+                }
                 else
                     rk_ring_shard_place_next(&s);
                 for (int q = 0; q < N; q++) {

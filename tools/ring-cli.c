@@ -136,10 +136,11 @@ void rk_ring_cli_report(FILE *out, const rk_context *ctx, rk_transport *t) {
         if (t->rank == 0) fprintf(out, "ring: no report: %s\n", err.msg);
     } else if (t->rank == 0) {
         for (int r = 0; r < t->size; r++)
-            fprintf(out, "ring rank %d/%d: KV %.1f MiB, %lld tokens held | attention %.3f s | network wait %.3f s | "
-                         "sent %.1f MiB, received %.1f MiB\n",
+            fprintf(out, "ring rank %d/%d: KV %.1f MiB, %lld tokens held | attention %.3f s | network wait %.3f s "
+                         "in attention, %.3f s in all | sent %.1f MiB, received %.1f MiB\n",
                     r, all[r].r.n_ranks, all[r].kv_bytes / 1048576.0, (long long)all[r].r.tokens_held,
-                    all[r].r.attn_seconds, all[r].r.wait_seconds, all[r].r.bytes_sent / 1048576.0,
+                    all[r].r.attn_seconds, all[r].r.attn_wait_seconds, all[r].r.wait_seconds,
+                    all[r].r.bytes_sent / 1048576.0,
                     all[r].r.bytes_received / 1048576.0);
     }
     free(all);

@@ -56,13 +56,26 @@ static int emptiest_rank(const rk_ring_shard *s) {
     return q;
 }
 
-/* Zig-zag chunk c (of 2N) of a round of n_pages pages: its pages [*first, *end) counted from the
- * round's first page; returns its zig-zag position (chunks q and 2N-1-q share position q).
- * Chunk c starts at page ceil(c * n_pages / 2N), so chunk 0 is never empty. */
-static int round_chunk(const rk_ring_shard *s, int64_t n_pages, int64_t c, int64_t *first, int64_t *end) {
-    const int64_t n_chunks = 2 * (int64_t)s->n_ranks;
-    *first = (c * n_pages + n_chunks - 1) / n_chunks;
-    *end = ((c + 1) * n_pages + n_chunks - 1) / n_chunks;
+/* Tokens of the round of n_pages pages starting at page n_placed, when the sequence ends at
+ * n_tokens (its last page may be partial). */
+static int64_t round_tokens(const rk_ring_shard *s, int64_t n_pages, int64_t n_tokens) {
+    int64_t t = n_tokens - s->n_placed * RK_KV_PAGE_TOKENS;
+    return t < 0 ? 0 : t > n_pages * RK_KV_PAGE_TOKENS ? n_pages * RK_KV_PAGE_TOKENS : t;
+}
+
+/* Zig-zag chunk c (of 2N) of a round of n_pages pages holding `tokens` tokens: its pages
+ * [*first, *end) counted from the round's first page; returns its zig-zag position (chunks q
+ * and 2N-1-q share position q). Chunk c starts at the page holding token ceil(c * tokens / 2N)
+ * (whole pages, rounded up), so chunks hold about the same tokens, a partial last page
+ * included, and chunk 0 is never empty. */
+static int round_chunk(const rk_ring_shard *s, int64_t n_pages, int64_t tokens, int64_t c, int64_t *first,
+                       int64_t *end) {
+    const int64_t n_chunks = 2 * (int64_t)s->n_ranks, per = n_chunks * RK_KV_PAGE_TOKENS;
+    if (tokens <= 0) tokens = n_pages * RK_KV_PAGE_TOKENS;
+    *first = (c * tokens + per - 1) / per;
+    *end = c + 1 == n_chunks ? n_pages : ((c + 1) * tokens + per - 1) / per;
+    if (*first > n_pages) *first = n_pages;
+    if (*end > n_pages) *end = n_pages;
     return c < s->n_ranks ? (int)c : (int)(n_chunks - 1 - c);
 }
 
@@ -70,13 +83,13 @@ static int round_chunk(const rk_ring_shard *s, int64_t n_pages, int64_t c, int64
  * position q on rank q, so rank 0 holds page 0 (and its exact sink rows). Later rounds: the
  * positions with more pages go to the ranks holding fewer, which keeps every rank within a page
  * of its share. */
-static void round_owners(const rk_ring_shard *s, int64_t n_pages, int *owner_of) {
+static void round_owners(const rk_ring_shard *s, int64_t n_pages, int64_t tokens, int *owner_of) {
     const int N = s->n_ranks;
     int64_t count[RK_RING_MAX_RANKS] = {0};
     int pos[RK_RING_MAX_RANKS], rank[RK_RING_MAX_RANKS];
     for (int64_t c = 0; c < 2 * (int64_t)N; c++) {
         int64_t first, end;
-        const int q = round_chunk(s, n_pages, c, &first, &end);
+        const int q = round_chunk(s, n_pages, tokens, c, &first, &end);
         count[q] += end - first;
     }
     for (int i = 0; i < N; i++) pos[i] = rank[i] = i;
@@ -97,26 +110,27 @@ static void round_owners(const rk_ring_shard *s, int64_t n_pages, int *owner_of)
     for (int i = 0; i < N; i++) owner_of[pos[i]] = rank[i];
 }
 
-void rk_ring_shard_place_round(rk_ring_shard *s, int64_t n_pages) {
+void rk_ring_shard_place_round(rk_ring_shard *s, int64_t n_pages, int64_t n_tokens) {
     /* pages are placed in global order, so each rank's local pages stay in global order */
-    const int64_t base = s->n_placed;
+    const int64_t base = s->n_placed, tokens = round_tokens(s, n_pages, n_tokens);
     int owner_of[RK_RING_MAX_RANKS];
-    round_owners(s, n_pages, owner_of);
+    round_owners(s, n_pages, tokens, owner_of);
     for (int64_t c = 0; c < 2 * (int64_t)s->n_ranks; c++) {
         int64_t first, end;
-        const int q = owner_of[round_chunk(s, n_pages, c, &first, &end)];
+        const int q = owner_of[round_chunk(s, n_pages, tokens, c, &first, &end)];
         for (int64_t g = first; g < end; g++) place(s, base + g, q);
     }
     s->n_placed = base + n_pages;
 }
 
 int64_t rk_ring_shard_round_most(const rk_ring_shard *s, int64_t n_pages, int64_t n_tokens) {
+    const int64_t tokens = round_tokens(s, n_pages, n_tokens);
     int64_t per_rank[RK_RING_MAX_RANKS] = {0}, most = 0;
     int owner_of[RK_RING_MAX_RANKS];
-    round_owners(s, n_pages, owner_of);
+    round_owners(s, n_pages, tokens, owner_of);
     for (int64_t c = 0; c < 2 * (int64_t)s->n_ranks; c++) {
         int64_t first, end;
-        const int q = owner_of[round_chunk(s, n_pages, c, &first, &end)];
+        const int q = owner_of[round_chunk(s, n_pages, tokens, c, &first, &end)];
         for (int64_t g = s->n_placed + first; g < s->n_placed + end; g++) {
             int64_t in_page = n_tokens - g * RK_KV_PAGE_TOKENS;
             per_rank[q] += in_page < 0 ? 0 : in_page > RK_KV_PAGE_TOKENS ? RK_KV_PAGE_TOKENS : in_page;

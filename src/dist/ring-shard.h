@@ -44,9 +44,11 @@ void rk_ring_shard_free(rk_ring_shard *s);
 /* Forgets every placement (an empty sequence). */
 void rk_ring_shard_clear(rk_ring_shard *s);
 
-/* Places the next n_pages global pages (n_placed ..) as one prefill round, zig-zag. Requires
- * n_placed + n_pages <= max_pages. The first round's chunk 0 holds page 0, on rank 0. */
-void rk_ring_shard_place_round(rk_ring_shard *s, int64_t n_pages);
+/* Places the next n_pages global pages (n_placed ..) as one prefill round, zig-zag, for a
+ * sequence that then ends at n_tokens (inside the round's last page, or at its end or beyond:
+ * chunks are cut by tokens). Requires n_placed + n_pages <= max_pages. The first round's chunk
+ * 0 holds page 0, on rank 0. */
+void rk_ring_shard_place_round(rk_ring_shard *s, int64_t n_pages, int64_t n_tokens);
 /* Pages a rank may hold beyond its even share of the context: rounds and decode pages keep every
  * rank within one page of ceil(placed / N) (test-ring-shard checks it); one more for margin. A
  * truncation can leave the shards less even; a rank that runs out of room fails the step with

@@ -120,6 +120,7 @@ int rk_context_ring_report(const rk_context *ctx, rk_ring_report *out) {
     out->n_ranks = t->size;
     out->tokens_held = rk_ring_shard_tokens(&ring->shard, t->rank, ctx->n_past);
     out->attn_seconds = ring->stats.compute_seconds;
+    out->attn_wait_seconds = ring->stats.exchange_wait_seconds;
     out->wait_seconds = t->stats.wait_seconds;
     out->bytes_sent = t->stats.bytes_sent;
     out->bytes_received = t->stats.bytes_received;
@@ -192,7 +193,7 @@ static rk_status plan_rounds(rk_context *ctx, int64_t start, int64_t n, int64_t 
             int64_t pages = (int64_t)sh->n_ranks * (ub / P);
             if (pages > left) pages = left;
             while (pages > 1 && rk_ring_shard_round_most(sh, pages, end) > ub) pages--;
-            rk_ring_shard_place_round(sh, pages);
+            rk_ring_shard_place_round(sh, pages, end);
             b = (a / P + pages) * P < end ? (a / P + pages) * P : end;
         }
         if (*n_rounds == *cap) {

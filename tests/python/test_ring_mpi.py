@@ -14,15 +14,19 @@ tokens:
   - --verbose gives one line per rank, and the tokens the ranks hold add up to the sequence;
   - ranks that loaded different model files (MPMD launch) all stop with an error naming the
     rank, in bounded time (no hang);
+  - a rank killed (SIGKILL) during a prefill ends the job, non-zero, within 60 s, and the
+    output says a process died of signal 9;
   - a prompt share beyond the micro-batch (-ub) fails with a clear message (every rank fails; the
     first to exit makes mpirun stop the others).
 Skipped (77) when the default model is not cached.
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,6 +43,54 @@ def run(cmd, timeout=240):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, env=env)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def ranks_of(mpirun_pid, binary):
+    """PIDs of the ringkv processes below mpirun (its children, or their children)."""
+    found, frontier = [], [mpirun_pid]
+    while frontier:
+        parent = frontier.pop()
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        for k in kids:
+            try:
+                is_rank = os.path.samefile(f"/proc/{k}/exe", binary)
+            except OSError:
+                continue
+            if is_rank:
+                found.append(k)
+            else:
+                frontier.append(k)
+    return found
+
+
+def kill_rank_mid_prefill(mpirun, flags, binary, common):
+    """A rank killed during a prefill (rounds of one page keep the ranks exchanging): the job
+    ends, non-zero, in bounded time, and says which process died."""
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    p = subprocess.Popen([mpirun, "-np", "2"] + flags + [binary] + common + ["--ring", "-ub", "256"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 60
+    victims = []
+    while time.time() < deadline and p.poll() is None and len(victims) < 2:
+        time.sleep(0.2)
+        victims = ranks_of(p.pid, binary)
+    time.sleep(1.0)  # into the prefill: the model is loaded and the ranks exchange blocks
+    check(len(victims) == 2 and p.poll() is None, f"rank kill: found ranks {victims}, mpirun {p.poll()}")
+    if len(victims) == 2:
+        os.kill(max(victims), signal.SIGKILL)
+    try:
+        _, err = p.communicate(timeout=60)
+        err = err.decode(errors="replace")
+        check(p.returncode != 0 and ("signal 9" in err or "Killed" in err or "exited on signal" in err),
+              f"rank kill: exit {p.returncode}: {err[-600:]}")
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        check(False, "rank kill: the job did not end within 60 s of a rank's death")
 
 
 def main(argv):
@@ -103,6 +155,7 @@ def main(argv):
                   [binary] + common[:2] + [other] + common[3:] + ["--ring"]
             rc, out, err = run(cmd, timeout=120)
             check(rc != 0 and "rank 1 loaded another model" in err, f"mixed models: exit {rc}: {err[-600:]}")
+        kill_rank_mid_prefill(mpirun, flags, binary, common)
         rc, out, err = run([mpirun, "-np", "2"] + flags + [binary] + common + ["--ring", "-ub", "64"])
         # every rank fails alike; mpirun may stop the others before they print, so one message is enough
         check(rc != 0 and "raise -ub" in err, f"-ub too small: exit {rc}: {err[-600:]}")
