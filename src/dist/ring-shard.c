@@ -65,18 +65,21 @@ static int64_t round_tokens(const rk_ring_shard *s, int64_t n_pages, int64_t n_t
 
 /* Zig-zag chunk c (of 2N) of a round of n_pages pages holding `tokens` tokens: its pages
  * [*first, *end) counted from the round's first page; returns its zig-zag position (chunks q
- * and 2N-1-q share position q). Chunk c starts at the page holding token ceil(c * tokens / 2N)
- * (whole pages, rounded up), so chunks hold about the same tokens, a partial last page
- * included, and chunk 0 is never empty. */
+ * and 2N-1-q share position q). The round is cut in two halves of about the same tokens (a
+ * partial last page counts for its tokens); each half into N chunks of whole pages, the larger
+ * ones first. Position q takes chunk q of the first half and chunk N-1-q of the second, so a
+ * larger chunk pairs with a smaller one: positions differ by at most about one page, and each
+ * has about the same causal work. Chunk 0 is never empty. */
 static int round_chunk(const rk_ring_shard *s, int64_t n_pages, int64_t tokens, int64_t c, int64_t *first,
                        int64_t *end) {
-    const int64_t n_chunks = 2 * (int64_t)s->n_ranks, per = n_chunks * RK_KV_PAGE_TOKENS;
-    if (tokens <= 0) tokens = n_pages * RK_KV_PAGE_TOKENS;
-    *first = (c * tokens + per - 1) / per;
-    *end = c + 1 == n_chunks ? n_pages : ((c + 1) * tokens + per - 1) / per;
-    if (*first > n_pages) *first = n_pages;
-    if (*end > n_pages) *end = n_pages;
-    return c < s->n_ranks ? (int)c : (int)(n_chunks - 1 - c);
+    const int64_t N = s->n_ranks;
+    int64_t n1 = (tokens + RK_KV_PAGE_TOKENS) / (2 * RK_KV_PAGE_TOKENS); /* pages of the first half, rounded */
+    if (n1 < 1) n1 = 1;
+    if (n1 > n_pages) n1 = n_pages;
+    const int64_t n2 = n_pages - n1, k = c < N ? c : c - N, half = c < N ? n1 : n2, base = c < N ? 0 : n1;
+    *first = base + (k * half + N - 1) / N;
+    *end = base + ((k + 1) * half + N - 1) / N;
+    return c < N ? (int)c : (int)(2 * N - 1 - c);
 }
 
 /* The rank taking each zig-zag position of the next round of n_pages pages. The first round:
