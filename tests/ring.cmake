@@ -1,7 +1,7 @@
 # The page-to-rank map (src/dist/ring-shard.c) against brute force: placement, balance, slots.
 ringkv_add_test(test-ring-shard SOURCES ${PROJECT_SOURCE_DIR}/tests/test-ring-shard.c LIBS ringkv_dist LABELS dist)
 # Ring attention (src/dist/ring-*.c, src/model/context-ring.c) with ranks as threads: logits and
-# greedy tokens of N = 2..4 ranks against one process for every KV codec, on SmolLM2 and Gemma 3
+# greedy tokens of N = 1..4 ranks against one process for every KV codec, on SmolLM2 (1..4) and Gemma 3
 # (sliding window), and prefill in rounds with every position's logits and a truncation.
 ringkv_add_test(test-ring SOURCES ${PROJECT_SOURCE_DIR}/tests/test-ring.c LABELS model dist)
 set_tests_properties(test-ring PROPERTIES TIMEOUT 600)

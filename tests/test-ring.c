@@ -299,14 +299,14 @@ static rk_token *read_prompt(const rk_model *m, size_t want, size_t *n) {
     return tokens;
 }
 
-/* The first codec runs on 1 .. max_ranks ranks, the others on 1 and 2. */
+/* Every codec runs on 1 .. max_ranks ranks. */
 static void test_model(const char *file, const char *const *codecs, size_t n_prompt, int max_ranks) {
     rk_model *m = rk_test_load_model(file);
     if (!m) return;
     size_t n = 0;
     rk_token *prompt = read_prompt(m, n_prompt, &n);
     fprintf(stderr, "%s: %zu prompt tokens, %d decode steps\n", file, n, N_DECODE);
-    for (int i = 0; codecs[i] && n == n_prompt; i++) test_codec(m, codecs[i], prompt, n, i == 0 ? max_ranks : 2);
+    for (int i = 0; codecs[i] && n == n_prompt; i++) test_codec(m, codecs[i], prompt, n, max_ranks);
     if (n == n_prompt) test_errors(m, prompt, n);
     if (n == n_prompt && n >= SPLIT_B && !RK_TEST_SANITIZED) test_rounds(m, prompt, 2);
     if (n == n_prompt && n >= SPLIT_B && !RK_TEST_SANITIZED && max_ranks >= 3) test_rounds(m, prompt, 3);
