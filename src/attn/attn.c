@@ -37,8 +37,8 @@ void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv)
     dst->m = m;
 }
 
-/* dst := merge(dst, one page's float partial (m, l, o)); l > 0. */
-static void merge_page(rk_attn_partial *dst, float m, float l, const float *o, int64_t dv) {
+void rk_attn_merge_page(rk_attn_partial *dst, float m, float l, const float *o, int64_t dv) {
+    if (l == 0.0f) return;
     if (dst->l == 0.0) {
         dst->m = m;
         dst->l = l;
@@ -170,7 +170,7 @@ static void group_partial(const rk_attn_ops *ops, const page_source *src, int64_
         memset(page_o, 0, (size_t)(n_q * dv) * sizeof(float));
         page_partials(ops, &pv, p0 - pi * RK_KV_PAGE_TOKENS, p1 - p0, n_q, q, qp, scale, dv,
                       scores, acc, page, page_o);
-        for (int64_t g = 0; g < n_q; g++) merge_page(&parts[g], page[g].m, page[g].l, page_o + g * dv, dv);
+        for (int64_t g = 0; g < n_q; g++) rk_attn_merge_page(&parts[g], page[g].m, page[g].l, page_o + g * dv, dv);
         p0 = p1;
     }
 }

@@ -33,6 +33,11 @@ void rk_attn_partial_init(rk_attn_partial *p, double *o_storage, int64_t dv);
 /* dst := merge(dst, src). Either may be empty. */
 void rk_attn_merge(rk_attn_partial *dst, const rk_attn_partial *src, int64_t dv);
 
+/* dst := merge(dst, one page's float partial (m, l, o)), as rk_attn_group_partial computes it
+ * (a partial over keys of one page is exact in float: it can be stored as floats and merged
+ * later with the same result). Nothing happens when l == 0 (an empty page partial). */
+void rk_attn_merge_page(rk_attn_partial *dst, float m, float l, const float *o, int64_t dv);
+
 /* out = o / l rounded to float; zeros when the partial is empty. */
 void rk_attn_finish(const rk_attn_partial *p, float *out, int64_t dv);
 

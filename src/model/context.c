@@ -85,7 +85,9 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
     ctx->mm_scratch_bytes = (size_t)U * ctx->mm_scratch_per_token;
     ctx->mm_scratch = alloc_floats(U * (widest + widest / 32 + 64), &failed);
     ctx->max_splits = (ctx->n_ctx + RK_KV_PAGE_TOKENS - 1) / RK_KV_PAGE_TOKENS;
-    ctx->split_o = alloc_floats(2 * hp->n_head * ctx->max_splits * hp->head_dim_v, &failed); /* doubles */
+    ctx->split_o = alloc_floats(hp->n_head * ctx->max_splits * hp->head_dim_v, &failed);
+    ctx->split_ml = alloc_floats(2 * hp->n_head * ctx->max_splits, &failed);
+    ctx->merge_o = alloc_floats(2 * hp->head_dim_v, &failed); /* doubles */
     ctx->page_share = alloc_floats(ctx->max_splits, &failed);
     ctx->page_mass = alloc_floats(ctx->max_splits, &failed);
     if (ctx->sparse_pages > 0) {
@@ -95,10 +97,6 @@ static rk_status alloc_buffers(rk_context *ctx, int n_threads, rk_error *err) {
         ctx->sparse_scratch = malloc(rk_kv_sparse_scratch_bytes(ctx->max_splits));
         if (!ctx->sparse_visit || !ctx->sparse_union || !ctx->sparse_bounds || !ctx->sparse_scratch) failed = 1;
     }
-    ctx->split_parts = calloc((size_t)(hp->n_head * ctx->max_splits), sizeof *ctx->split_parts);
-    if (!ctx->split_parts) failed = 1;
-    for (int64_t i = 0; ctx->split_parts && ctx->split_o && i < hp->n_head * ctx->max_splits; i++)
-        ctx->split_parts[i].o = ctx->split_o + i * hp->head_dim_v;
     ctx->logits_cap = 1;
     ctx->logits = alloc_floats(hp->n_vocab, &failed);
     if (failed) return rk_error_set(err, RK_ERR_NO_MEMORY, "context: out of memory for buffers");
@@ -210,12 +208,11 @@ void rk_context_free(rk_context *ctx) {
     if (!ctx->engine) rk_pool_free(ctx->pool);
     rk_kv_free(ctx->kv);
     float *bufs[] = {ctx->x, ctx->xb, ctx->q, ctx->k, ctx->v, ctx->att, ctx->hb, ctx->hb2,
-                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits,
+                     ctx->cos_sin, ctx->attn_scratch, ctx->mm_scratch, ctx->logits, ctx->split_o, ctx->split_ml,
                      ctx->page_share, ctx->page_mass, ctx->moe_logits, ctx->moe_weight, ctx->moe_row_weight,
                      ctx->moe_y, ctx->moe_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free(ctx->split_parts);
-    free(ctx->split_o);
+    free(ctx->merge_o);
     free(ctx->moe_choice);
     free(ctx->moe_rows);
     free(ctx->moe_offsets);

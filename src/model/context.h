@@ -41,8 +41,11 @@ struct rk_context {
     size_t mm_scratch_bytes;
     /* split-K decode: one partial per (query head, key page), merged in page order */
     int64_t max_splits;          /* pages the context can hold */
-    rk_attn_partial *split_parts;/* (n_head, max_splits); .o points into split_o */
-    double *split_o;             /* (n_head, max_splits, head_dim_v) */
+    /* decode: each (head, page)'s partial, stored in float (one page's partial is exact in
+     * float, attn.h), merged in page order in double */
+    float *split_ml;             /* (n_head, max_splits, 2): m and l */
+    float *split_o;              /* (n_head, max_splits, head_dim_v) */
+    double *merge_o;             /* (head_dim_v) the running merge */
     float *page_share;           /* (max_splits) attention share per page, for the tiers */
     float *page_mass;            /* (max_splits) one head's softmax mass per page (scratch) */
     /* opt-in sparse decode (--kv-sparse): 0 = exact */

@@ -126,8 +126,9 @@ static void attention_split(void *arg, int ith, int nth) {
     split_job *job = arg;
     rk_context *ctx = job->ctx;
     const rk_hparams *hp = &ctx->model->hp;
-    const int64_t hpu = job->heads_per_unit, group = hp->n_head / hp->n_head_kv;
+    const int64_t hpu = job->heads_per_unit, group = hp->n_head / hp->n_head_kv, dv = hp->head_dim_v;
     float *scratch = ctx->attn_scratch + ith * ctx->attn_scratch_floats;
+    double *run_o = (double *)scratch; /* the partials' outputs, then rk_attn_group_partial's scratch */
     int64_t begin, end;
     rk_pool_split((hp->n_head / hpu) * job->n_splits, ith, nth, &begin, &end);
     for (int64_t w = begin; w < end; w++) {
@@ -136,13 +137,18 @@ static void attention_split(void *arg, int ith, int nth) {
         if (t0 < job->t0) t0 = job->t0;
         if (t1 > job->pos + 1) t1 = job->pos + 1;
         rk_attn_partial parts[RK_ATTN_MAX_GROUP];
-        for (int64_t g = 0; g < hpu; g++) parts[g] = ctx->split_parts[(h + g) * ctx->max_splits + sp];
+        for (int64_t g = 0; g < hpu; g++) parts[g].o = run_o + g * dv;
         if (job->visit && !job->visit[(h / group) * ctx->max_splits + sp]) { /* sparse: skipped */
             t1 = t0;
         }
-        rk_attn_group_partial(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu,
-                              ctx->q + h * hp->head_dim_k, hp->attn_scale, t0, t1, job->pos, parts, scratch);
-        for (int64_t g = 0; g < hpu; g++) ctx->split_parts[(h + g) * ctx->max_splits + sp] = parts[g];
+        rk_attn_group_partial(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu, ctx->q + h * hp->head_dim_k,
+                              hp->attn_scale, t0, t1, job->pos, parts, scratch + 2 * hpu * dv);
+        for (int64_t g = 0; g < hpu; g++) { /* one page: the float values, exactly */
+            const int64_t at = (h + g) * ctx->max_splits + sp;
+            ctx->split_ml[2 * at] = (float)parts[g].m;
+            ctx->split_ml[2 * at + 1] = (float)parts[g].l;
+            for (int64_t i = 0; i < dv; i++) ctx->split_o[at * dv + i] = (float)parts[g].o[i];
+        }
     }
 }
 
@@ -153,13 +159,12 @@ static void note_page_mass(rk_context *ctx, int64_t il, int64_t n_splits) {
     float *share = ctx->page_share, *mass = ctx->page_mass; /* (max_splits) each */
     for (int64_t sp = 0; sp < n_splits; sp++) share[sp] = 0.0f;
     for (int64_t h = 0; h < hp->n_head; h++) {
-        const rk_attn_partial *parts = ctx->split_parts + h * ctx->max_splits;
-        double m = -INFINITY;
-        float total = 0.0f;
+        const float *ml = ctx->split_ml + 2 * h * ctx->max_splits; /* (m, l) per page */
+        float m = -INFINITY, total = 0.0f;
         for (int64_t sp = 0; sp < n_splits; sp++)
-            if (parts[sp].l > 0.0 && parts[sp].m > m) m = parts[sp].m;
+            if (ml[2 * sp + 1] > 0.0f && ml[2 * sp] > m) m = ml[2 * sp];
         for (int64_t sp = 0; sp < n_splits; sp++) {
-            mass[sp] = parts[sp].l > 0.0 ? (float)(parts[sp].l * exp(parts[sp].m - m)) : 0.0f;
+            mass[sp] = ml[2 * sp + 1] > 0.0f ? ml[2 * sp + 1] * expf(ml[2 * sp] - m) : 0.0f;
             total += mass[sp];
         }
         for (int64_t sp = 0; sp < n_splits && total > 0.0f; sp++)
@@ -201,10 +206,14 @@ static void attention_decode(rk_context *ctx, int64_t il, int64_t pos, bool spar
     rk_pool_run(ctx->pool, attention_split, &job);
     const int64_t dv = hp->head_dim_v;
     if (rk_kv_tiered(ctx->kv)) note_page_mass(ctx, il, job.n_splits);
-    for (int64_t h = 0; h < hp->n_head; h++) {
-        rk_attn_partial *parts = ctx->split_parts + h * ctx->max_splits;
-        for (int64_t sp = 1; sp < job.n_splits; sp++) rk_attn_merge(&parts[0], &parts[sp], dv);
-        rk_attn_finish(&parts[0], ctx->att + h * dv, dv);
+    for (int64_t h = 0; h < hp->n_head; h++) { /* pages in order: the same bits for any thread count */
+        rk_attn_partial acc;
+        rk_attn_partial_init(&acc, ctx->merge_o, dv);
+        for (int64_t sp = 0; sp < job.n_splits; sp++) {
+            const int64_t at = h * ctx->max_splits + sp;
+            rk_attn_merge_page(&acc, ctx->split_ml[2 * at], ctx->split_ml[2 * at + 1], ctx->split_o + at * dv, dv);
+        }
+        rk_attn_finish(&acc, ctx->att + h * dv, dv);
     }
 }
 
