@@ -16,7 +16,7 @@ if(RINGKV_HAVE_MPI AND MPIEXEC_EXECUTABLE AND Python3_Interpreter_FOUND)
   endif()
   ringkv_add_script_test(test-ring-mpi ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/python/test_ring_mpi.py
                          ${MPIEXEC_EXECUTABLE} ${ring_mpi_flags})
-  set_tests_properties(test-ring-mpi PROPERTIES LABELS "model;dist" TIMEOUT 600)
+  set_tests_properties(test-ring-mpi PROPERTIES LABELS "model;dist" TIMEOUT 1200)
 endif()
 if(TARGET test-ring-mpi OR TEST test-ring-mpi)
   # Open MPI keeps allocations until exit that LeakSanitizer would report as leaks.

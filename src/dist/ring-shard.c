@@ -63,20 +63,36 @@ static int64_t round_tokens(const rk_ring_shard *s, int64_t n_pages, int64_t n_t
     return t < 0 ? 0 : t > n_pages * RK_KV_PAGE_TOKENS ? n_pages * RK_KV_PAGE_TOKENS : t;
 }
 
-/* Zig-zag chunk c (of 2N) of a round of n_pages pages holding `tokens` tokens: its pages
- * [*first, *end) counted from the round's first page; returns its zig-zag position (chunks q
- * and 2N-1-q share position q). The round is cut in two halves of about the same tokens (a
- * partial last page counts for its tokens); each half into N chunks of whole pages, the larger
- * ones first. Position q takes chunk q of the first half and chunk N-1-q of the second, so a
- * larger chunk pairs with a smaller one: positions differ by at most about one page, and each
- * has about the same causal work. Chunk 0 is never empty. */
+/* Chunks of a round of n_pages pages: 2N zig-zag chunks, then, in a round of at least 3N pages,
+ * its last N pages one by one (see round_chunk). */
+static int64_t round_chunks(const rk_ring_shard *s, int64_t n_pages) {
+    return n_pages >= 3 * (int64_t)s->n_ranks ? 3 * (int64_t)s->n_ranks : 2 * (int64_t)s->n_ranks;
+}
+
+/* Chunk c (of round_chunks) of a round of n_pages pages holding `tokens` tokens: its pages
+ * [*first, *end) counted from the round's first page; returns its zig-zag position.
+ *   - Zig-zag (c < 2N; chunks q and 2N-1-q share position q): the round, less its tail, is cut
+ *     in two halves of about the same tokens (a partial last page counts for its tokens), each
+ *     into N chunks of whole pages, the larger ones first. Position q takes chunk q of the first
+ *     half and chunk N-1-q of the second, so a larger chunk pairs with a smaller one: positions
+ *     differ by at most about one page and have about the same causal work. Chunk 0 is never
+ *     empty.
+ *   - Tail (c >= 2N, rounds of at least 3N pages): the last N pages, one per position, the last
+ *     page to position 0. The newest pages are the ones a sliding-window layer keeps (and the
+ *     open page is kept in f32): spread over the ranks, they do not pile up on one. */
 static int round_chunk(const rk_ring_shard *s, int64_t n_pages, int64_t tokens, int64_t c, int64_t *first,
                        int64_t *end) {
-    const int64_t N = s->n_ranks;
-    int64_t n1 = (tokens + RK_KV_PAGE_TOKENS) / (2 * RK_KV_PAGE_TOKENS); /* pages of the first half, rounded */
+    const int64_t N = s->n_ranks, tail = round_chunks(s, n_pages) > 2 * N ? N : 0, core = n_pages - tail;
+    if (c >= 2 * N) {
+        *first = core + (c - 2 * N);
+        *end = *first + 1;
+        return (int)(3 * N - 1 - c);
+    }
+    const int64_t core_tokens = tail ? core * RK_KV_PAGE_TOKENS : tokens; /* a partial page is the last */
+    int64_t n1 = (core_tokens + RK_KV_PAGE_TOKENS) / (2 * RK_KV_PAGE_TOKENS); /* first half, rounded */
     if (n1 < 1) n1 = 1;
-    if (n1 > n_pages) n1 = n_pages;
-    const int64_t n2 = n_pages - n1, k = c < N ? c : c - N, half = c < N ? n1 : n2, base = c < N ? 0 : n1;
+    if (n1 > core) n1 = core;
+    const int64_t n2 = core - n1, k = c < N ? c : c - N, half = c < N ? n1 : n2, base = c < N ? 0 : n1;
     *first = base + (k * half + N - 1) / N;
     *end = base + ((k + 1) * half + N - 1) / N;
     return c < N ? (int)c : (int)(2 * N - 1 - c);
@@ -90,7 +106,7 @@ static void round_owners(const rk_ring_shard *s, int64_t n_pages, int64_t tokens
     const int N = s->n_ranks;
     int64_t count[RK_RING_MAX_RANKS] = {0};
     int pos[RK_RING_MAX_RANKS], rank[RK_RING_MAX_RANKS];
-    for (int64_t c = 0; c < 2 * (int64_t)N; c++) {
+    for (int64_t c = 0; c < round_chunks(s, n_pages); c++) {
         int64_t first, end;
         const int q = round_chunk(s, n_pages, tokens, c, &first, &end);
         count[q] += end - first;
@@ -118,7 +134,7 @@ void rk_ring_shard_place_round(rk_ring_shard *s, int64_t n_pages, int64_t n_toke
     const int64_t base = s->n_placed, tokens = round_tokens(s, n_pages, n_tokens);
     int owner_of[RK_RING_MAX_RANKS];
     round_owners(s, n_pages, tokens, owner_of);
-    for (int64_t c = 0; c < 2 * (int64_t)s->n_ranks; c++) {
+    for (int64_t c = 0; c < round_chunks(s, n_pages); c++) {
         int64_t first, end;
         const int q = owner_of[round_chunk(s, n_pages, tokens, c, &first, &end)];
         for (int64_t g = first; g < end; g++) place(s, base + g, q);
@@ -131,7 +147,7 @@ int64_t rk_ring_shard_round_most(const rk_ring_shard *s, int64_t n_pages, int64_
     int64_t per_rank[RK_RING_MAX_RANKS] = {0}, most = 0;
     int owner_of[RK_RING_MAX_RANKS];
     round_owners(s, n_pages, tokens, owner_of);
-    for (int64_t c = 0; c < 2 * (int64_t)s->n_ranks; c++) {
+    for (int64_t c = 0; c < round_chunks(s, n_pages); c++) {
         int64_t first, end;
         const int q = owner_of[round_chunk(s, n_pages, tokens, c, &first, &end)];
         for (int64_t g = s->n_placed + first; g < s->n_placed + end; g++) {

@@ -11,9 +11,11 @@
  *
  *   prefill: the pages of a prefill round (a prompt, or the part of one that fits the ranks'
  *            micro-batches) are cut into 2N chunks of whole pages, and zig-zag position q takes
- *            chunks q and 2N-1-q, so every rank has about the same causal attention work. In
- *            the first round rank q takes position q (rank 0 holds page 0 and its sink rows);
- *            later, the positions with more pages go to the ranks holding fewer;
+ *            chunks q and 2N-1-q, so every rank has about the same causal attention work; in a
+ *            round of at least 3N pages the last N pages go one to each position (the newest
+ *            pages, which sliding-window layers keep, do not pile up on one rank). In the first
+ *            round rank q takes position q (rank 0 holds page 0 and its sink rows); later, the
+ *            positions with more pages go to the ranks holding fewer;
  *   decode:  each further page goes to the rank holding the fewest pages (the lowest on ties),
  *            so shards stay balanced as the sequence grows.
  */
