@@ -33,19 +33,11 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "dist-mpi/transport-mpi.h"
+#include "test-transport-pattern.h"
 #include "test-util.h"
 
 #define ROUNDS 40
 #define MAX_BYTES 90000
-
-static size_t ring_bytes(int r, int k) {
-    if ((r + k) % 5 == 0) return 0;
-    return (size_t)((r * 37 + k * 113) % 700) + (k % 3 == 0 ? 70000 : 1);
-}
-
-static uint8_t ring_byte(int r, int k, size_t i) {
-    return (uint8_t)(r * 31 + k * 7 + i * 13 + (i >> 8));
-}
 
 static void test_ring(rk_transport *t) {
     int n = t->size, r = t->rank;

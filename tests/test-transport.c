@@ -19,6 +19,7 @@
 #include "core/clock.h"
 #include "core/error.h"
 #include "dist/transport.h"
+#include "test-transport-pattern.h"
 #include "test-util.h"
 
 #define MAX_RANKS 4
@@ -85,16 +86,6 @@ static void run_ranks(int n, int timeout_ms, int skip, rank_fn fn, rank_thread *
 }
 
 /* ---- ring exchanges ---- */
-
-/* Bytes rank r sends in round k: uneven, sometimes zero. */
-static size_t ring_bytes(int r, int k) {
-    if ((r + k) % 5 == 0) return 0;
-    return (size_t)((r * 37 + k * 113) % 700) + (k % 3 == 0 ? 70000 : 1);
-}
-
-static uint8_t ring_byte(int r, int k, size_t i) {
-    return (uint8_t)(r * 31 + k * 7 + i * 13 + (i >> 8));
-}
 
 /* ROUNDS ring steps, alternately forward (to r+1) and backward (to r-1), with a different
  * buffer pair each round, checking every received byte. */

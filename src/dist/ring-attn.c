@@ -99,7 +99,6 @@ typedef struct prefill_job {
 static void prefill_range(const prefill_job *job, int64_t i, int64_t *t0, int64_t *t1) {
     const rk_ring_shard *s = &job->ring->shard;
     const int64_t p = job->pos[i], ws = window_start(job->L, p);
-    (void)i;
     if (!job->block) {
         *t1 = rk_ring_shard_slot(s, p) + 1;
         *t0 = ws > 0 ? rk_ring_shard_first_slot_from(s, s->rank, ws, job->n_tokens) : 0;
