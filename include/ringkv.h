@@ -134,18 +134,21 @@ int rk_model_strips_leading_space(const rk_model *model);
 
 typedef struct rk_engine rk_engine;
 
-/* Encryption of KV pages that leave the process's memory (the disk tier's page files). ringkv
- * calls it and never sees the key: the server implements it with libsodium (XChaCha20-Poly1305,
- * a key per session), so erasing the key erases every copy ("shredding"). Each sealed page is
- * bound to (layer, page, generation): the generation is unique per write of a context, so it
- * can serve as a nonce counter, and a page moved, replayed or altered fails to open. */
+/* Encryption of the KV pages that leave the hot tier: the disk tier's page files and, with
+ * budgets, the warm pages kept in RAM. ringkv calls it and never sees the key: the server
+ * implements it with libsodium (XChaCha20-Poly1305, a key per session), so erasing the key
+ * erases every copy ("shredding"). Each sealed page is bound to (layer, page, generation): a
+ * context never passes the same generation twice (page files count up from 1, warm pages from
+ * 2^63), so it can serve as a nonce counter, and a page moved, replayed or altered fails to
+ * open. One sealer serves one context. */
 typedef struct rk_kv_sealer {
     void *user;
-    /* Encrypts len bytes from `in` to `out` (distinct buffers) and writes the 16-byte tag.
-     * Returns 0, or -1 on failure (the write then fails). */
+    /* Encrypts len bytes from `in` to `out` (the same buffer, or disjoint ones) and writes the
+     * 16-byte tag. Returns 0, or -1 on failure (the write, or the demotion, then fails). */
     int (*seal)(void *user, int64_t layer, int64_t page, uint64_t generation, const uint8_t *in, uint8_t *out,
                 size_t len, uint8_t tag[16]);
-    /* Decrypts len bytes in place. Returns 0, or -1 when the tag does not verify. */
+    /* Decrypts len bytes in place. Returns 0, or -1 when the tag does not verify (buf is then
+     * unchanged). */
     int (*open)(void *user, int64_t layer, int64_t page, uint64_t generation, uint8_t *buf, size_t len,
                 const uint8_t tag[16]);
 } rk_kv_sealer;
@@ -173,8 +176,9 @@ typedef struct rk_context_params {
     const char *kv_disk_dir;
     uint64_t kv_disk_max_bytes;   /* 0 = no limit */
     int kv_disk_direct;           /* 1: O_DIRECT page files (bypass the OS page cache) */
-    const rk_kv_sealer *kv_sealer; /* NULL: page files hold plain pages; else sealed (borrowed:
-                                    * must outlive the context) */
+    const rk_kv_sealer *kv_sealer; /* NULL: pages outside the hot tier are plain; else page files
+                                    * and warm pages in RAM are sealed (borrowed: must outlive
+                                    * the context) */
     /* Opt-in sparse decode: 0 = exact (every page); N > 0 = visit the first page, the newest
      * pages and the N pages whose key bounds allow the highest scores (Quest). */
     int64_t kv_sparse_pages;
@@ -208,11 +212,14 @@ typedef struct rk_kv_tier_stats {
     uint64_t pages_fetched, pages_prefetched, pages_demoted, pages_evicted, pages_written;
     double io_seconds, io_wait_seconds;       /* disk reads; time the forward pass waited for them */
     int64_t pages_hot, pages_warm, pages_cold; /* sealed pages in each tier now */
+    int64_t pages_warm_sealed;                 /* ... of the warm ones, encrypted in RAM (a sealer) */
     size_t hot_bytes, warm_bytes;              /* RAM in each tier now */
     uint64_t disk_bytes;                       /* page-file bytes held now */
     int disk_direct;
     int disk_io_uring;                         /* prefetch reads go through an io_uring */
     uint64_t sparse_pages_visited, sparse_pages_skipped; /* (page, KV head) pairs in sparse decode */
+    uint64_t pages_locked, pages_unlocked;     /* warm pages encrypted in RAM / opened again (a sealer) */
+    double ram_seal_seconds;                   /* time spent on both */
 } rk_kv_tier_stats;
 
 rk_context_params rk_context_default_params(void);

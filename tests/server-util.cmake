@@ -9,3 +9,7 @@ endif()
 if(RINGKV_HAVE_SERVER)
   ringkv_add_test(test-kv-seal SOURCES ${PROJECT_SOURCE_DIR}/tests/test-kv-seal.c LIBS ringkv_server LABELS server)
 endif()
+# Warm KV pages sealed in RAM with that sealer: exact attention, ciphertext in RAM, tampering.
+if(RINGKV_HAVE_SERVER)
+  ringkv_add_test(test-kv-lock SOURCES ${PROJECT_SOURCE_DIR}/tests/test-kv-lock.c LIBS ringkv_server ringkv_attn LABELS "kv;server")
+endif()

@@ -9,6 +9,13 @@
  * With a disk tier the record is the cold store's record (a 64-byte header, payload, padding
  * to 4096 bytes), so pages are written and read in place; without one it is the payload alone.
  * A sealed page that lives only on disk has rec == NULL.
+ *
+ * Locked pages. With a sealer (rk_kv_sealer) and tiering on, a warm page's payload is kept
+ * encrypted in its record ("locked", kv-lock.c): the hot tier holds plain pages, everything
+ * else — warm RAM and the page files — only sealed ones. A locked page has keys == values ==
+ * NULL, except while its layer's attention runs: rk_kv_acquire opens it into the cache's clear
+ * buffer (one slot per page of the layer) and points keys/values there; rk_kv_settle wipes the
+ * buffer.
  */
 #ifndef RK_KV_CACHE_IMPL_H
 #define RK_KV_CACHE_IMPL_H
@@ -30,6 +37,9 @@ typedef struct kv_page {
     uint8_t sealed;       /* holds a record (in RAM or on disk) rather than f32 rows */
     uint8_t tier;         /* kv_tier of a sealed page */
     uint8_t fetching;     /* the I/O thread is reading this page into rec */
+    uint8_t locked;       /* rec's payload is encrypted (kv-lock.c) */
+    uint8_t lock_tag[16]; /* ... its authentication tag */
+    uint64_t lock_gen;    /* ... and its generation (the sealer's nonce counter) */
     rk_kv_page_heat heat; /* recency and attention mass, for the placement policy */
 } kv_page;
 
@@ -54,6 +64,10 @@ typedef struct kv_tiers {
     int64_t n_evict, evict_step; /* ... step evict_step (-1: never) */
     int64_t *cold;             /* (max_pages) scratch: the cold pages acquire reads */
     uint8_t *last_visit;       /* (n_layer, max_pages) pages the last sparse step read, or NULL */
+    const rk_kv_sealer *sealer; /* locks warm pages (kv-lock.c) when set and tiering is on */
+    uint64_t next_lock_gen;    /* last generation a lock used (from KV_LOCK_GEN_BASE up) */
+    uint8_t *clear;            /* (max_pages * payload_bytes) the open layer's unlocked copies */
+    int64_t clear_layer;       /* the layer whose locked pages point into clear, or -1 */
     rk_kv_tier_stats stats;
 } kv_tiers;
 
@@ -113,5 +127,28 @@ void kv_tiers_quiesce(rk_kv_cache *kv);
 void kv_tiers_release(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t end);
 /* Forgets disk copies of pages keep .. of every layer (a truncation). */
 void kv_tiers_truncate(rk_kv_cache *kv, int64_t keep);
+
+/* kv-lock.c: warm pages encrypted in RAM. */
+/* Generations of locks start here; the disk tier's count up from 1, so one sealer (one key)
+ * never sees a generation, and so a nonce, twice. */
+#define KV_LOCK_GEN_BASE (UINT64_C(1) << 63)
+/* Warm pages are locked in this cache (a sealer and tiering). */
+bool kv_lock_enabled(const rk_kv_cache *kv);
+/* Encrypts p's payload in place (a resident, plain, sealed page). Returns 0, or -1 when the
+ * sealer failed (the page stays plain). */
+int kv_lock_page(rk_kv_cache *kv, kv_page *p);
+/* Decrypts a locked page's payload in place (it becomes plain). RK_ERR_IO naming the page when
+ * it does not open (altered in memory); the page stays locked. */
+rk_status kv_unlock_page(rk_kv_cache *kv, kv_page *p, rk_error *err);
+/* Opens the locked pages of `layer` from page `first` on (those visit marks; NULL: all) into the
+ * clear buffer for attention. On error nothing stays open. */
+rk_status kv_lock_open_layer(rk_kv_cache *kv, int64_t layer, int64_t first, const uint8_t *visit, rk_error *err);
+/* Wipes the clear buffer; the pages it held are locked again (keys/values NULL). */
+void kv_lock_close_layer(rk_kv_cache *kv);
+/* Copies the plain payload of resident sealed page i of `layer` to dst (opening it into dst
+ * when locked). RK_ERR_IO when a locked page does not open. */
+rk_status kv_page_copy_payload(rk_kv_cache *kv, int64_t layer, int64_t i, uint8_t *dst, rk_error *err);
+/* Zeroes n bytes in a way the compiler keeps (plain pages of a sealed cache being freed). */
+void kv_wipe(void *buf, size_t n);
 
 #endif

@@ -121,11 +121,18 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
     return RK_OK;
 }
 
+/* Frees a page buffer of n bytes; in a cache with a sealer it is wiped first, so no plain
+ * page outlives its session in freed memory. */
+static void free_page_buffer(const rk_kv_cache *kv, void *buf, size_t n) {
+    if (buf && kv->tiers.sealer) kv_wipe(buf, n);
+    free(buf);
+}
+
 /* Frees the f32 rows a page kept after being sealed in the current step. */
 static void free_retired(rk_kv_cache *kv, kv_page *p) {
     for (int r = 0; r < 2; r++)
         if (p->retired[r]) {
-            free(p->retired[r]);
+            free_page_buffer(kv, p->retired[r], kv_layer_page_bytes(kv, kv->open_codec[r]));
             p->retired[r] = NULL;
             kv->bytes -= kv_layer_page_bytes(kv, kv->open_codec[r]);
         }
@@ -151,14 +158,14 @@ static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
         p->sealed = 0;
         kv_tiers_forget_page(kv, p);
         if (p->rec) kv->bytes -= kv->rec_bytes;
-        free(p->rec);
+        free_page_buffer(kv, p->rec, kv->rec_bytes);
         kv_page_attach(kv, p, NULL);
         return;
     }
     if (p->keys) kv->bytes -= kv_layer_page_bytes(kv, kv->open_codec[0]);
     if (p->values) kv->bytes -= kv_layer_page_bytes(kv, kv->open_codec[1]);
-    free(p->keys);
-    free(p->values);
+    free_page_buffer(kv, p->keys, kv_layer_page_bytes(kv, kv->open_codec[0]));
+    free_page_buffer(kv, p->values, kv_layer_page_bytes(kv, kv->open_codec[1]));
     p->keys = p->values = NULL;
 }
 
@@ -322,10 +329,9 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
  * back from disk first when it is cold. */
 static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err) {
     kv_page *p = kv_page_at(kv, layer, i);
-    if (!p->rec) {
-        rk_status s = kv_tiers_fetch_now(kv, layer, i, err);
-        if (s) return s;
-    }
+    rk_status s = p->rec ? RK_OK : kv_tiers_fetch_now(kv, layer, i, err);
+    if (!s) s = kv_unlock_page(kv, p, err);
+    if (s) return s;
     uint8_t *fresh[2];
     for (int r = 0; r < 2; r++) {
         fresh[r] = malloc(kv_layer_page_bytes(kv, kv->open_codec[r]));
@@ -349,7 +355,7 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
     }
     kv_tiers_forget_page(kv, p);
     kv->bytes -= kv->rec_bytes;
-    free(p->rec);
+    free_page_buffer(kv, p->rec, kv->rec_bytes);
     p->rec = NULL;
     p->sealed = 0;
     p->keys = fresh[0];

@@ -79,8 +79,9 @@ static rk_status fill_layer_chunk(rk_kv_cache *kv, int64_t layer, int64_t k, int
                              (long long)i, (long long)layer);
             break;
         }
-        memcpy(rec, sp->rec, kv->rec_bytes); /* a disk tier rewrites the header */
+        s = kv_page_copy_payload(kv, layer, src, rec + kv->payload_off, err); /* the store writes the header */
         kv_page_attach(kv, kv_page_at(kv, layer, i), rec);
+        if (s) break;
         if (kv->bounds)
             memcpy(kv->bounds + (size_t)((layer * kv->max_pages + i) * H) * kv->bounds_bytes,
                    kv->bounds + (size_t)((layer * kv->max_pages + src) * H) * kv->bounds_bytes,

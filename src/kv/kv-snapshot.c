@@ -55,16 +55,18 @@ static uint8_t *bounds_of(const rk_kv_cache *kv, int64_t layer, int64_t page) {
     return kv->bounds + (layer * kv->max_pages + page) * kv->dims.n_head_kv * kv->bounds_bytes;
 }
 
-static rk_status save_layer(rk_kv_cache *kv, int64_t l, rk_stream_write_fn write, void *user, rk_error *err) {
+/* page: payload_bytes of scratch for a sealed page's plain bytes. */
+static rk_status save_layer(rk_kv_cache *kv, int64_t l, uint8_t *page, rk_stream_write_fn write, void *user,
+                            rk_error *err) {
     int64_t counts[4] = {kv->n_released[l], kv->n_sealed[l], 0, 0}; /* + which roles have sink rows */
     for (int r = 0; r < 2; r++) counts[2 + r] = kv->sink[r] && kv->sink[r][l];
     rk_status s = write(user, counts, sizeof counts, err);
     for (int r = 0; r < 2 && !s; r++)
         if (counts[2 + r]) s = write(user, kv->sink[r][l], kv_sink_bytes(kv, r), err);
     for (int64_t i = counts[0]; i < counts[1] && !s; i++) {
-        kv_page *p = kv_page_at(kv, l, i);
-        if (!p->rec) s = kv_tiers_fetch_now(kv, l, i, err); /* cold: read it back */
-        if (!s) s = write(user, p->rec + kv->payload_off, kv->payload_bytes, err);
+        if (!kv_page_at(kv, l, i)->rec) s = kv_tiers_fetch_now(kv, l, i, err); /* cold: read it back */
+        if (!s) s = kv_page_copy_payload(kv, l, i, page, err); /* opens a locked page */
+        if (!s) s = write(user, page, kv->payload_bytes, err);
         if (!s && kv->bounds) s = write(user, bounds_of(kv, l, i), (size_t)kv->dims.n_head_kv * kv->bounds_bytes, err);
     }
     for (int64_t i = counts[1]; i < kv->n_pages && !s; i++) {
@@ -79,8 +81,12 @@ rk_status rk_kv_save(rk_kv_cache *kv, int64_t n_tokens, rk_stream_write_fn write
     kv_tiers_quiesce(kv);
     snap_header h;
     make_header(kv, n_tokens, &h);
+    uint8_t *page = malloc(kv->payload_bytes);
+    if (!page) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv snapshot: out of memory");
     rk_status s = write(user, &h, sizeof h, err);
-    for (int64_t l = 0; l < kv->dims.n_layer && !s; l++) s = save_layer(kv, l, write, user, err);
+    for (int64_t l = 0; l < kv->dims.n_layer && !s; l++) s = save_layer(kv, l, page, write, user, err);
+    kv_wipe(page, kv->payload_bytes);
+    free(page);
     return s;
 }
 

@@ -13,6 +13,10 @@
  * reads is bit-for-bit the record that was sealed (checksummed on disk), so tiers never change
  * a logit.
  *
+ * With a sealer, warm pages are kept encrypted (kv-lock.c): a page demoted to warm is locked
+ * at once; pages read back from disk for the layer attention is about to read stay plain until
+ * that layer settles, and are locked then unless the policy promotes them.
+ *
  * Without budgets or a disk tier (the default) tiering is off: pages stay hot and these calls
  * cost a branch.
  */
@@ -114,6 +118,9 @@ rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error
     t->hot_budget = tc->hot_bytes ? tc->hot_bytes : SIZE_MAX;
     t->warm_budget = tc->warm_bytes ? tc->warm_bytes : SIZE_MAX;
     t->enabled = tc->hot_bytes || tc->warm_bytes || tc->disk_dir;
+    t->sealer = tc->sealer;
+    t->next_lock_gen = KV_LOCK_GEN_BASE;
+    t->clear_layer = -1;
     if (!t->enabled) return RK_OK;
     rk_status s = RK_OK;
     if (tc->disk_dir) s = open_disk_tier(kv, tc, err);
@@ -151,8 +158,9 @@ rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error
 }
 
 /* Waits for the prefetch in flight and installs what it read into the warm tier; on a read
- * error its records are freed (the pages stay cold) and the error is returned. */
-static rk_status finish_prefetch(rk_kv_cache *kv, rk_error *err) {
+ * error its records are freed (the pages stay cold) and the error is returned. Pages of any
+ * layer but `reading` (the layer attention is about to read; -1: none) are locked at once. */
+static rk_status finish_prefetch(rk_kv_cache *kv, int64_t reading, rk_error *err) {
     kv_tiers *t = &kv->tiers;
     kv_prefetch_req *req = req_of(kv);
     if (!t->io || !req || req->layer < 0) return RK_OK;
@@ -171,6 +179,7 @@ static rk_status finish_prefetch(rk_kv_cache *kv, rk_error *err) {
         }
         kv_page_attach(kv, p, req->recs[j]);
         p->tier = KV_TIER_WARM;
+        if (kv_lock_enabled(kv) && req->layer != reading) kv_lock_page(kv, p);
     }
     if (!s) {
         t->stats.pages_fetched += (uint64_t)req->n;
@@ -185,8 +194,12 @@ static rk_status finish_prefetch(rk_kv_cache *kv, rk_error *err) {
 void kv_tiers_free(rk_kv_cache *kv) {
     kv_tiers *t = &kv->tiers;
     kv_prefetch_req *req = req_of(kv);
-    if (req) finish_prefetch(kv, NULL); /* records of a finished read now belong to pages */
+    if (req) finish_prefetch(kv, -1, NULL); /* records of a finished read now belong to pages */
     kv_prefetch_stop(t->io);
+    if (t->clear) {
+        kv_wipe(t->clear, (size_t)kv->max_pages * kv->payload_bytes);
+        free(t->clear);
+    }
     rk_kv_store_close(t->store);
     if (req) {
         free(req->pages);
@@ -216,10 +229,16 @@ rk_status kv_tiers_write_sealed(rk_kv_cache *kv, int64_t layer, int64_t first, i
     return s;
 }
 
-/* Moves a resident sealed page between the two RAM tiers, keeping the byte counts. */
+/* Moves a resident sealed page between the two RAM tiers, keeping the byte counts. With a
+ * sealer a page demoted to warm is locked and one promoted to hot unlocked; when that fails the
+ * page stays where it was (a promotion's error shows again when attention opens the page). */
 static void set_ram_tier(rk_kv_cache *kv, kv_page *p, kv_tier tier) {
     kv_tiers *t = &kv->tiers;
     if (p->tier == tier) return;
+    if (kv_lock_enabled(kv) && p->rec) {
+        if (p->tier == KV_TIER_HOT && tier == KV_TIER_WARM && kv_lock_page(kv, p) != 0) return;
+        if (tier == KV_TIER_HOT && kv_unlock_page(kv, p, NULL) != RK_OK) return;
+    }
     if (p->tier == KV_TIER_HOT) t->hot_bytes -= kv->rec_bytes;
     if (p->tier == KV_TIER_WARM) t->warm_bytes -= kv->rec_bytes;
     if (tier == KV_TIER_HOT) t->hot_bytes += kv->rec_bytes;
@@ -233,6 +252,7 @@ static void evict(rk_kv_cache *kv, kv_page *p) {
     set_ram_tier(kv, p, KV_TIER_COLD);
     free(p->rec);
     kv_page_attach(kv, p, NULL);
+    p->locked = 0;
     kv->bytes -= kv->rec_bytes;
     kv->tiers.stats.pages_evicted++;
 }
@@ -317,6 +337,7 @@ void kv_tiers_admit_sealed(rk_kv_cache *kv, int64_t layer, int64_t first, int64_
 void kv_tiers_forget_page(rk_kv_cache *kv, kv_page *p) {
     if (p->rec) set_ram_tier(kv, p, KV_TIER_COLD);
     p->tier = KV_TIER_COLD;
+    p->locked = 0;
 }
 
 /* Reads pages[0 .. n) of `layer` (ascending, cold) into new warm records now. */
@@ -362,10 +383,13 @@ static rk_status fetch_pages(rk_kv_cache *kv, int64_t layer, const int64_t *page
 }
 
 rk_status kv_tiers_fetch_now(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err) {
-    rk_status s = finish_prefetch(kv, err);
+    rk_status s = finish_prefetch(kv, -1, err);
     if (s) return s;
-    if (kv_page_at(kv, layer, i)->rec) return RK_OK; /* the prefetch brought it */
-    return fetch_pages(kv, layer, &i, 1, err);
+    kv_page *p = kv_page_at(kv, layer, i);
+    if (p->rec) return RK_OK; /* the prefetch brought it */
+    s = fetch_pages(kv, layer, &i, 1, err);
+    if (!s && kv_lock_enabled(kv)) kv_lock_page(kv, p);
+    return s;
 }
 
 void kv_tiers_release(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t end) {
@@ -403,7 +427,17 @@ static void start_prefetch(rk_kv_cache *kv, int64_t layer, int64_t in_use) {
 }
 
 void kv_tiers_quiesce(rk_kv_cache *kv) {
-    if (kv->tiers.req) finish_prefetch(kv, NULL);
+    kv_lock_close_layer(kv);
+    if (kv->tiers.req) finish_prefetch(kv, -1, NULL);
+}
+
+/* Locks the warm pages of `layer` that are still plain (read back from disk for its attention). */
+static void lock_plain_warm(rk_kv_cache *kv, int64_t layer) {
+    if (!kv_lock_enabled(kv)) return;
+    for (int64_t i = kv->n_released[layer]; i < kv->n_sealed[layer]; i++) {
+        kv_page *p = kv_page_at(kv, layer, i);
+        if (p->tier == KV_TIER_WARM && p->rec && !p->fetching && !p->locked) kv_lock_page(kv, p);
+    }
 }
 
 void rk_kv_begin_step(rk_kv_cache *kv) { kv->tiers.step++; }
@@ -431,15 +465,17 @@ rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const
     int64_t first = first_pos / RK_KV_PAGE_TOKENS;
     if (first < kv->n_released[layer]) first = kv->n_released[layer];
     rk_status s = RK_OK;
-    if (req_of(kv)->layer == layer) s = finish_prefetch(kv, err);
+    if (req_of(kv)->layer == layer) s = finish_prefetch(kv, layer, err);
     if (s) return s;
     /* Cold pages the prefetch did not bring (a read error is reported by this read again). */
     int64_t *cold = t->cold, n_cold = 0;
     for (int64_t i = first; i < kv->n_sealed[layer]; i++)
         if ((!visit || visit[i]) && !kv_page_at(kv, layer, i)->rec) cold[n_cold++] = i;
-    if (n_cold > 0) {
-        s = fetch_pages(kv, layer, cold, n_cold, err);
-        if (s) return s;
+    if (n_cold > 0) s = fetch_pages(kv, layer, cold, n_cold, err);
+    if (!s) s = kv_lock_open_layer(kv, layer, first, visit, err);
+    if (s) {
+        lock_plain_warm(kv, layer);
+        return s;
     }
     t->stats.read_cold_bytes += (uint64_t)n_cold * kv->payload_bytes;
     note_reads(kv, layer, first, visit);
@@ -460,7 +496,9 @@ void rk_kv_note_mass(rk_kv_cache *kv, int64_t layer, int64_t page, float share) 
 void rk_kv_settle(rk_kv_cache *kv, int64_t layer) {
     kv_tiers *t = &kv->tiers;
     if (!t->enabled) return;
+    kv_lock_close_layer(kv);
     plan_layer(kv, layer);
+    lock_plain_warm(kv, layer);
     make_warm_room(kv, 0, req_of(kv)->layer, -1);
 }
 
@@ -468,7 +506,7 @@ void rk_kv_get_tier_stats(const rk_kv_cache *kv, rk_kv_tier_stats *out) {
     const kv_tiers *t = &kv->tiers;
     *out = t->stats;
     out->enabled = t->enabled;
-    out->pages_hot = out->pages_warm = out->pages_cold = 0;
+    out->pages_hot = out->pages_warm = out->pages_cold = out->pages_warm_sealed = 0;
     for (int64_t l = 0; l < kv->dims.n_layer; l++)
         for (int64_t i = kv->n_released[l]; i < kv->n_sealed[l]; i++) {
             const kv_page *p = kv_page_at(kv, l, i);
@@ -478,6 +516,7 @@ void rk_kv_get_tier_stats(const rk_kv_cache *kv, rk_kv_tier_stats *out) {
                 out->pages_hot++;
             else
                 out->pages_warm++;
+            out->pages_warm_sealed += p->locked;
         }
     out->warm_bytes = t->warm_bytes;
     out->hot_bytes = kv->bytes > t->warm_bytes ? kv->bytes - t->warm_bytes : 0;

@@ -97,12 +97,13 @@ enum MHD_Result rk_http_detokenize(rk_http_conn *c) {
 
 static json_t *session_json(const rk_session_info *s) {
     const double now = rk_now_seconds();
-    return json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I}, s:{s:s, s:s}, s:f, s:f, s:f, s:b}",
+    return json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:{s:s, s:s}, s:f, s:f, s:f, s:b}",
                      "id", s->id, "object", "session", "tokens", (json_int_t)s->tokens,
                      "kv_bytes", "hot", (json_int_t)(s->tiers.enabled ? s->tiers.hot_bytes : s->kv_bytes),
                      "warm", (json_int_t)s->tiers.warm_bytes, "disk", (json_int_t)s->tiers.disk_bytes,
                      "kv_pages", "hot", (json_int_t)s->tiers.pages_hot, "warm", (json_int_t)s->tiers.pages_warm,
                      "disk", (json_int_t)s->tiers.pages_cold,
+                     "warm_sealed", (json_int_t)s->tiers.pages_warm_sealed,
                      "codec", "k", s->codec_k, "v", s->codec_v,
                      "age_seconds", now - s->created, "idle_seconds", now - s->last_used,
                      "ttl_seconds", s->ttl, "busy", s->busy);

@@ -290,6 +290,8 @@ def test_shredding(model, keyfile):
                                       extra_body={"session": sid})
         info = srv.json("GET", f"/v1/sessions/{sid}", key=ALICE)
         check(info["kv_pages"]["disk"] > 0, f"no page went to disk: {info}")
+        pages = info["kv_pages"]
+        check(pages["warm"] > 0 and pages["warm_sealed"] == pages["warm"], f"warm pages in RAM not all sealed: {info}")
         files = page_files(srv.proc.pid, cold)
         blobs = {path: open(path, "rb").read() for path in files}
         blocks = [b for data in blobs.values() for b in written_blocks(data)]
