@@ -485,7 +485,10 @@ def phase_sessions(server, a):
                        {"role": "user", "content": "Name one person, place or thing the text mentions, and say "
                                                    "in one sentence why it matters there."}]
     other, srv_cpu = cpu.stop()
+    kv_pages = None
     if session:
+        st, body = server.get("/v1/sessions/" + session)
+        kv_pages = json.loads(body).get("kv_pages") if st == 200 else None
         c = server.connect(30)
         c.request("DELETE", "/v1/sessions/" + session)
         c.getresponse().read()
@@ -496,7 +499,8 @@ def phase_sessions(server, a):
            "q1_ttft_s": q1["ttft"], "q2_ttft_s": q2["ttft"],
            "ttft_ratio": (q2["ttft"] / q1["ttft"]) if q1["ttft"] and q2["ttft"] is not None else None,
            "q1_processed": q1["processed"], "q2_processed": q2["processed"],
-           "q1_tokens": q1["n_tokens"], "q2_tokens": q2["n_tokens"], "other_cpu_pct": other, "server_cpu_pct": srv_cpu}
+           "q1_tokens": q1["n_tokens"], "q2_tokens": q2["n_tokens"], "q1_decode_tok_s": stream_rate(q1),
+           "q2_decode_tok_s": stream_rate(q2), "kv_pages": kv_pages, "other_cpu_pct": other, "server_cpu_pct": srv_cpu}
     table = ["| server | session | Q1 prompt tokens | Q1 TTFT s | Q2 prompt tokens | Q2 TTFT s | Q2/Q1 | Q1 / Q2 tokens run "
              "| other CPU % |", "|---|---|---|---|---|---|---|---|---|",
              "| %s | %s | %s | %.2f | %s | %.3f | %.1f%% | %s / %s | %s |" % (

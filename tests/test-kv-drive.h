@@ -64,7 +64,8 @@ static rk_status make_cache(const run_cfg *rc, rk_kv_cache **kv, rk_error *err) 
 /* One forward step over positions [pos0, pos0+n): writes the rows, then per layer seals,
  * acquires, attends the last position's queries over everything, settles. Appends the
  * attention outputs of every layer to out. */
-static rk_status step(rk_kv_cache *kv, int64_t pos0, int64_t n, run_out *out, float *scratch, rk_error *err) {
+static rk_status step(rk_kv_cache *kv, int64_t pos0, int64_t n, run_out *out, float *scratch, rk_pool *pool,
+                      rk_error *err) {
     const rk_attn_ops *ops = rk_attn_get_ops(rk_cpu_simd_level());
     rk_kv_begin_step(kv);
     rk_status s = rk_kv_reserve(kv, pos0 + n, err);
@@ -76,7 +77,7 @@ static rk_status step(rk_kv_cache *kv, int64_t pos0, int64_t n, run_out *out, fl
                 row_of(l, h, p, 1, rk_kv_value(kv, l, h, p));
             }
         s = rk_kv_seal_full_pages(kv, l, pos0 + n, NULL, err);
-        if (!s) s = rk_kv_acquire(kv, l, 0, NULL, err);
+        if (!s) s = rk_kv_acquire(kv, l, 0, NULL, pool, err);
         if (s) return s;
         int64_t last = pos0 + n - 1;
         for (int64_t h = 0; h < N_HEAD_KV; h++) {
@@ -97,24 +98,24 @@ static rk_status step(rk_kv_cache *kv, int64_t pos0, int64_t n, run_out *out, fl
 
 /* Prefill of 5.5 pages in chunks of 300, then decode to 8 pages and a bit, one token a step
  * (only the last 30 decode steps are recorded to keep it quick... every step is recorded). */
-static rk_status drive(rk_kv_cache *kv, run_out *out, rk_error *err) {
+static rk_status drive(rk_kv_cache *kv, run_out *out, rk_pool *pool, rk_error *err) {
     float *scratch = malloc((size_t)rk_attn_scratch_floats(kv, N_Q) * sizeof(float));
     out->att = calloc((size_t)MAX_STEPS * N_LAYER * N_HEAD_KV * N_Q * DIM, sizeof(float));
     out->n = 0;
     rk_status s = RK_OK;
     int64_t pos = 0;
     while (!s && pos < 1400) {
-        s = step(kv, pos, 300, out, scratch, err);
+        s = step(kv, pos, 300, out, scratch, pool, err);
         pos += 300;
     }
     /* jump ahead untimed-style: big chunks to just below page 8, then single tokens across it */
     while (!s && pos < 8 * RK_KV_PAGE_TOKENS - 3) {
         int64_t n = 8 * RK_KV_PAGE_TOKENS - 3 - pos;
         if (n > 400) n = 400;
-        s = step(kv, pos, n, out, scratch, err);
+        s = step(kv, pos, n, out, scratch, pool, err);
         pos += n;
     }
-    for (int i = 0; i < 12 && !s; i++, pos++) s = step(kv, pos, 1, out, scratch, err);
+    for (int i = 0; i < 12 && !s; i++, pos++) s = step(kv, pos, 1, out, scratch, pool, err);
     rk_kv_get_tier_stats(kv, &out->stats);
     free(scratch);
     return s;

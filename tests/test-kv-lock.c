@@ -2,7 +2,8 @@
  * test-kv-lock.c — warm pages are sealed in RAM (kv-lock.c) with the server's real sealer
  * (libsodium XChaCha20-Poly1305, server/seal.h), and attention stays exact:
  *   - a cache with a small hot budget (most pages warm), with and without a disk tier, gives
- *     attention outputs bit-identical to a plain cache with no tiers, for f16 and tq3.5;
+ *     attention outputs bit-identical to a plain cache with no tiers, for f16 and tq3.5, with
+ *     the pages opened on a thread pool and on one thread;
  *   - every warm page's bytes in RAM are ciphertext (they differ from the plain cache's page
  *     almost everywhere), every hot page is the plain page, and the clear buffer that opened
  *     pages for attention holds only zeros between layers;
@@ -75,13 +76,13 @@ static int64_t check_pages(const rk_kv_cache *kv, const rk_kv_cache *ref, const 
 }
 
 /* One more decode step at END_POS on both caches: the same outputs. */
-static void check_next_step(rk_kv_cache *kv, rk_kv_cache *ref, int64_t pos, const char *what) {
+static void check_next_step(rk_kv_cache *kv, rk_kv_cache *ref, int64_t pos, rk_pool *pool, const char *what) {
     rk_error err;
     run_out a = {calloc(ATT_FLOATS, sizeof(float)), 0, {0}}, b = {calloc(ATT_FLOATS, sizeof(float)), 0, {0}};
     float *scratch = malloc((size_t)rk_attn_scratch_floats(ref, N_Q) * sizeof(float));
-    rk_status s = step(kv, pos, 1, &a, scratch, &err);
+    rk_status s = step(kv, pos, 1, &a, scratch, pool, &err);
     CHECK_MSG(s == RK_OK, "%s: %s", what, err.msg);
-    CHECK(step(ref, pos, 1, &b, scratch, &err) == RK_OK);
+    CHECK(step(ref, pos, 1, &b, scratch, NULL, &err) == RK_OK);
     if (!s) CHECK_MSG(memcmp(a.att, b.att, ATT_FLOATS * sizeof(float)) == 0, "%s: attention differs", what);
     free(scratch);
     free(a.att);
@@ -117,7 +118,7 @@ static rk_status mem_read(void *user, void *data, size_t len, rk_error *err) {
 }
 
 /* Flips one byte of a locked page in RAM: the next step fails naming it; repaired, it reads on. */
-static void check_tamper(rk_kv_cache *kv, rk_kv_cache *ref) {
+static void check_tamper(rk_kv_cache *kv, rk_kv_cache *ref, rk_pool *pool) {
     kv_page *victim = NULL;
     int64_t vl = -1, vi = -1;
     for (int64_t l = 0; l < N_LAYER && !victim; l++)
@@ -134,7 +135,7 @@ static void check_tamper(rk_kv_cache *kv, rk_kv_cache *ref) {
     float *scratch = malloc((size_t)rk_attn_scratch_floats(kv, N_Q) * sizeof(float));
     run_out a = {calloc(ATT_FLOATS, sizeof(float)), 0, {0}};
     rk_error err;
-    rk_status s = step(kv, END_POS, 1, &a, scratch, &err);
+    rk_status s = step(kv, END_POS, 1, &a, scratch, pool, &err);
     char want[64];
     snprintf(want, sizeof want, "page %lld of layer %lld", (long long)vi, (long long)vl);
     CHECK_MSG(s == RK_ERR_IO && strstr(err.msg, want) && strstr(err.msg, "warm tier"), "status %d: %s", (int)s,
@@ -142,7 +143,7 @@ static void check_tamper(rk_kv_cache *kv, rk_kv_cache *ref) {
     CHECK(victim->locked); /* not served, still sealed */
     *byte ^= 0x10;
     CHECK(rk_kv_truncate(kv, END_POS, &err) == RK_OK); /* the failed step wrote rows of the layers before */
-    check_next_step(kv, ref, END_POS, "after a repaired page");
+    check_next_step(kv, ref, END_POS, pool, "after a repaired page");
     free(scratch);
     free(a.att);
 }
@@ -159,13 +160,14 @@ static void check_snapshot(rk_kv_cache *kv, rk_kv_cache *ref, const char *codec)
     if (!s && loaded) {
         s = rk_kv_load(loaded, mem_read, &m, &n, &err);
         CHECK_MSG(s == RK_OK && n == END_POS, "load: %s", s ? err.msg : "wrong length");
-        if (!s) check_next_step(loaded, ref, END_POS, "a snapshot of locked pages");
+        if (!s) check_next_step(loaded, ref, END_POS, NULL, "a snapshot of locked pages");
     }
     rk_kv_free(loaded);
     free(m.buf);
 }
 
-static void test_locked(const rk_kv_sealer *sealer, const char *dir) {
+/* The warm-sealed cache opens its pages on `pool`, the disk-sealed one on this thread. */
+static void test_locked(const rk_kv_sealer *sealer, const char *dir, rk_pool *pool) {
     const char *codecs[] = {"f16", "tq3.5"};
     for (int c = 0; c < 2; c++) {
         const size_t hot = least_hot(codecs[c], NULL) + 2 * (size_t)N_LAYER * RK_KV_PAGE_TOKENS * N_HEAD_KV * DIM;
@@ -180,7 +182,7 @@ static void test_locked(const rk_kv_sealer *sealer, const char *dir) {
         int ok = 1;
         for (int k = 0; k < 3 && ok; k++) {
             rk_status s = make_cache(cfgs[k], &kv[k], &err);
-            if (!s) s = drive(kv[k], &out[k], &err);
+            if (!s) s = drive(kv[k], &out[k], k == 1 ? pool : NULL, &err);
             CHECK_MSG(s == RK_OK, "%s %s: %s", codecs[c], names[k], err.msg);
             ok = s == RK_OK;
         }
@@ -201,7 +203,7 @@ static void test_locked(const rk_kv_sealer *sealer, const char *dir) {
             }
             CHECK_MSG(check_pages(kv[1], kv[0], "warm sealed") > N_LAYER, "too few warm pages");
             check_snapshot(kv[1], kv[0], codecs[c]);
-            check_tamper(kv[1], kv[0]);
+            check_tamper(kv[1], kv[0], pool);
             /* truncating into a locked page opens it: the same rows as the plain cache's */
             const int64_t cut = 3 * RK_KV_PAGE_TOKENS + 17;
             CHECK(kv_page_at(kv[1], 2, 3)->locked);
@@ -210,7 +212,7 @@ static void test_locked(const rk_kv_sealer *sealer, const char *dir) {
                 for (int h = 0; h < N_HEAD_KV; h++)
                     CHECK(memcmp(rk_kv_key(kv[1], l, h, 3 * RK_KV_PAGE_TOKENS),
                                  rk_kv_key(kv[0], l, h, 3 * RK_KV_PAGE_TOKENS), 17 * DIM * sizeof(float)) == 0);
-            check_next_step(kv[1], kv[0], cut, "after truncating into a locked page");
+            check_next_step(kv[1], kv[0], cut, pool, "after truncating into a locked page");
         }
         for (int k = 0; k < 3; k++) {
             rk_kv_free(kv[k]);
@@ -230,10 +232,13 @@ int main(void) {
         return 1;
     }
     rk_seal_key *key = NULL;
+    rk_pool *pool = NULL;
     rk_error err;
     CHECK(rk_seal_key_create("0123456789abcdef0123456789abcdef", &key, &err) == RK_OK);
-    if (key) test_locked(rk_seal_key_sealer(key), dir);
+    CHECK(rk_pool_create(2, &pool, &err) == RK_OK);
+    if (key && pool) test_locked(rk_seal_key_sealer(key), dir, pool);
     rk_seal_key_shred(key);
+    rk_pool_free(pool);
     CHECK(rmdir(dir) == 0);
     return rk_test_finish("test-kv-lock");
 }

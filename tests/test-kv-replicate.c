@@ -63,7 +63,7 @@ static rk_status prefill(rk_kv_cache *kv, int64_t n, rk_error *err) {
                 for (int j = 0; j < DIM; j++) k[j] = frand(&rng) + (j % 5 == 0 ? 1.5f : 0.0f), v[j] = frand(&rng);
             }
         s = rk_kv_seal_full_pages(kv, l, n, NULL, err);
-        if (!s) s = rk_kv_acquire(kv, l, 0, NULL, err);
+        if (!s) s = rk_kv_acquire(kv, l, 0, NULL, NULL, err);
         rk_kv_drop_retired(kv, l);
         rk_kv_settle(kv, l);
     }

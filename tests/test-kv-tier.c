@@ -26,7 +26,7 @@ static int run(const run_cfg *rc, run_out *out) {
     rk_error err;
     rk_kv_cache *kv = NULL;
     rk_status s = make_cache(rc, &kv, &err);
-    if (!s) s = drive(kv, out, &err);
+    if (!s) s = drive(kv, out, NULL, &err);
     CHECK_MSG(s == RK_OK, "%s disk=%s direct=%d: %s", rc->codec, rc->disk_dir ? rc->disk_dir : "-", rc->direct,
               err.msg);
     rk_kv_free(kv);
@@ -78,7 +78,7 @@ static void test_corruption(const char *dir) {
     run_out out = {0};
     CHECK(make_cache(&rc, &kv, &err) == RK_OK);
     if (!kv) return;
-    CHECK(drive(kv, &out, &err) == RK_OK);
+    CHECK(drive(kv, &out, NULL, &err) == RK_OK);
     /* page 3 of layer 1 is cold now (only pinned pages and two layers stay in RAM) */
     /* the page files were unlinked when the store opened them: found through /proc/self/fd */
     int fd = rk_test_open_unlinked("ringkv-kv-", "/layer-001.kv");
@@ -90,15 +90,15 @@ static void test_corruption(const char *dir) {
     b ^= 0x40;
     CHECK(pwrite(fd, &b, 1, at) == 1);
     rk_status s = RK_OK;
-    for (int l = 0; l < N_LAYER && !s; l++) s = rk_kv_acquire(kv, l, 0, NULL, &err); /* layer 0 first, as a step */
+    for (int l = 0; l < N_LAYER && !s; l++) s = rk_kv_acquire(kv, l, 0, NULL, NULL, &err); /* layer 0 first, as a step */
     CHECK(s == RK_ERR_IO);
     CHECK_MSG(strstr(err.msg, "page 3") && strstr(err.msg, "layer 1"), "message: %s", err.msg);
     /* not served, and asked again it fails again; other layers still read */
-    CHECK(rk_kv_acquire(kv, 1, 0, NULL, &err) == RK_ERR_IO);
-    CHECK(rk_kv_acquire(kv, 5, 0, NULL, &err) == RK_OK);
+    CHECK(rk_kv_acquire(kv, 1, 0, NULL, NULL, &err) == RK_ERR_IO);
+    CHECK(rk_kv_acquire(kv, 5, 0, NULL, NULL, &err) == RK_OK);
     b ^= 0x40; /* repaired, it reads again */
     CHECK(pwrite(fd, &b, 1, at) == 1);
-    CHECK(rk_kv_acquire(kv, 1, 0, NULL, &err) == RK_OK);
+    CHECK(rk_kv_acquire(kv, 1, 0, NULL, NULL, &err) == RK_OK);
     close(fd);
     rk_kv_free(kv);
     free(out.att);
@@ -114,22 +114,22 @@ static void test_disk_full(const char *dir) {
     run_out before = {0}, after = {0};
     before.att = calloc((size_t)N_LAYER * N_HEAD_KV * N_Q * DIM, sizeof(float));
     after.att = calloc((size_t)N_LAYER * N_HEAD_KV * N_Q * DIM, sizeof(float));
-    CHECK(step(kv, 0, 500, &before, scratch, &err) == RK_OK); /* page 0 sealed, page 1 open */
+    CHECK(step(kv, 0, 500, &before, scratch, NULL, &err) == RK_OK); /* page 0 sealed, page 1 open */
     struct rlimit old, small;
     getrlimit(RLIMIT_FSIZE, &old);
     signal(SIGXFSZ, SIG_IGN);
     small = old;
     small.rlim_cur = (rlim_t)rk_kv_record_bytes(kv); /* the files hold page 0 only */
     setrlimit(RLIMIT_FSIZE, &small);
-    rk_status s = step(kv, 500, 100, &after, scratch, &err); /* seals page 1: the write fails */
+    rk_status s = step(kv, 500, 100, &after, scratch, NULL, &err); /* seals page 1: the write fails */
     setrlimit(RLIMIT_FSIZE, &old);
     CHECK(s == RK_ERR_IO);
     CHECK_MSG(strstr(err.msg, "no space") != NULL, "message: %s", err.msg);
     /* the cache is usable at its previous length: truncate back and the same step works */
     CHECK(rk_kv_truncate(kv, 500, &err) == RK_OK);
     after.n = 0;
-    CHECK(step(kv, 500, 100, &after, scratch, &err) == RK_OK);
-    CHECK(rk_kv_acquire(kv, 0, 0, NULL, &err) == RK_OK);
+    CHECK(step(kv, 500, 100, &after, scratch, NULL, &err) == RK_OK);
+    CHECK(rk_kv_acquire(kv, 0, 0, NULL, NULL, &err) == RK_OK);
     rk_kv_free(kv);
     free(scratch);
     free(before.att);
@@ -161,7 +161,7 @@ static void test_truncate_cold(const char *dir) {
     run_out oa = {0}, ob = {0};
     CHECK(make_cache(&cold, &a, &err) == RK_OK && make_cache(&ram, &b, &err) == RK_OK);
     if (!a || !b) return;
-    CHECK(drive(a, &oa, &err) == RK_OK && drive(b, &ob, &err) == RK_OK);
+    CHECK(drive(a, &oa, NULL, &err) == RK_OK && drive(b, &ob, NULL, &err) == RK_OK);
     CHECK(rk_kv_truncate(a, 3 * RK_KV_PAGE_TOKENS + 17, &err) == RK_OK);
     CHECK(rk_kv_truncate(b, 3 * RK_KV_PAGE_TOKENS + 17, &err) == RK_OK);
     for (int l = 0; l < N_LAYER; l++)

@@ -68,6 +68,8 @@ typedef struct kv_tiers {
     uint64_t next_lock_gen;    /* last generation a lock used (from KV_LOCK_GEN_BASE up) */
     uint8_t *clear;            /* (max_pages * payload_bytes) the open layer's unlocked copies */
     int64_t clear_layer;       /* the layer whose locked pages point into clear, or -1 */
+    int64_t *open_ids;         /* (max_pages) scratch: the pages kv_lock_open_layer opens */
+    uint8_t *open_failed;      /* (max_pages) ... and which of them did not open */
     rk_kv_tier_stats stats;
 } kv_tiers;
 
@@ -141,8 +143,9 @@ int kv_lock_page(rk_kv_cache *kv, kv_page *p);
  * it does not open (altered in memory); the page stays locked. */
 rk_status kv_unlock_page(rk_kv_cache *kv, kv_page *p, rk_error *err);
 /* Opens the locked pages of `layer` from page `first` on (those visit marks; NULL: all) into the
- * clear buffer for attention. On error nothing stays open. */
-rk_status kv_lock_open_layer(rk_kv_cache *kv, int64_t layer, int64_t first, const uint8_t *visit, rk_error *err);
+ * clear buffer for attention, spread over pool (NULL: this thread). On error nothing stays open. */
+rk_status kv_lock_open_layer(rk_kv_cache *kv, int64_t layer, int64_t first, const uint8_t *visit, rk_pool *pool,
+                             rk_error *err);
 /* Wipes the clear buffer; the pages it held are locked again (keys/values NULL). */
 void kv_lock_close_layer(rk_kv_cache *kv);
 /* Copies the plain payload of resident sealed page i of `layer` to dst (opening it into dst

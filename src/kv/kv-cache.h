@@ -157,20 +157,21 @@ int64_t rk_kv_prep_floats(const rk_kv_cache *kv);
 void rk_kv_begin_step(rk_kv_cache *kv);
 
 /* Makes the sealed pages of `layer` from position first_pos on readable by attention, reading
- * cold ones back from disk (waiting for the I/O thread where it is already reading them), then
- * asks the I/O thread to read the next layer's cold pages. visit (NULL: every page) marks the
- * pages attention will read, by page index. RK_ERR_IO for a page that fails its checksum or
- * cannot be read (the message names the page and layer; the cache is unchanged and usable);
- * RK_ERR_NO_MEMORY when the warm tier cannot make room. */
-rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const uint8_t *visit,
+ * cold ones back from disk (waiting for the I/O thread where it is already reading them) and
+ * opening warm pages sealed in RAM (a sealer; spread over pool, NULL: this thread), then asks
+ * the I/O thread to read the next layer's cold pages. visit (NULL: every page) marks the pages
+ * attention will read, by page index. RK_ERR_IO for a page that fails its checksum, cannot be
+ * read or does not open (the message names the page and layer; the cache is unchanged and
+ * usable); RK_ERR_NO_MEMORY when the warm tier cannot make room. */
+rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const uint8_t *visit, rk_pool *pool,
                         rk_error *err);
 
 /* Page `page` of `layer` received `share` (0..1, the largest over query heads) of the softmax
  * mass in this step's attention: the placement policy's measure of importance. */
 void rk_kv_note_mass(rk_kv_cache *kv, int64_t layer, int64_t page, float share);
 
-/* After attention of `layer`: re-plans which of its pages stay hot and trims the warm tier to
- * its budget. */
+/* After attention of `layer`: wipes the pages opened for it, re-plans which of its pages stay
+ * hot (sealing those that turn warm) and trims the warm tier to its budget. */
 void rk_kv_settle(rk_kv_cache *kv, int64_t layer);
 
 /* Tiering is on (budgets or a disk tier). */

@@ -53,20 +53,35 @@ int kv_lock_page(rk_kv_cache *kv, kv_page *p) {
     return 0;
 }
 
-/* Opens the locked payload `src` of page p into dst (dst may equal src). */
-static rk_status open_payload(rk_kv_cache *kv, const kv_page *p, const uint8_t *src, uint8_t *dst, rk_error *err) {
-    kv_tiers *t = &kv->tiers;
+/* Opens the locked payload `src` of page p into dst (dst may equal src): 0, or -1 when it does
+ * not open (dst, if distinct, is wiped). Thread-safe for distinct pages; no bookkeeping. */
+static int open_into(const rk_kv_cache *kv, const kv_page *p, const uint8_t *src, uint8_t *dst) {
+    const rk_kv_sealer *sl = kv->tiers.sealer;
     int64_t layer, i;
     page_coords(kv, p, &layer, &i);
-    const double t0 = rk_now_seconds();
     if (dst != src) memcpy(dst, src, kv->payload_bytes);
-    int bad = t->sealer->open(t->sealer->user, layer, i, p->lock_gen, dst, kv->payload_bytes, p->lock_tag);
+    int bad = sl->open(sl->user, layer, i, p->lock_gen, dst, kv->payload_bytes, p->lock_tag);
+    if (bad && dst != src) kv_wipe(dst, kv->payload_bytes);
+    return bad ? -1 : 0;
+}
+
+static rk_status open_error(const rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err) {
+    (void)kv;
+    return rk_error_set(err, RK_ERR_IO,
+                        "kv warm tier: page %lld of layer %lld does not open (its sealed bytes in memory were "
+                        "altered)", (long long)i, (long long)layer);
+}
+
+/* open_into with the statistics, on this thread. */
+static rk_status open_payload(rk_kv_cache *kv, const kv_page *p, const uint8_t *src, uint8_t *dst, rk_error *err) {
+    kv_tiers *t = &kv->tiers;
+    const double t0 = rk_now_seconds();
+    int bad = open_into(kv, p, src, dst);
     t->stats.ram_seal_seconds += rk_now_seconds() - t0;
     if (bad) {
-        if (dst != src) kv_wipe(dst, kv->payload_bytes);
-        return rk_error_set(err, RK_ERR_IO,
-                            "kv warm tier: page %lld of layer %lld does not open (its sealed bytes in memory were "
-                            "altered)", (long long)i, (long long)layer);
+        int64_t layer, i;
+        page_coords(kv, p, &layer, &i);
+        return open_error(kv, layer, i, err);
     }
     t->stats.pages_unlocked++;
     return RK_OK;
@@ -82,31 +97,68 @@ rk_status kv_unlock_page(rk_kv_cache *kv, kv_page *p, rk_error *err) {
     return RK_OK;
 }
 
-rk_status kv_lock_open_layer(rk_kv_cache *kv, int64_t layer, int64_t first, const uint8_t *visit, rk_error *err) {
+/* Pages ids[0 .. n) of one layer opened into their clear slots on the pool; failed[j] = 1 for a
+ * page that does not open. */
+typedef struct open_job {
+    rk_kv_cache *kv;
+    int64_t layer;
+    const int64_t *ids;
+    int64_t n;
+    uint8_t *failed;
+} open_job;
+
+static void open_pages(void *arg, int ith, int nth) {
+    open_job *job = arg;
+    rk_kv_cache *kv = job->kv;
+    int64_t begin, end;
+    rk_pool_split(job->n, ith, nth, &begin, &end);
+    for (int64_t j = begin; j < end; j++) {
+        const int64_t i = job->ids[j];
+        const kv_page *p = kv_page_at(kv, job->layer, i);
+        job->failed[j] = (uint8_t)(open_into(kv, p, p->rec + kv->payload_off,
+                                             kv->tiers.clear + (size_t)i * kv->payload_bytes) != 0);
+    }
+}
+
+rk_status kv_lock_open_layer(rk_kv_cache *kv, int64_t layer, int64_t first, const uint8_t *visit, rk_pool *pool,
+                             rk_error *err) {
     kv_tiers *t = &kv->tiers;
     if (!kv_lock_enabled(kv)) return RK_OK;
     kv_lock_close_layer(kv);
+    int64_t *ids = t->open_ids, n = 0;
     for (int64_t i = first; i < kv->n_sealed[layer]; i++) {
-        kv_page *p = kv_page_at(kv, layer, i);
-        if ((visit && !visit[i]) || !p->locked || !p->rec) continue;
-        if (!t->clear) {
-            t->clear = calloc((size_t)kv->max_pages, kv->payload_bytes);
-            if (!t->clear)
-                return rk_error_set(err, RK_ERR_NO_MEMORY,
-                                    "kv warm tier: out of memory for the %.1f MiB a layer's opened pages take",
-                                    (double)kv->max_pages * (double)kv->payload_bytes / 1048576.0);
-            kv->bytes += (size_t)kv->max_pages * kv->payload_bytes;
-        }
-        uint8_t *slot = t->clear + (size_t)i * kv->payload_bytes;
-        rk_status s = open_payload(kv, p, p->rec + kv->payload_off, slot, err);
-        if (s) {
-            kv_lock_close_layer(kv);
-            return s;
-        }
-        t->clear_layer = layer;
-        p->keys = slot;
-        p->values = slot + kv->key_bytes;
+        const kv_page *p = kv_page_at(kv, layer, i);
+        if ((!visit || visit[i]) && p->locked && p->rec) ids[n++] = i;
     }
+    if (n == 0) return RK_OK;
+    if (!t->clear) {
+        t->clear = calloc((size_t)kv->max_pages, kv->payload_bytes);
+        if (!t->clear)
+            return rk_error_set(err, RK_ERR_NO_MEMORY,
+                                "kv warm tier: out of memory for the %.1f MiB a layer's opened pages take",
+                                (double)kv->max_pages * (double)kv->payload_bytes / 1048576.0);
+        kv->bytes += (size_t)kv->max_pages * kv->payload_bytes;
+    }
+    open_job job = {kv, layer, ids, n, t->open_failed};
+    const double t0 = rk_now_seconds();
+    if (pool && n > 1)
+        rk_pool_run(pool, open_pages, &job);
+    else
+        open_pages(&job, 0, 1);
+    t->stats.ram_seal_seconds += rk_now_seconds() - t0;
+    t->clear_layer = layer;
+    int64_t bad = -1;
+    for (int64_t j = 0; j < n; j++) {
+        kv_page *p = kv_page_at(kv, layer, ids[j]);
+        p->keys = t->clear + (size_t)ids[j] * kv->payload_bytes; /* a failed slot is wiped: closing clears it */
+        p->values = p->keys + kv->key_bytes;
+        if (job.failed[j] && bad < 0) bad = ids[j];
+    }
+    if (bad >= 0) {
+        kv_lock_close_layer(kv);
+        return open_error(kv, layer, bad, err);
+    }
+    t->stats.pages_unlocked += (uint64_t)n;
     return RK_OK;
 }
 

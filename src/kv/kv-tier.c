@@ -140,6 +140,12 @@ rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error
     t->evict_ids = calloc(n, sizeof *t->evict_ids);
     t->evict_step = -1;
     t->cold = calloc((size_t)kv->max_pages, sizeof *t->cold);
+    if (t->sealer) {
+        t->open_ids = calloc((size_t)kv->max_pages, sizeof *t->open_ids);
+        t->open_failed = calloc((size_t)kv->max_pages, 1);
+        if (!t->open_ids || !t->open_failed)
+            return rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory for the tiers' tables");
+    }
     kv_prefetch_req *req = calloc(1, sizeof *req);
     if (req) {
         req->pages = calloc((size_t)kv->max_pages, sizeof *req->pages);
@@ -212,6 +218,8 @@ void kv_tiers_free(rk_kv_cache *kv) {
     free(t->order);
     free(t->evict_ids);
     free(t->cold);
+    free(t->open_ids);
+    free(t->open_failed);
     free(t->last_visit);
     memset(t, 0, sizeof *t);
 }
@@ -458,7 +466,7 @@ static void note_reads(rk_kv_cache *kv, int64_t layer, int64_t first, const uint
     }
 }
 
-rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const uint8_t *visit,
+rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const uint8_t *visit, rk_pool *pool,
                         rk_error *err) {
     kv_tiers *t = &kv->tiers;
     if (!t->enabled) return RK_OK;
@@ -472,7 +480,7 @@ rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const
     for (int64_t i = first; i < kv->n_sealed[layer]; i++)
         if ((!visit || visit[i]) && !kv_page_at(kv, layer, i)->rec) cold[n_cold++] = i;
     if (n_cold > 0) s = fetch_pages(kv, layer, cold, n_cold, err);
-    if (!s) s = kv_lock_open_layer(kv, layer, first, visit, err);
+    if (!s) s = kv_lock_open_layer(kv, layer, first, visit, pool, err);
     if (s) {
         lock_plain_warm(kv, layer);
         return s;

@@ -325,7 +325,7 @@ static rk_status attention_core(rk_context *ctx, int64_t il, int64_t n, int64_t 
     const int64_t first_pos = window_start(hp, il, pos0);
     const bool sparse = n == 1 && ctx->sparse_pages > 0;
     const uint8_t *visit = sparse && !s ? sparse_select(ctx, il, pos0, first_pos) : NULL;
-    if (!s) s = rk_kv_acquire(ctx->kv, il, first_pos, visit, err);
+    if (!s) s = rk_kv_acquire(ctx->kv, il, first_pos, visit, ctx->pool, err);
     if (s) return s;
     if (n == 1) {
         attention_decode(ctx, il, pos0, sparse);
@@ -356,7 +356,7 @@ static rk_status ring_attention_core(rk_context *ctx, int64_t il, int64_t n, int
     const int64_t n_tokens = ctx->ring_n_tokens, held = rk_ring_shard_tokens(&ring->shard, me, n_tokens);
     const int64_t window = hp->layer_is_local[il] ? hp->sliding_window : 0;
     rk_status s = rk_kv_seal_full_pages(ctx->kv, il, held, n > 1 ? ctx->pool : NULL, err);
-    if (!s) s = rk_kv_acquire(ctx->kv, il, 0, NULL, err);
+    if (!s) s = rk_kv_acquire(ctx->kv, il, 0, NULL, ctx->pool, err);
     const rk_ring_layer L = {ctx->attn_ops, ctx->pool, ctx->kv, il, hp->n_head, hp->n_head_kv, hp->head_dim_k,
                              hp->head_dim_v, ctx->attn_max_group, hp->attn_scale, window, ctx->attn_scratch,
                              ctx->attn_scratch_floats};
