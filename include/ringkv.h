@@ -148,7 +148,7 @@ typedef struct rk_kv_sealer {
     int (*seal)(void *user, int64_t layer, int64_t page, uint64_t generation, const uint8_t *in, uint8_t *out,
                 size_t len, uint8_t tag[16]);
     /* Decrypts len bytes in place. Returns 0, or -1 when the tag does not verify (buf is then
-     * unchanged). */
+     * unspecified: libsodium zeroes it). */
     int (*open)(void *user, int64_t layer, int64_t page, uint64_t generation, uint8_t *buf, size_t len,
                 const uint8_t tag[16]);
 } rk_kv_sealer;

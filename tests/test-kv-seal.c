@@ -3,7 +3,8 @@
  * store (kv/kv-store.h): pages come back exactly; the file holds no plaintext; a sealed page
  * opens only at its own (id, layer, page, generation) and only with its key; a copy taken
  * before the key is shredded cannot be opened by any key made afterwards; a flipped bit in a
- * sealed page fails to open.
+ * sealed page fails to open; a store that keeps pages sealed returns them sealed, and they open
+ * with the generation and tag of their record's header.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -69,6 +70,33 @@ static void test_sealer_alone(void) {
 }
 
 /* The store writes sealed records and reads back plain pages; its files hold no plaintext. */
+/* A second store over the same directory with keep_sealed: a page read back stays sealed and
+ * opens, in place, only with the generation and tag of its header, at its own place. */
+static void test_keep_sealed(const rk_kv_store_config *base, uint8_t *const *rec) {
+    rk_kv_store_config c = *base;
+    c.keep_sealed = 1;
+    rk_kv_store *store = NULL;
+    rk_error err;
+    CHECK(rk_kv_store_open(&c, &store, &err) == RK_OK);
+    if (!store) return;
+    const size_t rb = rk_kv_store_record_bytes(store);
+    uint8_t *back = aligned_alloc(rk_kv_store_align(store), rb);
+    CHECK(rk_kv_store_write(store, 0, 2, 1, rec + 2, &err) == RK_OK);
+    CHECK(rk_kv_store_read(store, 0, 2, 1, &back, &err) == RK_OK);
+    uint8_t *payload = back + RK_KV_STORE_HEADER_BYTES, tag[16];
+    CHECK(memmem(payload, PAYLOAD, "PLAINTEXT", 9) == NULL);
+    uint64_t gen = 0;
+    rk_kv_store_record_seal(back, &gen, tag);
+    const rk_kv_sealer *sl = c.sealer;
+    uint8_t copy[PAYLOAD];
+    memcpy(copy, payload, PAYLOAD);
+    CHECK(sl->open(sl->user, 0, 3, gen, copy, PAYLOAD, tag) != 0); /* another page's place */
+    CHECK(sl->open(sl->user, 0, 2, gen, payload, PAYLOAD, tag) == 0);
+    CHECK(memcmp(payload, rec[2] + RK_KV_STORE_HEADER_BYTES, PAYLOAD) == 0);
+    free(back);
+    rk_kv_store_close(store);
+}
+
 static void test_sealed_store(void) {
     char dir[] = "/tmp/ringkv-test-kv-seal-XXXXXX";
     if (!mkdtemp(dir)) {
@@ -78,7 +106,7 @@ static void test_sealed_store(void) {
     rk_seal_key *key = NULL;
     rk_error err;
     CHECK(rk_seal_key_create("slot-0", &key, &err) == RK_OK);
-    rk_kv_store_config c = {dir, 0, 2, 4, PAYLOAD, 0, rk_seal_key_sealer(key)};
+    rk_kv_store_config c = {dir, 0, 2, 4, PAYLOAD, 0, rk_seal_key_sealer(key), 0};
     rk_kv_store *store = NULL;
     CHECK(rk_kv_store_open(&c, &store, &err) == RK_OK);
     if (!store) return;
@@ -102,6 +130,7 @@ static void test_sealed_store(void) {
     uint8_t *two[2] = {back[0], back[1]};
     CHECK(rk_kv_store_read_pages(store, NULL, 1, pages, 2, two, &err) == RK_OK);
     CHECK(memcmp(back[1] + RK_KV_STORE_HEADER_BYTES, rec[3] + RK_KV_STORE_HEADER_BYTES, PAYLOAD) == 0);
+    test_keep_sealed(&c, rec);
     /* the file behind the store's descriptor (found in /proc/self/fd): no plaintext */
     int found = 0;
     for (int fd = 3; fd < 256; fd++) {

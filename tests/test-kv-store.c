@@ -78,7 +78,7 @@ static void free_records(uint8_t **r, int64_t n) {
 
 static rk_kv_store *open_store(const char *dir, int64_t n_files, int64_t slots, size_t payload,
                                uint64_t max_bytes, int direct) {
-    rk_kv_store_config c = {dir, max_bytes, n_files, slots, payload, direct, NULL};
+    rk_kv_store_config c = {dir, max_bytes, n_files, slots, payload, direct, NULL, 0};
     rk_kv_store *s = NULL;
     rk_error err = {0};
     rk_status st = rk_kv_store_open(&c, &s, &err);
@@ -559,7 +559,7 @@ static void test_concurrent(const char *dir, int direct) {
 static void test_bad_args(const char *dir) {
     rk_error err = {0};
     rk_kv_store *s = NULL;
-    rk_kv_store_config c = {dir, 0, 2, 4, 100, 0, NULL};
+    rk_kv_store_config c = {dir, 0, 2, 4, 100, 0, NULL, 0};
     rk_kv_store_config bad = c;
     bad.dir = NULL;
     CHECK(rk_kv_store_open(&bad, &s, &err) == RK_ERR_INVALID_ARG && s == NULL);

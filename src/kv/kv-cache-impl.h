@@ -139,8 +139,11 @@ bool kv_lock_enabled(const rk_kv_cache *kv);
 /* Encrypts p's payload in place (a resident, plain, sealed page). Returns 0, or -1 when the
  * sealer failed (the page stays plain). */
 int kv_lock_page(rk_kv_cache *kv, kv_page *p);
+/* A page just read back from a disk tier that keeps pages sealed: it is locked as it was on
+ * disk (the store's generation and tag). */
+void kv_lock_adopt_read(rk_kv_cache *kv, kv_page *p);
 /* Decrypts a locked page's payload in place (it becomes plain). RK_ERR_IO naming the page when
- * it does not open (altered in memory); the page stays locked. */
+ * it does not open (altered in memory): the page stays locked and never opens. */
 rk_status kv_unlock_page(rk_kv_cache *kv, kv_page *p, rk_error *err);
 /* Opens the locked pages of `layer` from page `first` on (those visit marks; NULL: all) into the
  * clear buffer for attention, spread over pool (NULL: this thread). On error nothing stays open. */

@@ -3,11 +3,11 @@
  *
  * A session's pages must not lie around in plain text beyond the hot tier (DESIGN.md,
  * "Sessions and shredding"): with a sealer, every page the placement policy demotes to the
- * warm tier, and every page read back from disk that stays there, is encrypted in place by the
- * same sealer that seals the page files ("locked"), with its own generations (from
- * KV_LOCK_GEN_BASE up, disjoint from the disk tier's) and (layer, page, generation) bound into
- * the tag, so a page moved or altered in memory does not open. Erasing the sealer's key makes
- * every locked page noise.
+ * warm tier is encrypted in place by the same sealer that seals the page files ("locked"), with
+ * its own generations (from KV_LOCK_GEN_BASE up, disjoint from the disk tier's) and (layer,
+ * page, generation) bound into the tag, so a page moved or altered in memory does not open; a
+ * page read back from disk is left sealed as the store wrote it (its generation and tag come
+ * from the record's header). Erasing the sealer's key makes every locked page noise.
  *
  * Attention reads plain codec bytes, so for the duration of one layer's attention the locked
  * pages it visits are opened into a clear buffer (one slot per page of the layer: the locked
@@ -53,6 +53,13 @@ int kv_lock_page(rk_kv_cache *kv, kv_page *p) {
     return 0;
 }
 
+void kv_lock_adopt_read(rk_kv_cache *kv, kv_page *p) {
+    rk_kv_store_record_seal(p->rec, &p->lock_gen, p->lock_tag);
+    p->locked = 1;
+    p->keys = p->values = NULL;
+    kv->tiers.stats.pages_locked++;
+}
+
 /* Opens the locked payload `src` of page p into dst (dst may equal src): 0, or -1 when it does
  * not open (dst, if distinct, is wiped). Thread-safe for distinct pages; no bookkeeping. */
 static int open_into(const rk_kv_cache *kv, const kv_page *p, const uint8_t *src, uint8_t *dst) {
@@ -91,7 +98,7 @@ rk_status kv_unlock_page(rk_kv_cache *kv, kv_page *p, rk_error *err) {
     if (!p->locked) return RK_OK;
     uint8_t *payload = p->rec + kv->payload_off;
     rk_status s = open_payload(kv, p, payload, payload, err);
-    if (s) return s; /* the sealer verifies before it decrypts: the page is still locked */
+    if (s) return s; /* still locked; its bytes may be lost (libsodium zeroes them): it never opens */
     p->locked = 0;
     kv_page_attach(kv, p, p->rec);
     return RK_OK;

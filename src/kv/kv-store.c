@@ -67,6 +67,7 @@ struct rk_kv_store {
     int direct;
     int unlinked; /* the names are gone (unlink_files ran) */
     const rk_kv_sealer *sealer; /* NULL: plain payloads */
+    int keep_sealed;            /* reads leave sealed payloads sealed */
 
     pthread_mutex_t lock; /* guards everything below */
     store_slot *slots;    /* (n_files, slots_per_file) */
@@ -212,6 +213,7 @@ rk_status rk_kv_store_open(const rk_kv_store_config *config, rk_kv_store **out, 
     s->max_bytes = config->max_bytes;
     s->direct = config->direct ? 1 : 0;
     s->sealer = config->sealer;
+    s->keep_sealed = config->sealer && config->keep_sealed;
     pthread_mutex_init(&s->lock, NULL);
     s->fds = malloc((size_t)s->n_files * sizeof *s->fds);
     s->slots = calloc((size_t)(s->n_files * s->slots_per_file), sizeof *s->slots);
@@ -390,10 +392,11 @@ static int seal_records(const rk_kv_store *s, int64_t file, int64_t first, int64
     return e;
 }
 
-/* Opens a sealed payload in place after its record passed verify(). */
+/* Opens a sealed payload in place after its record passed verify() (unless the caller keeps
+ * pages sealed). */
 static rk_status open_sealed(const rk_kv_store *s, uint8_t *rec, int64_t file, int64_t slot, uint64_t gen,
                              rk_error *err) {
-    if (!s->sealer) return RK_OK;
+    if (!s->sealer || s->keep_sealed) return RK_OK;
     if (s->sealer->open(s->sealer->user, file, slot, gen, rec + RK_KV_STORE_HEADER_BYTES, s->payload_bytes,
                         rec + HDR_TAG_OFFSET) == 0)
         return RK_OK;
@@ -699,6 +702,11 @@ int rk_kv_store_valid(const rk_kv_store *store, int64_t file, int64_t slot) {
     int valid = slot_at(store, file, slot)->gen != 0;
     store_unlock(store);
     return valid;
+}
+
+void rk_kv_store_record_seal(const uint8_t *record, uint64_t *gen, uint8_t tag[16]) {
+    *gen = get64(record + 32);
+    memcpy(tag, record + HDR_TAG_OFFSET, 16);
 }
 
 void rk_kv_store_get_stats(const rk_kv_store *store, rk_kv_store_stats *out) {

@@ -57,6 +57,10 @@ typedef struct rk_kv_store_config {
     const rk_kv_sealer *sealer; /* NULL: payloads are written as they are; else each payload
                                  * is sealed on its way to disk (the caller's record keeps the
                                  * plain page) and opened after it is read and its CRC checked */
+    int keep_sealed;        /* with a sealer, 1: reads check the CRC and leave the payload
+                             * sealed; the caller opens it with the generation and tag that
+                             * rk_kv_store_record_seal reads from the header (the cache keeps
+                             * pages read back sealed in RAM) */
 } rk_kv_store_config;
 
 typedef struct rk_kv_store_stats {
@@ -149,6 +153,10 @@ void rk_kv_store_drop_range(rk_kv_store *store, int64_t file, int64_t first, int
 
 /* 1 when page `slot` of layer `file` holds a valid page, else 0 (also out of range). */
 int rk_kv_store_valid(const rk_kv_store *store, int64_t file, int64_t slot);
+
+/* The generation and sealer's tag of a record read with keep_sealed: the sealed payload opens
+ * with sealer->open(layer, page, *gen, ..., tag). */
+void rk_kv_store_record_seal(const uint8_t *record, uint64_t *gen, uint8_t tag[16]);
 
 /* A consistent snapshot of the counters. */
 void rk_kv_store_get_stats(const rk_kv_store *store, rk_kv_store_stats *out);

@@ -14,8 +14,7 @@
  * a logit.
  *
  * With a sealer, warm pages are kept encrypted (kv-lock.c): a page demoted to warm is locked
- * at once; pages read back from disk for the layer attention is about to read stay plain until
- * that layer settles, and are locked then unless the policy promotes them.
+ * at once, and a page read back from disk stays as sealed as it was in its page file.
  *
  * Without budgets or a disk tier (the default) tiering is off: pages stay hot and these calls
  * cost a branch.
@@ -62,7 +61,7 @@ static double gib(double bytes) { return bytes / 1073741824.0; }
 /* The disk tier: the page files, space checks, the I/O thread. */
 static rk_status open_disk_tier(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error *err) {
     rk_kv_store_config sc = {tc->disk_dir, tc->disk_max_bytes, kv->dims.n_layer, kv->max_pages,
-                             kv->payload_bytes, tc->disk_direct, tc->sealer};
+                             kv->payload_bytes, tc->disk_direct, tc->sealer, tc->sealer != NULL};
     rk_status s = rk_kv_store_open(&sc, &kv->tiers.store, err);
     if (s) return s;
     kv->rec_bytes = rk_kv_store_record_bytes(kv->tiers.store);
@@ -164,9 +163,8 @@ rk_status kv_tiers_create(rk_kv_cache *kv, const rk_kv_tier_config *tc, rk_error
 }
 
 /* Waits for the prefetch in flight and installs what it read into the warm tier; on a read
- * error its records are freed (the pages stay cold) and the error is returned. Pages of any
- * layer but `reading` (the layer attention is about to read; -1: none) are locked at once. */
-static rk_status finish_prefetch(rk_kv_cache *kv, int64_t reading, rk_error *err) {
+ * error its records are freed (the pages stay cold) and the error is returned. */
+static rk_status finish_prefetch(rk_kv_cache *kv, rk_error *err) {
     kv_tiers *t = &kv->tiers;
     kv_prefetch_req *req = req_of(kv);
     if (!t->io || !req || req->layer < 0) return RK_OK;
@@ -185,7 +183,7 @@ static rk_status finish_prefetch(rk_kv_cache *kv, int64_t reading, rk_error *err
         }
         kv_page_attach(kv, p, req->recs[j]);
         p->tier = KV_TIER_WARM;
-        if (kv_lock_enabled(kv) && req->layer != reading) kv_lock_page(kv, p);
+        if (kv->tiers.sealer) kv_lock_adopt_read(kv, p);
     }
     if (!s) {
         t->stats.pages_fetched += (uint64_t)req->n;
@@ -200,7 +198,7 @@ static rk_status finish_prefetch(rk_kv_cache *kv, int64_t reading, rk_error *err
 void kv_tiers_free(rk_kv_cache *kv) {
     kv_tiers *t = &kv->tiers;
     kv_prefetch_req *req = req_of(kv);
-    if (req) finish_prefetch(kv, -1, NULL); /* records of a finished read now belong to pages */
+    if (req) finish_prefetch(kv, NULL); /* records of a finished read now belong to pages */
     kv_prefetch_stop(t->io);
     if (t->clear) {
         kv_wipe(t->clear, (size_t)kv->max_pages * kv->payload_bytes);
@@ -378,6 +376,7 @@ static rk_status fetch_pages(rk_kv_cache *kv, int64_t layer, const int64_t *page
             }
             kv_page *p = kv_page_at(kv, layer, pages[a + j]);
             kv_page_attach(kv, p, recs[j]);
+            if (t->sealer) kv_lock_adopt_read(kv, p);
             kv->bytes += kv->rec_bytes;
             set_ram_tier(kv, p, KV_TIER_WARM);
             t->stats.pages_fetched++;
@@ -391,13 +390,10 @@ static rk_status fetch_pages(rk_kv_cache *kv, int64_t layer, const int64_t *page
 }
 
 rk_status kv_tiers_fetch_now(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err) {
-    rk_status s = finish_prefetch(kv, -1, err);
+    rk_status s = finish_prefetch(kv, err);
     if (s) return s;
-    kv_page *p = kv_page_at(kv, layer, i);
-    if (p->rec) return RK_OK; /* the prefetch brought it */
-    s = fetch_pages(kv, layer, &i, 1, err);
-    if (!s && kv_lock_enabled(kv)) kv_lock_page(kv, p);
-    return s;
+    if (kv_page_at(kv, layer, i)->rec) return RK_OK; /* the prefetch brought it */
+    return fetch_pages(kv, layer, &i, 1, err);
 }
 
 void kv_tiers_release(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t end) {
@@ -436,17 +432,9 @@ static void start_prefetch(rk_kv_cache *kv, int64_t layer, int64_t in_use) {
 
 void kv_tiers_quiesce(rk_kv_cache *kv) {
     kv_lock_close_layer(kv);
-    if (kv->tiers.req) finish_prefetch(kv, -1, NULL);
+    if (kv->tiers.req) finish_prefetch(kv, NULL);
 }
 
-/* Locks the warm pages of `layer` that are still plain (read back from disk for its attention). */
-static void lock_plain_warm(rk_kv_cache *kv, int64_t layer) {
-    if (!kv_lock_enabled(kv)) return;
-    for (int64_t i = kv->n_released[layer]; i < kv->n_sealed[layer]; i++) {
-        kv_page *p = kv_page_at(kv, layer, i);
-        if (p->tier == KV_TIER_WARM && p->rec && !p->fetching && !p->locked) kv_lock_page(kv, p);
-    }
-}
 
 void rk_kv_begin_step(rk_kv_cache *kv) { kv->tiers.step++; }
 
@@ -473,7 +461,7 @@ rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const
     int64_t first = first_pos / RK_KV_PAGE_TOKENS;
     if (first < kv->n_released[layer]) first = kv->n_released[layer];
     rk_status s = RK_OK;
-    if (req_of(kv)->layer == layer) s = finish_prefetch(kv, layer, err);
+    if (req_of(kv)->layer == layer) s = finish_prefetch(kv, err);
     if (s) return s;
     /* Cold pages the prefetch did not bring (a read error is reported by this read again). */
     int64_t *cold = t->cold, n_cold = 0;
@@ -481,10 +469,7 @@ rk_status rk_kv_acquire(rk_kv_cache *kv, int64_t layer, int64_t first_pos, const
         if ((!visit || visit[i]) && !kv_page_at(kv, layer, i)->rec) cold[n_cold++] = i;
     if (n_cold > 0) s = fetch_pages(kv, layer, cold, n_cold, err);
     if (!s) s = kv_lock_open_layer(kv, layer, first, visit, pool, err);
-    if (s) {
-        lock_plain_warm(kv, layer);
-        return s;
-    }
+    if (s) return s;
     t->stats.read_cold_bytes += (uint64_t)n_cold * kv->payload_bytes;
     note_reads(kv, layer, first, visit);
     if (t->last_visit) {
@@ -506,7 +491,6 @@ void rk_kv_settle(rk_kv_cache *kv, int64_t layer) {
     if (!t->enabled) return;
     kv_lock_close_layer(kv);
     plan_layer(kv, layer);
-    lock_plain_warm(kv, layer);
     make_warm_room(kv, 0, req_of(kv)->layer, -1);
 }
 
