@@ -147,10 +147,11 @@ typedef struct rk_kv_sealer {
      * 16-byte tag. Returns 0, or -1 on failure (the write, or the demotion, then fails). */
     int (*seal)(void *user, int64_t layer, int64_t page, uint64_t generation, const uint8_t *in, uint8_t *out,
                 size_t len, uint8_t tag[16]);
-    /* Decrypts len bytes in place. Returns 0, or -1 when the tag does not verify (buf is then
-     * unspecified: libsodium zeroes it). */
-    int (*open)(void *user, int64_t layer, int64_t page, uint64_t generation, uint8_t *buf, size_t len,
-                const uint8_t tag[16]);
+    /* Decrypts len bytes from `in` to `out` (the same buffer, or disjoint ones) after checking
+     * the tag. Returns 0, or -1 when the tag does not verify (out is then unspecified:
+     * libsodium zeroes it). */
+    int (*open)(void *user, int64_t layer, int64_t page, uint64_t generation, const uint8_t *in, uint8_t *out,
+                size_t len, const uint8_t tag[16]);
 } rk_kv_sealer;
 
 typedef struct rk_context_params {

@@ -36,20 +36,20 @@ static void test_sealer_alone(void) {
     CHECK(memcmp(plain, sealed, sizeof plain) != 0);
     CHECK(memmem(sealed, sizeof sealed, "PLAINTEXT", 9) == NULL);
     memcpy(buf, sealed, sizeof buf);
-    CHECK(sa->open(sa->user, 3, 7, 42, buf, sizeof buf, tag) == 0 && memcmp(buf, plain, sizeof plain) == 0);
+    CHECK(sa->open(sa->user, 3, 7, 42, buf, buf, sizeof buf, tag) == 0 && memcmp(buf, plain, sizeof plain) == 0);
     /* elsewhere, at another generation, under another key of the same id: refused */
     const int64_t places[3][3] = {{4, 7, 42}, {3, 8, 42}, {3, 7, 41}};
     for (int i = 0; i < 3; i++) {
         memcpy(buf, sealed, sizeof buf);
-        CHECK(sa->open(sa->user, places[i][0], places[i][1], (uint64_t)places[i][2], buf, sizeof buf, tag) != 0);
+        CHECK(sa->open(sa->user, places[i][0], places[i][1], (uint64_t)places[i][2], buf, buf, sizeof buf, tag) != 0);
     }
     memcpy(buf, sealed, sizeof buf);
-    CHECK(sb->open(sb->user, 3, 7, 42, buf, sizeof buf, tag) != 0);
+    CHECK(sb->open(sb->user, 3, 7, 42, buf, buf, sizeof buf, tag) != 0);
     /* one flipped bit anywhere */
     for (size_t at = 0; at < sizeof sealed; at += 997) {
         memcpy(buf, sealed, sizeof buf);
         buf[at] ^= 1;
-        CHECK(sa->open(sa->user, 3, 7, 42, buf, sizeof buf, tag) != 0);
+        CHECK(sa->open(sa->user, 3, 7, 42, buf, buf, sizeof buf, tag) != 0);
     }
     /* shredded: the copy is noise to every key made afterwards */
     rk_seal_key_shred(a);
@@ -58,7 +58,7 @@ static void test_sealer_alone(void) {
         CHECK(rk_seal_key_create("0123456789abcdef0123456789abcdef", &c, &err) == RK_OK);
         const rk_kv_sealer *sc = rk_seal_key_sealer(c);
         memcpy(buf, sealed, sizeof buf);
-        CHECK(sc->open(sc->user, 3, 7, 42, buf, sizeof buf, tag) != 0);
+        CHECK(sc->open(sc->user, 3, 7, 42, buf, buf, sizeof buf, tag) != 0);
         rk_seal_key_shred(c);
     }
     rk_seal_key_shred(b);
@@ -90,9 +90,9 @@ static void test_keep_sealed(const rk_kv_store_config *base, uint8_t *const *rec
     const rk_kv_sealer *sl = c.sealer;
     uint8_t copy[PAYLOAD];
     memcpy(copy, payload, PAYLOAD);
-    CHECK(sl->open(sl->user, 0, 3, gen, copy, PAYLOAD, tag) != 0); /* another page's place */
-    CHECK(sl->open(sl->user, 0, 2, gen, payload, PAYLOAD, tag) == 0);
-    CHECK(memcmp(payload, rec[2] + RK_KV_STORE_HEADER_BYTES, PAYLOAD) == 0);
+    CHECK(sl->open(sl->user, 0, 3, gen, copy, copy, PAYLOAD, tag) != 0); /* another page's place */
+    CHECK(sl->open(sl->user, 0, 2, gen, payload, copy, PAYLOAD, tag) == 0); /* into another buffer */
+    CHECK(memcmp(copy, rec[2] + RK_KV_STORE_HEADER_BYTES, PAYLOAD) == 0);
     free(back);
     rk_kv_store_close(store);
 }

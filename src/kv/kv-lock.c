@@ -66,14 +66,12 @@ static int open_into(const rk_kv_cache *kv, const kv_page *p, const uint8_t *src
     const rk_kv_sealer *sl = kv->tiers.sealer;
     int64_t layer, i;
     page_coords(kv, p, &layer, &i);
-    if (dst != src) memcpy(dst, src, kv->payload_bytes);
-    int bad = sl->open(sl->user, layer, i, p->lock_gen, dst, kv->payload_bytes, p->lock_tag);
+    int bad = sl->open(sl->user, layer, i, p->lock_gen, src, dst, kv->payload_bytes, p->lock_tag);
     if (bad && dst != src) kv_wipe(dst, kv->payload_bytes);
     return bad ? -1 : 0;
 }
 
-static rk_status open_error(const rk_kv_cache *kv, int64_t layer, int64_t i, rk_error *err) {
-    (void)kv;
+static rk_status open_error(int64_t layer, int64_t i, rk_error *err) {
     return rk_error_set(err, RK_ERR_IO,
                         "kv warm tier: page %lld of layer %lld does not open (its sealed bytes in memory were "
                         "altered)", (long long)i, (long long)layer);
@@ -88,7 +86,7 @@ static rk_status open_payload(rk_kv_cache *kv, const kv_page *p, const uint8_t *
     if (bad) {
         int64_t layer, i;
         page_coords(kv, p, &layer, &i);
-        return open_error(kv, layer, i, err);
+        return open_error(layer, i, err);
     }
     t->stats.pages_unlocked++;
     return RK_OK;
@@ -163,7 +161,7 @@ rk_status kv_lock_open_layer(rk_kv_cache *kv, int64_t layer, int64_t first, cons
     }
     if (bad >= 0) {
         kv_lock_close_layer(kv);
-        return open_error(kv, layer, bad, err);
+        return open_error(layer, bad, err);
     }
     t->stats.pages_unlocked += (uint64_t)n;
     return RK_OK;

@@ -397,7 +397,8 @@ static int seal_records(const rk_kv_store *s, int64_t file, int64_t first, int64
 static rk_status open_sealed(const rk_kv_store *s, uint8_t *rec, int64_t file, int64_t slot, uint64_t gen,
                              rk_error *err) {
     if (!s->sealer || s->keep_sealed) return RK_OK;
-    if (s->sealer->open(s->sealer->user, file, slot, gen, rec + RK_KV_STORE_HEADER_BYTES, s->payload_bytes,
+    if (s->sealer->open(s->sealer->user, file, slot, gen, rec + RK_KV_STORE_HEADER_BYTES,
+                        rec + RK_KV_STORE_HEADER_BYTES, s->payload_bytes,
                         rec + HDR_TAG_OFFSET) == 0)
         return RK_OK;
     return rk_error_set(err, RK_ERR_IO,

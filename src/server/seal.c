@@ -43,13 +43,13 @@ static int seal_page(void *user, int64_t layer, int64_t page, uint64_t gen, cons
                                                                k->key) == 0 && tag_len == 16 ? 0 : -1;
 }
 
-static int open_page(void *user, int64_t layer, int64_t page, uint64_t gen, uint8_t *buf, size_t len,
-                     const uint8_t tag[16]) {
+static int open_page(void *user, int64_t layer, int64_t page, uint64_t gen, const uint8_t *in, uint8_t *out,
+                     size_t len, const uint8_t tag[16]) {
     const rk_seal_key *k = user;
     unsigned char ad[ID_MAX + 24], nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
     const size_t ad_len = make_ad(k, layer, page, gen, ad);
     make_nonce(k, gen, nonce);
-    return crypto_aead_xchacha20poly1305_ietf_decrypt_detached(buf, NULL, buf, len, tag, ad, ad_len, nonce, k->key);
+    return crypto_aead_xchacha20poly1305_ietf_decrypt_detached(out, NULL, in, len, tag, ad, ad_len, nonce, k->key);
 }
 
 rk_status rk_seal_key_create(const char *id, rk_seal_key **out, rk_error *err) {
