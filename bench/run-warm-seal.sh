@@ -68,13 +68,14 @@ for ch in $hots; do
   done
 done
 
-python3 - "$raw" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$doc" > .cache/bench/warm-seal-$stamp.md <<'PY'
+python3 - "$raw" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores" "$doc" \
+  "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" > .cache/bench/warm-seal-$stamp.md <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-cpu, doc = sys.argv[2], sys.argv[3]
+cpu, doc, when = sys.argv[2], sys.argv[3], sys.argv[4]
 print("# Sealed warm tier: cost in a session (SmolLM2-135M Q4_1, ~%s-token document, 2 threads)" % doc)
 print()
-print("Machine: %s. Pages in hot: no budgets; warm: --kv-hot H, no disk; disk: --kv-disk DIR --kv-hot H." % cpu)
+print("%s. Machine: %s. Pages in hot: no budgets; warm: --kv-hot H, no disk; disk: --kv-disk DIR --kv-hot H." % (when, cpu))
 print()
 print("| codec | pages in | H | Q1 TTFT s | Q2 TTFT s | Q2 decode tok/s | vs hot | pages hot / warm (sealed) / disk | other CPU % |")
 print("|---|---|---|---|---|---|---|---|---|")
