@@ -8,7 +8,8 @@
  *     stays usable.
  *   - a full disk (RLIMIT_FSIZE) while sealing is a clear error and the cache keeps its
  *     previous contents: attention reads the same values as before.
- *   - budgets that cannot hold what they must are refused with the sizes needed.
+ *   - budgets that cannot hold what they must are refused with the sizes needed (with and
+ *     without a disk tier).
  *   - truncating into a page that lives on disk reads it back and re-opens it.
  */
 #include <errno.h>
@@ -148,6 +149,9 @@ static void test_budgets(const char *dir) {
     run_cfg no_disk = {"tq3.5", NULL, 0, 1 << 20, 1 << 20, NULL};
     CHECK(make_cache(&no_disk, &kv, &err) == RK_ERR_NO_MEMORY);
     CHECK_MSG(strstr(err.msg, "--kv-disk") != NULL, "message: %s", err.msg);
+    run_cfg small_hot_ram = {"tq3.5", NULL, 0, 1024, 0, NULL}; /* no disk: warm would hold the rest */
+    CHECK(make_cache(&small_hot_ram, &kv, &err) == RK_ERR_NO_MEMORY);
+    CHECK_MSG(strstr(err.msg, "--kv-hot") != NULL, "message: %s", err.msg);
     run_cfg missing = {"tq3.5", "/nonexistent/ringkv", 0, 0, 0, NULL};
     CHECK(make_cache(&missing, &kv, &err) == RK_ERR_IO);
     CHECK(kv == NULL);

@@ -96,13 +96,13 @@ static rk_status check_budgets(rk_kv_cache *kv, rk_error *err) {
                                 "%.1f MiB; raise them or add a disk tier (--kv-disk DIR)",
                                 (long long)kv->dims.n_ctx, all / 1048576.0,
                                 ((double)t->hot_budget + (double)t->warm_budget) / 1048576.0);
-        return RK_OK;
     }
     if (t->hot_budget < min_hot)
         return rk_error_set(err, RK_ERR_NO_MEMORY,
                             "kv: --kv-hot of %.1f MiB is below the %.1f MiB the hot tier needs (open pages, "
                             "sinks and the first and most recent pages of %lld layers)",
                             t->hot_budget / 1048576.0, min_hot / 1048576.0, (long long)kv->dims.n_layer);
+    if (!t->store) return RK_OK; /* the warm tier holds the rest: checked above */
     if (t->warm_budget < min_warm)
         return rk_error_set(err, RK_ERR_NO_MEMORY,
                             "kv: --kv-warm of %.1f MiB is below the %.1f MiB the warm tier needs at %lld "
