@@ -32,7 +32,7 @@ typedef struct serve_opts {
     rk_run_opts run;
     const char *host;
     int64_t port, parallel, queue, prefill_chunk, max_sessions, max_connections;
-    double session_ttl, shutdown_timeout, ping;
+    double session_ttl, shutdown_timeout, ping, session_save_idle;
     uint64_t max_body;
     const char *key_file, *session_dir;
     int insecure, log_prompts;
@@ -48,8 +48,11 @@ static void usage(FILE *out) {
             "  --prefill-chunk N      prompt tokens per sequence per step (default 512)\n"
             "  --api-key-file F       API keys, one per line (\"KEY [NAME]\"); without it no key is asked\n"
             "  --insecure             allow a non-loopback --host without API keys\n"
-            "  --session-dir DIR      keep sessions across restarts: saved there (sealed) at shutdown,\n"
-            "                         restored at start; DIR/master.key (0600) wraps their keys\n"
+            "  --session-dir DIR      keep sessions across restarts: saved there (sealed) at shutdown\n"
+            "                         and when idle, restored at start; DIR/master.key (0600) wraps\n"
+            "                         their keys\n"
+            "  --session-save-idle S  save a changed session once idle S seconds while nothing runs,\n"
+            "                         so it survives a crash (default 5; 0 = only at shutdown)\n"
             "  --max-sessions N       sessions kept at most (default 64)\n"
             "  --session-ttl S        idle seconds before a session expires (default 3600)\n"
             "  --max-body SIZE        largest request body (default 4M)\n"
@@ -84,6 +87,8 @@ static int parse(serve_opts *o, int argc, char **argv) {
         else if (rk_opt_is(a, NULL, "--max-sessions")) ok = rk_opt_int("serve", a, v, 0, 1 << 16, &o->max_sessions);
         else if (rk_opt_is(a, NULL, "--max-connections")) ok = rk_opt_int("serve", a, v, 1, 1 << 16, &o->max_connections);
         else if (rk_opt_is(a, NULL, "--session-ttl")) ok = rk_opt_float("serve", a, v, 1, 1e9, &o->session_ttl);
+        else if (rk_opt_is(a, NULL, "--session-save-idle"))
+            ok = rk_opt_float("serve", a, v, 0, 1e9, &o->session_save_idle);
         else if (rk_opt_is(a, NULL, "--shutdown-timeout")) ok = rk_opt_float("serve", a, v, 0, 1e6, &o->shutdown_timeout);
         else if (rk_opt_is(a, NULL, "--ping")) ok = rk_opt_float("serve", a, v, 0.2, 3600, &o->ping);
         else if (rk_opt_is(a, NULL, "--max-body")) ok = rk_opt_size("serve", a, v, &o->max_body);
@@ -149,7 +154,7 @@ static int serve_open(serve_state *st, const serve_opts *o, char *model_name, si
     if (o->session_dir && rk_master_key_load(o->session_dir, &st->master, &err) != RK_OK)
         return fprintf(stderr, "serve: %s\n", err.msg), 1;
     rk_sched_config sc = {(int)o->parallel, (int)o->queue, o->prefill_chunk, (int)o->max_sessions, o->session_ttl,
-                          o->run.ctx, o->session_dir, st->master, st->keys};
+                          o->run.ctx, o->session_dir, st->master, st->keys, o->session_save_idle};
     if (sc.ctx.n_ctx == 0 || sc.ctx.n_ctx > rk_model_n_ctx_train(st->model)) sc.ctx.n_ctx = rk_model_n_ctx_train(st->model);
     if (rk_sched_create(st->model, &sc, st->metrics, &st->sched, &err) != RK_OK)
         return fprintf(stderr, "serve: %s\n", err.msg), 1;
@@ -169,6 +174,7 @@ static int serve_open(serve_state *st, const serve_opts *o, char *model_name, si
 int rk_cmd_serve(int argc, char **argv) {
     serve_opts o = {.host = "127.0.0.1", .port = 8080, .parallel = 8, .queue = 64, .prefill_chunk = 512,
                     .max_sessions = 64, .max_connections = 256, .session_ttl = 3600, .shutdown_timeout = 30,
+                    .session_save_idle = 5,
                     .ping = 5, .max_body = 4u << 20};
     rk_run_opts_init(&o.run);
     o.run.ctx.n_ctx = 0;

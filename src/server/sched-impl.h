@@ -49,6 +49,7 @@ struct rk_session {
     int deleted;              /* destroyed; the receipt is in `receipt` */
     rk_shred_receipt receipt;
     int refs;                 /* the table, plus HTTP threads waiting for its deletion */
+    double saved_used;        /* seq.last_used when its file was last written (or read) */
 };
 
 struct rk_sched {
@@ -81,6 +82,9 @@ struct rk_sched {
 
 /* sched-session.c */
 rk_session_t *rk_sched_find_session(rk_sched *s, int key_index, const char *id);
+/* With --session-dir: saves the first session changed and idle for cfg.session_save_idle seconds
+ * (the caller holds the lock and runs nothing). Returns 1 when it wrote (or tried) one. */
+int rk_sched_autosave(rk_sched *s, double now);
 /* Destroys deleted and expired sessions that no step is using (called by the scheduler thread
  * between steps, with mu held). */
 void rk_sched_reap_sessions(rk_sched *s, double now);

@@ -168,29 +168,47 @@ void rk_sched_free_sessions(rk_sched *s) {
 
 /* ---- keeping sessions across restarts ---- */
 
+/* Writes one session's file (the caller holds the lock; nothing is running on it). */
+static int save_session(rk_sched *s, rk_session_t *ses) {
+    rk_session_meta meta = {{0}, ses->ttl};
+    snprintf(meta.owner, sizeof meta.owner, "%s",
+             ses->key_index >= 0 && s->cfg.keys ? rk_api_keys_name(s->cfg.keys, ses->key_index) : "-");
+    rk_error e;
+    double t0 = rk_now_seconds();
+    if (rk_session_file_save(s->cfg.session_dir, ses->id, ses->seq.seal_key, s->cfg.master, &meta, ses->seq.history,
+                             ses->seq.n_history, ses->seq.ctx, &e) != RK_OK) {
+        fprintf(stderr, "ringkv: session %s not saved: %s\n", ses->id, e.msg);
+        return 0;
+    }
+    ses->saved_used = ses->seq.last_used;
+    fprintf(stderr, "ringkv: session %s saved (%zu tokens, %.2f s)\n", ses->id, ses->seq.n_history,
+            rk_now_seconds() - t0);
+    return 1;
+}
+
+static int can_save(const rk_session_t *ses) { return !ses->failed && !ses->seq.req && ses->queued == 0; }
+
 int rk_sched_save_sessions(rk_sched *s) {
     if (!s->cfg.session_dir) return 0;
     int saved = 0;
     pthread_mutex_lock(&s->mu);
-    for (int i = 0; i < s->n_sessions; i++) {
-        rk_session_t *ses = s->sessions[i];
-        if (ses->failed || ses->seq.req) continue;
-        rk_session_meta meta = {{0}, ses->ttl};
-        snprintf(meta.owner, sizeof meta.owner, "%s",
-                 ses->key_index >= 0 && s->cfg.keys ? rk_api_keys_name(s->cfg.keys, ses->key_index) : "-");
-        rk_error e;
-        double t0 = rk_now_seconds();
-        if (rk_session_file_save(s->cfg.session_dir, ses->id, ses->seq.seal_key, s->cfg.master, &meta,
-                                 ses->seq.history, ses->seq.n_history, ses->seq.ctx, &e) != RK_OK) {
-            fprintf(stderr, "ringkv: session %s not saved: %s\n", ses->id, e.msg);
-            continue;
-        }
-        fprintf(stderr, "ringkv: session %s saved (%zu tokens, %.2f s)\n", ses->id, ses->seq.n_history,
-                rk_now_seconds() - t0);
-        saved++;
-    }
+    for (int i = 0; i < s->n_sessions; i++)
+        if (can_save(s->sessions[i])) saved += save_session(s, s->sessions[i]);
     pthread_mutex_unlock(&s->mu);
     return saved;
+}
+
+int rk_sched_autosave(rk_sched *s, double now) {
+    if (!s->cfg.session_dir || s->cfg.session_save_idle <= 0) return 0;
+    for (int i = 0; i < s->n_sessions; i++) {
+        rk_session_t *ses = s->sessions[i];
+        if (can_save(ses) && ses->seq.last_used != ses->saved_used &&
+            now - ses->seq.last_used >= s->cfg.session_save_idle) {
+            if (!save_session(s, ses)) ses->saved_used = ses->seq.last_used; /* reported; not retried until changed */
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* The key index named `owner` ("-": none), or -2 when the key file no longer has it. */
@@ -230,6 +248,7 @@ static int restore_one(rk_sched *s, const char *path) {
     ses->seq.key_index = ses->key_index = owner;
     ses->seq.session = ses;
     ses->created = ses->seq.last_used = rk_now_seconds();
+    ses->saved_used = ses->seq.last_used; /* its file is current */
     ses->ttl = meta.ttl > 0 ? meta.ttl : s->cfg.session_ttl;
     ses->refs = 1;
     s->sessions[s->n_sessions++] = ses;

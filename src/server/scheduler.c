@@ -426,6 +426,7 @@ static void *scheduler_main(void *arg) {
         pthread_cond_broadcast(&s->idle);
         if (s->stopping && s->n_running == 0 && s->n_queue == 0) break;
         int n = build_step(s);
+        if (n == 0 && rk_sched_autosave(s, now)) continue; /* idle: one changed session saved */
         if (n == 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);

@@ -39,6 +39,9 @@ typedef struct rk_sched_config {
                                 * restarts (session-file.h) */
     const uint8_t *master;     /* the session dir's master key (with session_dir) */
     const rk_api_keys *keys;   /* owners by name in session files; NULL: no keys */
+    double session_save_idle;  /* with session_dir: a changed session is saved once it has been
+                                * idle this many seconds and nothing is running (0: only at
+                                * shutdown) */
 } rk_sched_config;
 
 /* A session as GET /v1/sessions/ID reports it. */

@@ -335,7 +335,8 @@ def test_shredding(model, keyfile):
 
 
 def test_session_dir(model, keyfile):
-    """--session-dir: a session survives a restart; restoring skips the prefill; its file is sealed."""
+    """--session-dir: a session survives a restart (and a kill -9 once saved while idle); restoring
+    skips the prefill; its file is sealed."""
     marker = "QUOKKA-MARKER-5512"
     doc = essays(int(5000 * DOC_SCALE)) + f" The password is {marker}. "
     conv = [{"role": "system", "content": doc}, {"role": "user", "content": "What is the password?"}]
@@ -381,6 +382,23 @@ def test_session_dir(model, keyfile):
                   f"({r2.usage.prompt_tokens} prompt tokens, {ran:.0f} run)")
             check(srv.request("DELETE", f"/v1/sessions/{sid}", key=ALICE)[0] == 200, "delete after restart")
             check(not os.path.exists(os.path.join(sdir, f"{sid}.session")), "DELETE left the session file")
+        # a crash: a session is saved once idle (--session-save-idle), so it survives kill -9
+        short = [{"role": "user", "content": "Name a colour."}]
+        with Server(args + ["--session-save-idle", "1"]) as srv:
+            alice = openai.OpenAI(base_url=f"{srv.base}/v1", api_key=ALICE, max_retries=0, timeout=TIMEOUT)
+            sid = srv.json("POST", "/v1/sessions", {}, key=ALICE)["id"]
+            alice.chat.completions.create(model="m", messages=short, max_tokens=4, temperature=0,
+                                          extra_body={"session": sid})
+            tokens = srv.json("GET", f"/v1/sessions/{sid}", key=ALICE)["tokens"]
+            saved = lambda: sum(f"session {sid} saved" in line for line in srv.log)
+            check(wait_until(lambda: saved() >= 1, 15), "a changed session was not saved while idle")
+            time.sleep(2.5)
+            check(saved() == 1, "an unchanged session was saved again")
+            srv.proc.kill()
+            srv.proc.wait()
+        with Server(args) as srv:
+            info = srv.json("GET", f"/v1/sessions/{sid}", key=ALICE)
+            check(info.get("tokens") == tokens, f"after kill -9 the session holds {info.get('tokens')} of {tokens} tokens")
 
 
 ALICE = "sk-alice-0123456789abcdef"
