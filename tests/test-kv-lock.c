@@ -20,10 +20,10 @@
 
 #include <sodium.h>
 
-#include "core/error.h"
 #include "kv/kv-cache-impl.h"
 #include "server/seal.h"
 #include "test-kv-drive.h"
+#include "test-mem-stream.h"
 
 #define END_POS (8 * RK_KV_PAGE_TOKENS - 3 + 12) /* where drive() stops */
 #define ATT_FLOATS (N_LAYER * N_HEAD_KV * N_Q * DIM)
@@ -89,34 +89,6 @@ static void check_next_step(rk_kv_cache *kv, rk_kv_cache *ref, int64_t pos, rk_p
     free(b.att);
 }
 
-/* A snapshot in memory. */
-typedef struct mem_stream {
-    uint8_t *buf;
-    size_t len, cap, at;
-} mem_stream;
-
-static rk_status mem_write(void *user, const void *data, size_t len, rk_error *err) {
-    mem_stream *m = user;
-    if (m->len + len > m->cap) {
-        size_t cap = (m->len + len) * 2;
-        uint8_t *b = realloc(m->buf, cap);
-        if (!b) return rk_error_set(err, RK_ERR_NO_MEMORY, "test: out of memory");
-        m->buf = b;
-        m->cap = cap;
-    }
-    memcpy(m->buf + m->len, data, len);
-    m->len += len;
-    return RK_OK;
-}
-
-static rk_status mem_read(void *user, void *data, size_t len, rk_error *err) {
-    mem_stream *m = user;
-    if (m->at + len > m->len) return rk_error_set(err, RK_ERR_FORMAT, "test: snapshot ends early");
-    memcpy(data, m->buf + m->at, len);
-    m->at += len;
-    return RK_OK;
-}
-
 /* Flips one byte of a locked page in RAM: the next step fails naming it; repaired, it reads on. */
 static void check_tamper(rk_kv_cache *kv, rk_kv_cache *ref, rk_pool *pool) {
     kv_page *victim = NULL;
@@ -163,7 +135,7 @@ static void check_snapshot(rk_kv_cache *kv, rk_kv_cache *ref, const char *codec)
         if (!s) check_next_step(loaded, ref, END_POS, NULL, "a snapshot of locked pages");
     }
     rk_kv_free(loaded);
-    free(m.buf);
+    free(m.data);
 }
 
 /* The warm-sealed cache opens its pages on `pool`, the disk-sealed one on this thread. */
