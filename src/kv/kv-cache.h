@@ -50,7 +50,10 @@ typedef struct rk_kv_tier_config {
                               * rk_kv_create returns) */
     uint64_t disk_max_bytes; /* most bytes of page files; 0 = no limit */
     int disk_direct;         /* 1: O_DIRECT reads and writes where the filesystem allows */
-    const rk_kv_sealer *sealer; /* NULL, or encryption of page files (kv-store.h; borrowed) */
+    const rk_kv_sealer *sealer; /* NULL, or encryption of what leaves the hot tier: page files
+                                 * and warm pages in RAM, which attention opens one layer at a
+                                 * time into a clear buffer of one layer's pages (outside the
+                                 * budgets, zeroed after each layer; kv-lock.c). Borrowed. */
 } rk_kv_tier_config;
 
 typedef struct rk_kv_config {
