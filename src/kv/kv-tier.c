@@ -435,7 +435,6 @@ void kv_tiers_quiesce(rk_kv_cache *kv) {
     if (kv->tiers.req) finish_prefetch(kv, NULL);
 }
 
-
 void rk_kv_begin_step(rk_kv_cache *kv) { kv->tiers.step++; }
 
 int rk_kv_tiered(const rk_kv_cache *kv) { return kv->tiers.enabled; }
