@@ -50,9 +50,7 @@ rk_status rk_kv_block_export(rk_kv_cache *kv, int64_t layer, int64_t first, int6
         buf += bytes;
     }
     for (int64_t i = first; i < first + n_pages; i++) {
-        /* cold: read it back (rk_kv_acquire usually has) */
-        rk_status s = kv_page_at(kv, layer, i)->rec ? RK_OK : kv_tiers_fetch_now(kv, layer, i, err);
-        if (!s) s = kv_page_copy_payload(kv, layer, i, buf, err);
+        rk_status s = kv_page_copy_payload(kv, layer, i, buf, err); /* cold: rk_kv_acquire usually read it */
         if (s) return s;
         buf += kv->payload_bytes;
     }

@@ -151,8 +151,9 @@ rk_status kv_lock_open_layer(rk_kv_cache *kv, int64_t layer, int64_t first, cons
                              rk_error *err);
 /* Wipes the clear buffer; the pages it held are locked again (keys/values NULL). */
 void kv_lock_close_layer(rk_kv_cache *kv);
-/* Copies the plain payload of resident sealed page i of `layer` to dst (opening it into dst
- * when locked). RK_ERR_IO when a locked page does not open. */
+/* Copies the plain payload of sealed page i of `layer` to dst: a cold page is read back from
+ * disk first, a locked one opened into dst. RK_ERR_IO when the page cannot be read or does not
+ * open. */
 rk_status kv_page_copy_payload(rk_kv_cache *kv, int64_t layer, int64_t i, uint8_t *dst, rk_error *err);
 /* Zeroes n bytes in a way the compiler keeps (plain pages of a sealed cache being freed). */
 void kv_wipe(void *buf, size_t n);

@@ -185,6 +185,8 @@ void kv_lock_close_layer(rk_kv_cache *kv) {
 
 rk_status kv_page_copy_payload(rk_kv_cache *kv, int64_t layer, int64_t i, uint8_t *dst, rk_error *err) {
     kv_page *p = kv_page_at(kv, layer, i);
+    rk_status s = p->rec ? RK_OK : kv_tiers_fetch_now(kv, layer, i, err); /* cold: read it back */
+    if (s) return s;
     if (p->locked && !p->keys) return open_payload(kv, p, p->rec + kv->payload_off, dst, err);
     memcpy(dst, p->keys, kv->payload_bytes); /* a sealed page's payload: keys, then values */
     return RK_OK;

@@ -70,16 +70,14 @@ static rk_status fill_layer_chunk(rk_kv_cache *kv, int64_t layer, int64_t k, int
     rk_status s = RK_OK;
     for (int64_t i = first; i < first + count && !s; i++) {
         int64_t src = source_of(i, k);
-        const kv_page *sp = kv_page_at(kv, layer, src);
-        if (!sp->rec) s = kv_tiers_fetch_now(kv, layer, src, err); /* evicts other layers only */
-        if (s) break;
         uint8_t *rec = kv_record_alloc(kv);
         if (!rec) {
             s = rk_error_set(err, RK_ERR_NO_MEMORY, "kv: out of memory replicating page %lld of layer %lld",
                              (long long)i, (long long)layer);
             break;
         }
-        s = kv_page_copy_payload(kv, layer, src, rec + kv->payload_off, err); /* the store writes the header */
+        /* a cold source is read back (evicting other layers only); the store writes the header */
+        s = kv_page_copy_payload(kv, layer, src, rec + kv->payload_off, err);
         kv_page_attach(kv, kv_page_at(kv, layer, i), rec);
         if (s) break;
         if (kv->bounds)

@@ -64,8 +64,7 @@ static rk_status save_layer(rk_kv_cache *kv, int64_t l, uint8_t *page, rk_stream
     for (int r = 0; r < 2 && !s; r++)
         if (counts[2 + r]) s = write(user, kv->sink[r][l], kv_sink_bytes(kv, r), err);
     for (int64_t i = counts[0]; i < counts[1] && !s; i++) {
-        if (!kv_page_at(kv, l, i)->rec) s = kv_tiers_fetch_now(kv, l, i, err); /* cold: read it back */
-        if (!s) s = kv_page_copy_payload(kv, l, i, page, err); /* opens a locked page */
+        s = kv_page_copy_payload(kv, l, i, page, err); /* reads back a cold page, opens a locked one */
         if (!s) s = write(user, page, kv->payload_bytes, err);
         if (!s && kv->bounds) s = write(user, bounds_of(kv, l, i), (size_t)kv->dims.n_head_kv * kv->bounds_bytes, err);
     }

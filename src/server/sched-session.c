@@ -186,7 +186,7 @@ static int save_session(rk_sched *s, rk_session_t *ses) {
     return 1;
 }
 
-static int can_save(const rk_session_t *ses) { return !ses->failed && !ses->seq.req && ses->queued == 0; }
+static int can_save(const rk_session_t *ses) { return !ses->failed && !ses->seq.req; }
 
 int rk_sched_save_sessions(rk_sched *s) {
     if (!s->cfg.session_dir) return 0;
@@ -202,7 +202,7 @@ int rk_sched_autosave(rk_sched *s, double now) {
     if (!s->cfg.session_dir || s->cfg.session_save_idle <= 0) return 0;
     for (int i = 0; i < s->n_sessions; i++) {
         rk_session_t *ses = s->sessions[i];
-        if (can_save(ses) && ses->seq.last_used != ses->saved_used &&
+        if (can_save(ses) && ses->queued == 0 && ses->seq.last_used != ses->saved_used &&
             now - ses->seq.last_used >= s->cfg.session_save_idle) {
             if (!save_session(s, ses)) ses->saved_used = ses->seq.last_used; /* reported; not retried until changed */
             return 1;
