@@ -374,12 +374,13 @@ static void test_kernels(void) {
         const char *name;
         int64_t d;
     } keys[] = {{"tq2.5", 64},      {"tq3.5", 128},   {"tq4", 256}, {"tq3+qjl", 64},
-                {"tq3.5+qjl", 128}, {"tq4+qjl", 256}, {"tq3", 32},  {"tq2.5", 16}};
+                {"tq3.5+qjl", 128}, {"tq4+qjl", 256}, {"tq3", 32},  {"tq2.5", 16},
+                {"tq3.5", 64},      {"tq3.5", 256},   {"tq3", 256}};
     static const struct {
         const char *name;
         int64_t d;
-    } values[] = {{"tq2.5", 64}, {"tq3", 128},  {"tq3.5", 128},
-                  {"tq4", 256},  {"tq3.5", 32}, {"tq4", 16}};
+    } values[] = {{"tq2.5", 64}, {"tq3", 128},  {"tq3.5", 128}, {"tq4", 256},
+                  {"tq3.5", 32}, {"tq4", 16},   {"tq3.5", 64},  {"tq3.5", 256}};
     rng r = {4};
     for (int simd = top > RK_SIMD_SCALAR ? RK_SIMD_AVX2 : RK_SIMD_SCALAR; simd <= top; simd++) {
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)

@@ -1,6 +1,7 @@
 /*
  * kv-codec-tq.c — the TurboQuant ("tq") KV codec: layout, init, encode/decode, the query and
- * output transforms, and the scalar reference kernels (AVX2 ones in kv-codec-tq-avx2.c).
+ * output transforms, and the scalar reference kernels (SIMD ones in kv-codec-tq-avx2.c and
+ * kv-codec-tq-avx512-gfni.c).
  *
  * Rate. A row (one token's vector of dimension d for one KV head) takes rate_x2 * d / 16 bytes:
  * exactly R bits per element. Of its rate_x2 * d / 2 bits, 16 go to the f16 row scale, and
@@ -489,7 +490,8 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
     c->page_bytes = (size_t)RK_KV_PAGE_TOKENS * s->row_bytes + s->mean_bytes;
     c->prep_floats = s->qjl ? 2 * s->dim : s->dim;
     c->ops = &tq_ops;
-    /* The SIMD kernels work on blocks of 32 (AVX2) or 16 (AVX-512) coordinates of one width. */
+    /* The SIMD kernels work on blocks of 32 (AVX2) or 16 (AVX-512) coordinates of one width;
+     * the AVX-512 ones decode a row's bit planes with VBMI and GFNI and take d <= 256. */
     s->row_scores = tq_scores;
     s->row_weighted_sum = tq_weighted_sum;
     s->rotate = rk_kv_tq_rotate;
@@ -498,7 +500,8 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
         s->rotate = rk_kv_tq_rotate_avx2;
         s->unrotate = rk_kv_tq_unrotate_avx2;
     }
-    if (c->simd >= RK_SIMD_AVX512 && s->dim >= 32 && s->n_hi % 16 == 0) {
+    if (c->simd >= RK_SIMD_AVX512 && rk_cpu_has_avx512_gfni() && s->dim >= 32 &&
+        s->dim <= 256 && s->n_hi % 16 == 0) {
         s->row_scores = rk_kv_tq_scores_avx512;
         s->row_weighted_sum = rk_kv_tq_weighted_sum_avx512;
     } else if (c->simd >= RK_SIMD_AVX2 && s->dim >= 32) {

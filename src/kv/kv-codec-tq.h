@@ -5,7 +5,8 @@
  * Files:
  *   kv-codec-tq.c        init, layout, encode/decode, prepare/finish, scalar kernels
  *   kv-codec-tq-avx2.c   AVX2/FMA scores and weighted sums that decode inside the dot loop
- *   kv-codec-tq-avx512.c the same with AVX-512 (mask registers, vpermps lookups)
+ *   kv-codec-tq-avx512-gfni.c the same with AVX-512, VBMI and GFNI (bit planes transposed by
+ *                        gf2p8affineqb, vpermps lookups)
  *   kv-tq-rotation.c     seeded randomised Hadamard rotations and the QJL Gaussian matrix
  *   kv-tq-codebook.c     Lloyd–Max codebooks for a coordinate of a random unit vector
  */
@@ -120,7 +121,8 @@ void rk_kv_tq_scores_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
 void rk_kv_tq_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                                 const float *w, int64_t w_stride, int64_t n_q, float *acc);
 
-/* ---- kv-codec-tq-avx512.c: AVX-512 kernels (d >= 32, n_hi a multiple of 16) ---- */
+/* ---- kv-codec-tq-avx512-gfni.c: AVX-512 + VBMI + GFNI kernels (32 <= d <= 256, n_hi a
+ * multiple of 16) ---- */
 
 void rk_kv_tq_scores_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                             const float *qp, int64_t n_q, float scale, float *out,

@@ -71,6 +71,15 @@ rk_simd_level rk_cpu_simd_level(void) {
 #endif
 }
 
+int rk_cpu_has_avx512_gfni(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return rk_cpu_simd_level() == RK_SIMD_AVX512 && __builtin_cpu_supports("avx512vbmi") &&
+           __builtin_cpu_supports("gfni");
+#else
+    return 0;
+#endif
+}
+
 const char *rk_simd_level_name(rk_simd_level level) {
     switch (level) {
     case RK_SIMD_SCALAR: return "scalar";

@@ -27,6 +27,9 @@ typedef enum rk_simd_level {
 
 /* The best level this CPU and build support. */
 rk_simd_level rk_cpu_simd_level(void);
+/* Whether this CPU has AVX-512 VBMI and GFNI on top of RK_SIMD_AVX512 (Ice Lake, Zen 4 and
+ * later): the tq KV codec's AVX-512 kernels need them. */
+int rk_cpu_has_avx512_gfni(void);
 const char *rk_simd_level_name(rk_simd_level level);
 
 /* weight row (n elements of the weight type) -> n floats. n is a multiple of the block size. */

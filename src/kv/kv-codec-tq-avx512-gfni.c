@@ -1,0 +1,364 @@
+/*
+ * kv-codec-tq-avx512-gfni.c — AVX-512 attention kernels of the tq codec (format: kv-codec-tq.c)
+ * for CPUs with AVX-512 VBMI and GFNI (Ice Lake, Zen 4 and later; kv-codec-tq.c checks).
+ *
+ * Decoding a row's codes. The codes of a row are stored as bit planes: bit j of plane p's byte i
+ * is bit p of the code of coordinate 8i+j. A chunk of 64 coordinates is turned into 64 code
+ * bytes with two instructions:
+ *   1. vpermb (vpermi2b for d = 256, whose planes span up to 128 bytes) gathers, for each group
+ *      of 8 coordinates, the group's byte of every plane into one qword, plane p at byte 7-p
+ *      (missing planes, above the group's width, are zeroed by the mask);
+ *   2. gf2p8affineqb with that qword as the bit matrix and the byte 1<<i as the vector
+ *      transposes the 8x8 bit matrix: byte i of the result is the code of coordinate i.
+ * Then one vpermb spreads 16 code bytes over 16 dwords and one vpermps (which reads only the low
+ * 4 bits of each index) turns them into the 16 centroids of the block's codebook. n_hi is a
+ * multiple of 16 whenever these kernels are used, so a block of 16 never mixes widths.
+ *
+ * scores: tiles of R rows x G heads (R*G <= 8 FMA chains), each row decoded once for all G
+ * heads; the R*G dot products are reduced together by one transpose-and-add tree (about 3
+ * instructions per dot product instead of the 8 of a lone horizontal sum). Every dot product
+ * goes through the same tree, so a row's score does not depend on the tile it was in.
+ * weighted_sum: per chunk, rows inner, all G heads (<= 4) at once with the chunk's accumulators in
+ * registers (two sets, even and odd rows, when G <= 2 so enough FMA chains are in flight);
+ * weights arrive pre-multiplied by the row scales.
+ * The QJL part of the scores turns sign bits into ±1.0 with a masked blend.
+ *
+ * d is 32, 64, 128 or 256 here (kv-codec-tq.c falls back to the AVX2 kernels otherwise).
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kv/kv-codec-tq.h"
+
+#define TQ_ALWAYS_INLINE static inline __attribute__((always_inline))
+#define TQ_MAX_TILE 8 /* dot products per scores tile */
+#define TQ_MAX_CHUNKS (256 / 64)
+
+/* The row's f16 scale without its centred flag, converted by F16C. */
+static inline float row_norm(const uint8_t *row) {
+    return _cvtsh_ss((unsigned short)(rk_kv_tq_row_head(row) & ~RK_KV_TQ_CENTRED_BIT));
+}
+
+typedef struct tqg {
+    const rk_kv_tq_state *s;
+    int64_t n_chunks;         /* chunks of 64 coordinates (1 for d = 32) */
+    int blocks_per_chunk;     /* blocks of 16 in a chunk: min(4, d / 16) */
+    int64_t n_hi_blocks;      /* n_hi / 16: blocks whose coordinates have b+1 bits */
+    __m512i gather;           /* byte indices into a chunk's plane window (see the top) */
+    __m512i ident;            /* byte i of every qword = 1 << i: gf2p8affine's transpose */
+    __m512i expand[4];        /* block m: every byte of dword i = 16m + i */
+    __mmask64 keep[TQ_MAX_CHUNKS];             /* gathered bytes that name an existing plane */
+    __mmask64 load_lo[TQ_MAX_CHUNKS], load_hi[TQ_MAX_CHUNKS]; /* plane bytes in the window */
+    __m512 book[256 / 16];    /* block k: the centroids of its width, zero-padded to 16 */
+} tqg;
+
+static __mmask64 low_bits(int64_t n) {
+    return n <= 0 ? 0 : n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1);
+}
+
+static tqg make_ctx(const rk_kv_codec *c) {
+    tqg x;
+    const rk_kv_tq_state *s = c->state;
+    const int64_t d = s->dim, pb = (int64_t)s->plane_bytes;
+    x.s = s;
+    x.n_chunks = d >= 64 ? d / 64 : 1;
+    x.blocks_per_chunk = d >= 64 ? 4 : (int)(d / 16);
+    x.n_hi_blocks = s->n_hi / 16;
+    /* The window of chunk c starts at the planes + 8c; plane p's byte for group k of the chunk
+     * is at p*pb + k, whatever c is. */
+    uint8_t gather[64] = {0}, expand[4][64];
+    for (int k = 0; k < 8; k++)
+        for (int p = 0; p <= RK_KV_TQ_MAX_WIDTH - 1 && p <= s->b; p++)
+            gather[8 * k + 7 - p] = (uint8_t)(p * pb + k);
+    for (int m = 0; m < 4; m++)
+        for (int i = 0; i < 64; i++)
+            expand[m][i] = (uint8_t)(16 * m + i / 4);
+    x.gather = _mm512_loadu_si512(gather);
+    x.ident = _mm512_set1_epi64((long long)0x8040201008040201ull);
+    for (int m = 0; m < 4; m++)
+        x.expand[m] = _mm512_loadu_si512(expand[m]);
+    const int64_t plane_total = s->b * pb + s->n_hi / 8;
+    for (int64_t ch = 0; ch < x.n_chunks; ch++) {
+        __mmask64 keep = 0;
+        for (int k = 0; k < 8 && 64 * ch + 8 * k < d; k++) {
+            const int width = s->b + (64 * ch + 8 * k < s->n_hi);
+            for (int p = 0; p < width; p++)
+                keep |= (__mmask64)1 << (8 * k + 7 - p);
+        }
+        x.keep[ch] = keep;
+        x.load_lo[ch] = low_bits(plane_total - 8 * ch);
+        x.load_hi[ch] = low_bits(plane_total - 8 * ch - 64);
+    }
+    float lo[16] = {0}, hi[16] = {0};
+    memcpy(lo, s->book[0].centroid, sizeof(float) << s->b);
+    if (s->n_hi > 0) memcpy(hi, s->book[1].centroid, sizeof(float) << (s->b + 1));
+    for (int64_t k = 0; k < d / 16; k++)
+        x.book[k] = _mm512_loadu_ps(k < x.n_hi_blocks ? hi : lo);
+    return x;
+}
+
+/* The 64 codes (one byte each) of chunk ch of a row; WIDE: the planes span two zmm (d = 256). */
+TQ_ALWAYS_INLINE __m512i chunk_codes(const tqg *x, int WIDE, const uint8_t *row, int64_t ch) {
+    const uint8_t *w = row + x->s->off_planes + 8 * ch;
+    const __m512i lo = _mm512_maskz_loadu_epi8(x->load_lo[ch], w);
+    __m512i planes;
+    if (WIDE) {
+        const __m512i hi = _mm512_maskz_loadu_epi8(x->load_hi[ch], w + 64);
+        planes = _mm512_maskz_permutex2var_epi8(x->keep[ch], lo, x->gather, hi);
+    } else {
+        planes = _mm512_maskz_permutexvar_epi8(x->keep[ch], x->gather, lo);
+    }
+    return _mm512_gf2p8affine_epi64_epi8(x->ident, planes, 0);
+}
+
+/* The 16 centroids of block m of a chunk's codes. */
+TQ_ALWAYS_INLINE __m512 block_values(const tqg *x, __m512i codes, int m, __m512 book) {
+    return _mm512_permutexvar_ps(_mm512_permutexvar_epi8(x->expand[m], codes), book);
+}
+
+/* ±1.0 from the 16 QJL sign bits of block k (a set bit is +1). */
+TQ_ALWAYS_INLINE __m512 block_signs(const tqg *x, const uint8_t *row, int64_t k) {
+    uint16_t bits;
+    memcpy(&bits, row + x->s->off_signs + 2 * k, 2);
+    return _mm512_mask_blend_ps(_cvtu32_mask16(bits), _mm512_set1_ps(-1.0f),
+                                _mm512_set1_ps(1.0f));
+}
+
+/* sums[i] = the sum of the 16 lanes of v[i], i < 8, all by the same tree of additions. */
+TQ_ALWAYS_INLINE void hsum8(const __m512 v[8], float sums[8]) {
+    __m512 pair[4], quad[2];
+    for (int i = 0; i < 4; i++) /* 128-bit lanes: [a.0+a.2, a.1+a.3, b.0+b.2, b.1+b.3] */
+        pair[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                                _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    for (int i = 0; i < 2; i++) /* lane j: the four partial sums of v[4i + j] */
+        quad[i] = _mm512_add_ps(_mm512_shuffle_f32x4(pair[2 * i], pair[2 * i + 1], 0x88),
+                                _mm512_shuffle_f32x4(pair[2 * i], pair[2 * i + 1], 0xDD));
+    /* lane j: [v_j: 0+2, 1+3, v_{4+j}: 0+2, 1+3] */
+    const __m512 h = _mm512_add_ps(_mm512_shuffle_ps(quad[0], quad[1], 0x44),
+                                   _mm512_shuffle_ps(quad[0], quad[1], 0xEE));
+    /* lane j: [v_j, v_{4+j}, v_j, v_{4+j}] */
+    const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(h, h, 0x88), _mm512_shuffle_ps(h, h, 0xDD));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm256_storeu_ps(sums, _mm512_castps512_ps256(_mm512_permutexvar_ps(order, f)));
+}
+
+/* ---- scores ---- */
+
+/* The shape of a row of D coordinates (a compile-time constant in the kernels below, so every
+ * loop over chunks and blocks unrolls and the accumulators stay in registers). */
+#define N_CHUNKS(D) (((D) + 63) / 64)
+#define CHUNK_BLOCKS(D) ((D) / 16 / N_CHUNKS(D))
+#define WIDE(D) ((D) > 128)
+
+/* acc[r*G + g] += q_g · (row r's centroids) over the whole row. */
+TQ_ALWAYS_INLINE void tile_dots(__m512 *acc, const tqg *x, int D, const uint8_t *row, int R,
+                                const float *qp, int64_t prep, int G) {
+    const size_t rb = x->s->row_bytes;
+#pragma GCC unroll 4
+    for (int ch = 0; ch < N_CHUNKS(D); ch++) {
+        __m512i codes[TQ_MAX_TILE];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++)
+            codes[r] = chunk_codes(x, WIDE(D), row + (size_t)r * rb, ch);
+#pragma GCC unroll 4
+        for (int m = 0; m < CHUNK_BLOCKS(D); m++) {
+            const int kb = 4 * ch + m;
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const __m512 v = block_values(x, codes[r], m, x->book[kb]);
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++)
+                    acc[r * G + g] = _mm512_fmadd_ps(_mm512_loadu_ps(qp + g * prep + 16 * kb), v,
+                                                     acc[r * G + g]);
+            }
+        }
+    }
+}
+
+TQ_ALWAYS_INLINE void tile_sketch(__m512 *acc, const tqg *x, int D, const uint8_t *row, int R,
+                                  const float *sq, int64_t prep, int G) {
+    const size_t rb = x->s->row_bytes;
+#pragma GCC unroll 16
+    for (int k = 0; k < D / 16; k++)
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const __m512 v = block_signs(x, row + (size_t)r * rb, k);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++)
+                acc[r * G + g] =
+                    _mm512_fmadd_ps(_mm512_loadu_ps(sq + g * prep + 16 * k), v, acc[r * G + g]);
+        }
+}
+
+/* Scores of R rows x G heads into out[g * out_stride + r]. */
+TQ_ALWAYS_INLINE void scores_tile(const tqg *x, int D, const uint8_t *row, int R, const float *qp,
+                                  int64_t prep, int G, float scale, float *out,
+                                  int64_t out_stride) {
+    const rk_kv_tq_state *s = x->s;
+    __m512 acc[TQ_MAX_TILE];
+    float sum[TQ_MAX_TILE];
+#pragma GCC unroll 8
+    for (int i = 0; i < TQ_MAX_TILE; i++)
+        acc[i] = _mm512_setzero_ps();
+    tile_dots(acc, x, D, row, R, qp, prep, G);
+    hsum8(acc, sum);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        const uint8_t *ri = row + (size_t)r * s->row_bytes;
+        const float mse = scale * row_norm(ri) * s->inv_sqrt_d;
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+            out[g * out_stride + r] = mse * sum[r * G + g];
+    }
+    if (!s->qjl) return;
+#pragma GCC unroll 8
+    for (int i = 0; i < TQ_MAX_TILE; i++)
+        acc[i] = _mm512_setzero_ps();
+    tile_sketch(acc, x, D, row, R, qp + D, prep, G);
+    hsum8(acc, sum);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        const uint8_t *ri = row + (size_t)r * s->row_bytes;
+        const float qjl = scale * s->qjl_coef * _cvtsh_ss(rk_kv_tq_row_head(ri + s->off_gamma));
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+            out[g * out_stride + r] += qjl * sum[r * G + g];
+    }
+}
+
+/* Rows of a page in tiles of R (then one at a time), for G heads. */
+TQ_ALWAYS_INLINE void scores_rows(const tqg *x, int D, const uint8_t *rows, int64_t n,
+                                  const float *qp, int64_t prep, int G, float scale, float *out,
+                                  int64_t out_stride) {
+    const int R = TQ_MAX_TILE / G;
+    const size_t rb = x->s->row_bytes;
+    int64_t t = 0;
+    for (; t + R <= n; t += R)
+        scores_tile(x, D, rows + (size_t)t * rb, R, qp, prep, G, scale, out + t, out_stride);
+    for (; t < n; t++)
+        scores_tile(x, D, rows + (size_t)t * rb, 1, qp, prep, G, scale, out + t, out_stride);
+}
+
+TQ_ALWAYS_INLINE void scores_dim(const tqg *x, int D, const uint8_t *rows, int64_t n,
+                                 const float *qp, int64_t prep, int64_t n_q, float scale,
+                                 float *out, int64_t out_stride) {
+    for (int64_t g0 = 0; g0 < n_q; g0 += 4) {
+        const float *q = qp + g0 * prep;
+        float *o = out + g0 * out_stride;
+        switch (n_q - g0 >= 4 ? 4 : n_q - g0) {
+        case 1: scores_rows(x, D, rows, n, q, prep, 1, scale, o, out_stride); break;
+        case 2: scores_rows(x, D, rows, n, q, prep, 2, scale, o, out_stride); break;
+        case 3: scores_rows(x, D, rows, n, q, prep, 3, scale, o, out_stride); break;
+        default: scores_rows(x, D, rows, n, q, prep, 4, scale, o, out_stride); break;
+        }
+    }
+}
+
+void rk_kv_tq_scores_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                            const float *qp, int64_t n_q, float scale, float *out,
+                            int64_t out_stride) {
+    const tqg x = make_ctx(c);
+    const uint8_t *rows = page + (size_t)t0 * x.s->row_bytes;
+    const int64_t prep = c->prep_floats;
+    switch (x.s->dim) {
+    case 32: scores_dim(&x, 32, rows, n, qp, prep, n_q, scale, out, out_stride); break;
+    case 64: scores_dim(&x, 64, rows, n, qp, prep, n_q, scale, out, out_stride); break;
+    case 128: scores_dim(&x, 128, rows, n, qp, prep, n_q, scale, out, out_stride); break;
+    default: scores_dim(&x, 256, rows, n, qp, prep, n_q, scale, out, out_stride); break;
+    }
+}
+
+/* ---- weighted sums ---- */
+
+/* Chunk ch of acc_g += Σ_t ws_g[t]·C(row t) for G heads (ws_g = ws + g*RK_KV_PAGE_TOKENS). With
+ * G <= 2, even and odd rows have separate accumulators so at least 8 FMA chains are in flight
+ * (blocks x G heads x 2). */
+TQ_ALWAYS_INLINE void wsum_chunk(const tqg *x, int D, int G, const uint8_t *rows, int64_t n,
+                                 int ch, const float *ws, float *acc) {
+    const size_t rb = x->s->row_bytes;
+    const int M = CHUNK_BLOCKS(D), SETS = G <= 2 ? 2 : 1;
+    __m512 a0[4][4], a1[4][4];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) {
+            a0[g][m] = _mm512_loadu_ps(acc + g * D + 64 * ch + 16 * m);
+            a1[g][m] = _mm512_setzero_ps();
+        }
+    int64_t t = 0;
+    for (; t + SETS <= n; t += SETS) {
+        const __m512i c0 = chunk_codes(x, WIDE(D), rows + (size_t)t * rb, ch);
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) {
+            const __m512 v = block_values(x, c0, m, x->book[4 * ch + m]);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++)
+                a0[g][m] = _mm512_fmadd_ps(_mm512_set1_ps(ws[g * RK_KV_PAGE_TOKENS + t]), v,
+                                           a0[g][m]);
+        }
+        if (SETS == 2) {
+            const __m512i c1 = chunk_codes(x, WIDE(D), rows + (size_t)(t + 1) * rb, ch);
+#pragma GCC unroll 4
+            for (int m = 0; m < M; m++) {
+                const __m512 v = block_values(x, c1, m, x->book[4 * ch + m]);
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++)
+                    a1[g][m] = _mm512_fmadd_ps(_mm512_set1_ps(ws[g * RK_KV_PAGE_TOKENS + t + 1]),
+                                               v, a1[g][m]);
+            }
+        }
+    }
+    if (t < n) { /* SETS == 2 and n odd: the last row */
+        const __m512i c0 = chunk_codes(x, WIDE(D), rows + (size_t)t * rb, ch);
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) {
+            const __m512 v = block_values(x, c0, m, x->book[4 * ch + m]);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++)
+                a0[g][m] = _mm512_fmadd_ps(_mm512_set1_ps(ws[g * RK_KV_PAGE_TOKENS + t]), v,
+                                           a0[g][m]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++)
+            _mm512_storeu_ps(acc + g * D + 64 * ch + 16 * m,
+                             SETS == 2 ? _mm512_add_ps(a0[g][m], a1[g][m]) : a0[g][m]);
+}
+
+TQ_ALWAYS_INLINE void wsum_dim(const tqg *x, int D, const uint8_t *rows, int64_t n, int64_t n_q,
+                               const float *w, int64_t w_stride, float *acc) {
+    float norm[RK_KV_PAGE_TOKENS], ws[4 * RK_KV_PAGE_TOKENS]; /* n <= RK_KV_PAGE_TOKENS */
+    for (int64_t t = 0; t < n; t++)
+        norm[t] = row_norm(rows + (size_t)t * x->s->row_bytes) * x->s->inv_sqrt_d;
+    for (int64_t g0 = 0; g0 < n_q; g0 += 4) {
+        const int G = n_q - g0 >= 4 ? 4 : (int)(n_q - g0);
+        for (int g = 0; g < G; g++)
+            for (int64_t t = 0; t < n; t++)
+                ws[g * RK_KV_PAGE_TOKENS + t] = w[(g0 + g) * w_stride + t] * norm[t];
+        float *a = acc + g0 * D;
+#pragma GCC unroll 4
+        for (int ch = 0; ch < N_CHUNKS(D); ch++) {
+            switch (G) {
+            case 1: wsum_chunk(x, D, 1, rows, n, ch, ws, a); break;
+            case 2: wsum_chunk(x, D, 2, rows, n, ch, ws, a); break;
+            case 3: wsum_chunk(x, D, 3, rows, n, ch, ws, a); break;
+            default: wsum_chunk(x, D, 4, rows, n, ch, ws, a); break;
+            }
+        }
+    }
+}
+
+void rk_kv_tq_weighted_sum_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
+                                  int64_t n, const float *w, int64_t w_stride, int64_t n_q,
+                                  float *acc) {
+    const tqg x = make_ctx(c);
+    const uint8_t *rows = page + (size_t)t0 * x.s->row_bytes;
+    switch (x.s->dim) {
+    case 32: wsum_dim(&x, 32, rows, n, n_q, w, w_stride, acc); break;
+    case 64: wsum_dim(&x, 64, rows, n, n_q, w, w_stride, acc); break;
+    case 128: wsum_dim(&x, 128, rows, n, n_q, w, w_stride, acc); break;
+    default: wsum_dim(&x, 256, rows, n, n_q, w, w_stride, acc); break;
+    }
+}
