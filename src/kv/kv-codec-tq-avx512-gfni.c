@@ -48,7 +48,7 @@ typedef struct tqg {
     __m512i ident;            /* byte i of every qword = 1 << i: gf2p8affine's transpose */
     __m512i expand[4];        /* block m: every byte of dword i = 16m + i */
     __mmask64 keep[TQ_MAX_CHUNKS];             /* gathered bytes that name an existing plane */
-    __mmask64 load_lo[TQ_MAX_CHUNKS], load_hi[TQ_MAX_CHUNKS]; /* plane bytes in the window */
+    __mmask64 load_lo[TQ_MAX_CHUNKS]; /* d = 32: the plane bytes in the window */
     __m512 book[256 / 16];    /* block k: the centroids of its width, zero-padded to 16 */
 } tqg;
 
@@ -87,7 +87,6 @@ static tqg make_ctx(const rk_kv_codec *c) {
         }
         x.keep[ch] = keep;
         x.load_lo[ch] = low_bits(plane_total - 8 * ch);
-        x.load_hi[ch] = low_bits(plane_total - 8 * ch - 64);
     }
     float lo[16] = {0}, hi[16] = {0};
     memcpy(lo, s->book[0].centroid, sizeof(float) << s->b);
@@ -97,13 +96,29 @@ static tqg make_ctx(const rk_kv_codec *c) {
     return x;
 }
 
-/* The 64 codes (one byte each) of chunk ch of a row; WIDE: the planes span two zmm (d = 256). */
-TQ_ALWAYS_INLINE __m512i chunk_codes(const tqg *x, int WIDE, const uint8_t *row, int64_t ch) {
+/* The bytes a chunk's window reads past the end of its row: at most this many past the page's
+ * last row, into the page mean (2 + d bytes), is safe to load without a mask. */
+static int64_t window_overrun(const rk_kv_tq_state *s) {
+    const int64_t d = s->dim, chunks = d >= 64 ? d / 64 : 1;
+    return (int64_t)s->off_planes + 8 * (chunks - 1) + (d > 128 ? 128 : 64) - (int64_t)s->row_bytes;
+}
+
+int rk_kv_tq_avx512_supports(const rk_kv_tq_state *s) {
+    return s->dim >= 32 && s->dim <= 256 && s->n_hi % 16 == 0 &&
+           (s->dim == 32 || window_overrun(s) <= (int64_t)s->mean_bytes);
+}
+
+/* The 64 codes (one byte each) of chunk ch of a row; WIDE: the planes span two zmm (d = 256).
+ * The window is loaded whole (a masked load is slower here), reaching into the next rows or the
+ * page mean (rk_kv_tq_avx512_supports checks it stays in the page); only d = 32, whose mean is
+ * too short, uses masks. Bytes outside the row's planes are never gathered. */
+TQ_ALWAYS_INLINE __m512i chunk_codes(const tqg *x, int D, const uint8_t *row, int64_t ch) {
+    const int WIDE = D > 128;
     const uint8_t *w = row + x->s->off_planes + 8 * ch;
-    const __m512i lo = _mm512_maskz_loadu_epi8(x->load_lo[ch], w);
+    const __m512i lo = D == 32 ? _mm512_maskz_loadu_epi8(x->load_lo[ch], w) : _mm512_loadu_si512(w);
     __m512i planes;
     if (WIDE) {
-        const __m512i hi = _mm512_maskz_loadu_epi8(x->load_hi[ch], w + 64);
+        const __m512i hi = _mm512_loadu_si512(w + 64);
         planes = _mm512_maskz_permutex2var_epi8(x->keep[ch], lo, x->gather, hi);
     } else {
         planes = _mm512_maskz_permutexvar_epi8(x->keep[ch], x->gather, lo);
@@ -148,7 +163,6 @@ TQ_ALWAYS_INLINE void hsum8(const __m512 v[8], float sums[8]) {
  * loop over chunks and blocks unrolls and the accumulators stay in registers). */
 #define N_CHUNKS(D) (((D) + 63) / 64)
 #define CHUNK_BLOCKS(D) ((D) / 16 / N_CHUNKS(D))
-#define WIDE(D) ((D) > 128)
 
 /* acc[r*G + g] += q_g · (row r's centroids) over the whole row. */
 TQ_ALWAYS_INLINE void tile_dots(__m512 *acc, const tqg *x, int D, const uint8_t *row, int R,
@@ -159,7 +173,7 @@ TQ_ALWAYS_INLINE void tile_dots(__m512 *acc, const tqg *x, int D, const uint8_t 
         __m512i codes[TQ_MAX_TILE];
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++)
-            codes[r] = chunk_codes(x, WIDE(D), row + (size_t)r * rb, ch);
+            codes[r] = chunk_codes(x, D, row + (size_t)r * rb, ch);
 #pragma GCC unroll 4
         for (int m = 0; m < CHUNK_BLOCKS(D); m++) {
             const int kb = 4 * ch + m;
@@ -287,7 +301,7 @@ TQ_ALWAYS_INLINE void wsum_chunk(const tqg *x, int D, int G, const uint8_t *rows
         }
     int64_t t = 0;
     for (; t + SETS <= n; t += SETS) {
-        const __m512i c0 = chunk_codes(x, WIDE(D), rows + (size_t)t * rb, ch);
+        const __m512i c0 = chunk_codes(x, D, rows + (size_t)t * rb, ch);
 #pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
             const __m512 v = block_values(x, c0, m, x->book[4 * ch + m]);
@@ -297,7 +311,7 @@ TQ_ALWAYS_INLINE void wsum_chunk(const tqg *x, int D, int G, const uint8_t *rows
                                            a0[g][m]);
         }
         if (SETS == 2) {
-            const __m512i c1 = chunk_codes(x, WIDE(D), rows + (size_t)(t + 1) * rb, ch);
+            const __m512i c1 = chunk_codes(x, D, rows + (size_t)(t + 1) * rb, ch);
 #pragma GCC unroll 4
             for (int m = 0; m < M; m++) {
                 const __m512 v = block_values(x, c1, m, x->book[4 * ch + m]);
@@ -309,7 +323,7 @@ TQ_ALWAYS_INLINE void wsum_chunk(const tqg *x, int D, int G, const uint8_t *rows
         }
     }
     if (t < n) { /* SETS == 2 and n odd: the last row */
-        const __m512i c0 = chunk_codes(x, WIDE(D), rows + (size_t)t * rb, ch);
+        const __m512i c0 = chunk_codes(x, D, rows + (size_t)t * rb, ch);
 #pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
             const __m512 v = block_values(x, c0, m, x->book[4 * ch + m]);

@@ -352,6 +352,23 @@ static void tq_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t t
 
 /* ---- the ops: row kernels (scalar or AVX2) plus the page mean's share ---- */
 
+/* Σ a_i b_i in 16 interleaved partial sums added by a fixed tree: the same bits at every SIMD
+ * level, and a loop the compiler vectorises (a single running sum cannot be: each addition
+ * waits for the one before). */
+static float dot_lanes(const float *a, const float *b, int64_t n) {
+    float p[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++)
+            p[l] += a[i + l] * b[i + l];
+    for (; i < n; i++)
+        p[i % 16] += a[i] * b[i];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            p[l] += p[l + w];
+    return p[0];
+}
+
 /* centred[t] = 1 for the rows t0 .. t0+n-1 of a page encoded as differences from its mean. */
 static void centred_rows(const rk_kv_tq_state *s, const uint8_t *page, int64_t t0, int64_t n,
                          float *centred) {
@@ -369,11 +386,7 @@ static void tq_scores_page(const rk_kv_codec *c, const uint8_t *page, int64_t t0
     rk_kv_tq_page_mean(s, page, mean);
     centred_rows(s, page, t0, n, centred);
     for (int64_t g = 0; g < n_q; g++) {
-        const float *q = qp + g * c->prep_floats;
-        float qm = 0.0f;
-        for (int64_t j = 0; j < s->dim; j++)
-            qm += q[j] * mean[j];
-        qm *= scale;
+        const float qm = scale * dot_lanes(qp + g * c->prep_floats, mean, s->dim);
         float *o = out + g * out_stride;
         for (int64_t t = 0; t < n; t++)
             o[t] += qm * centred[t];
@@ -389,10 +402,7 @@ static void tq_weighted_sum_page(const rk_kv_codec *c, const uint8_t *page, int6
     rk_kv_tq_page_mean(s, page, mean);
     centred_rows(s, page, t0, n, centred);
     for (int64_t g = 0; g < n_q; g++) {
-        const float *wg = w + g * w_stride;
-        float wsum = 0.0f;
-        for (int64_t t = 0; t < n; t++)
-            wsum += wg[t] * centred[t];
+        const float wsum = dot_lanes(w + g * w_stride, centred, n);
         for (int64_t j = 0; j < s->dim; j++)
             acc[g * s->dim + j] += wsum * mean[j];
     }
@@ -500,8 +510,7 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
         s->rotate = rk_kv_tq_rotate_avx2;
         s->unrotate = rk_kv_tq_unrotate_avx2;
     }
-    if (c->simd >= RK_SIMD_AVX512 && rk_cpu_has_avx512_gfni() && s->dim >= 32 &&
-        s->dim <= 256 && s->n_hi % 16 == 0) {
+    if (c->simd >= RK_SIMD_AVX512 && rk_cpu_has_avx512_gfni() && rk_kv_tq_avx512_supports(s)) {
         s->row_scores = rk_kv_tq_scores_avx512;
         s->row_weighted_sum = rk_kv_tq_weighted_sum_avx512;
     } else if (c->simd >= RK_SIMD_AVX2 && s->dim >= 32) {

@@ -124,6 +124,9 @@ void rk_kv_tq_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64
 /* ---- kv-codec-tq-avx512-gfni.c: AVX-512 + VBMI + GFNI kernels (32 <= d <= 256, n_hi a
  * multiple of 16) ---- */
 
+/* Whether the AVX-512 kernels take this layout (head size, widths, and their whole-window loads
+ * staying inside a page). */
+int rk_kv_tq_avx512_supports(const rk_kv_tq_state *s);
 void rk_kv_tq_scores_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                             const float *qp, int64_t n_q, float scale, float *out,
                             int64_t out_stride);
