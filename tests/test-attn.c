@@ -105,28 +105,60 @@ static void row_as_seen(const rk_kv_cache *kv, int64_t layer, int64_t head, int6
     rk_kv_codec_get_ops(c)->decode(c, pv.stream, data, r, 1, out);
 }
 
+/* scale·q·k for position t as attention scores it. A tq key codec scores with its integer query
+ * (kv-codec-tq.c), which is part of the codec and bounded in test-kv-tq: for those rows the
+ * reference takes the codec's own score of the row alone; for every other codec it is
+ * q·decode(k) in float64. */
+static double score_as_seen(const rk_kv_cache *kv, int64_t layer, int64_t head, int64_t t,
+                            int64_t q_pos, const float *q, float scale, int64_t dk) {
+    rk_kv_page_view pv;
+    rk_kv_get_page(kv, layer, head, t / RK_KV_PAGE_TOKENS, q_pos, &pv);
+    const int64_t r = t % RK_KV_PAGE_TOKENS;
+    if (r >= pv.n_exact && rk_kv_codec_get_spec(pv.key_codec)->kind == RK_KV_CODEC_TQ) {
+        float qp[4 * 256], score;
+        rk_kv_codec_get_ops(pv.key_codec)->prepare(pv.key_codec, pv.stream, q, 1, qp);
+        rk_kv_codec_get_ops(pv.key_codec)->scores(pv.key_codec, pv.keys, r, 1, qp, 1, scale, &score, 1);
+        return score;
+    }
+    float k[256];
+    row_as_seen(kv, layer, head, t, q_pos, 0, k);
+    double s = 0;
+    for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
+    return s * scale;
+}
+
 /* naive float64 attention of one query over positions [t0, t1) */
 static void naive(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float *q, float scale,
                   int64_t t0, int64_t t1, int64_t dk, int64_t dv, double *out) {
     double m = -INFINITY, den = 0;
-    float k[256], v[256];
+    float v[256];
     for (int64_t t = t0; t < t1; t++) {
-        row_as_seen(kv, layer, kvh, t, t1 - 1, 0, k);
-        double s = 0;
-        for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
-        if (s * scale > m) m = s * scale;
+        const double s = score_as_seen(kv, layer, kvh, t, t1 - 1, q, scale, dk);
+        if (s > m) m = s;
     }
     for (int64_t j = 0; j < dv; j++) out[j] = 0;
     for (int64_t t = t0; t < t1; t++) {
-        row_as_seen(kv, layer, kvh, t, t1 - 1, 0, k);
         row_as_seen(kv, layer, kvh, t, t1 - 1, 1, v);
-        double s = 0;
-        for (int64_t i = 0; i < dk; i++) s += (double)q[i] * k[i];
-        double w = exp(s * scale - m);
+        const double s = score_as_seen(kv, layer, kvh, t, t1 - 1, q, scale, dk);
+        double w = exp(s - m);
         den += w;
         for (int64_t j = 0; j < dv; j++) out[j] += w * v[j];
     }
     for (int64_t j = 0; j < dv; j++) out[j] /= den;
+}
+
+/* How far attention over [0, t1) after a truncation (after, 3 heads) is from before it, or with
+ * int8_query from the float64 reference over what the cache now holds. */
+static double truncated_change(const rk_kv_cache *kv, const float *q, int64_t dk, int64_t dv,
+                               int64_t t1, const float *before, const float *after,
+                               bool int8_query) {
+    double diff = 0, ref[256];
+    for (int64_t g = 0; g < 3; g++) {
+        if (int8_query) naive(kv, 1, 1, q + g * dk, 0.125f, 0, t1, dk, dv, ref);
+        for (int64_t j = 0; j < dv; j++)
+            diff = fmax(diff, fabs(after[g * dv + j] - (int8_query ? ref[j] : before[g * dv + j])));
+    }
+    return diff;
 }
 
 /* max |attention - naive| over the ranges that cross page boundaries, with and without a
@@ -219,7 +251,9 @@ static void test_paged_attention(const char *keys_codec, const char *values_code
     printf("  %-22s dk %3lld dv %3lld: max |attention - float64 reference| %.2g\n", what,
            (long long)dk, (long long)dv, worst);
     /* Truncating into sealed page 1 re-opens it with the decoded rows: attention over the
-     * kept positions is unchanged. */
+     * kept positions is unchanged (tq keys: up to their integer query's rounding, as the
+     * re-opened rows are scored with the exact query; checked against the reference instead). */
+    const bool int8_query = strncmp(keys_codec, "tq", 2) == 0;
     float before[3 * 256], after[3 * 256];
     float *scratch = malloc((size_t)rk_attn_scratch_floats(kv, 3) * sizeof(float));
     const rk_attn_ops *ops = rk_attn_get_ops(rk_cpu_simd_level());
@@ -228,15 +262,13 @@ static void test_paged_attention(const char *keys_codec, const char *values_code
     CHECK(rk_kv_truncate(kv, 300, &err) == RK_OK); /* keeps 2 pages of 256, the second open */
     CHECK(rk_kv_bytes(kv) < bytes || !f32);
     rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 300, after, scratch);
-    double diff = 0;
-    for (int64_t i = 0; i < 3 * dv; i++) diff = fmax(diff, fabs(before[i] - after[i]));
+    double diff = truncated_change(kv, q, dk, dv, 300, before, after, int8_query);
     CHECK_MSG(diff < 1e-5, "%s: attention changed by %g after truncation", what, diff);
     /* into page 0: re-opened, its sink rows are the exact ones again, not their decoding */
     rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 100, before, scratch);
     CHECK(rk_kv_truncate(kv, 100, &err) == RK_OK);
     rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 100, after, scratch);
-    diff = 0;
-    for (int64_t i = 0; i < 3 * dv; i++) diff = fmax(diff, fabs(before[i] - after[i]));
+    diff = truncated_change(kv, q, dk, dv, 100, before, after, int8_query);
     CHECK_MSG(diff < 1e-5, "%s: attention changed by %g after truncation into page 0", what, diff);
     CHECK(memcmp(rk_kv_key(kv, 1, 1, 0), sink_k, sizeof(float) * (size_t)(n_sink * dk)) == 0);
     CHECK(memcmp(rk_kv_value(kv, 1, 1, 0), sink_v, sizeof(float) * (size_t)(n_sink * dv)) == 0);

@@ -289,17 +289,21 @@ TQ_ALWAYS_INLINE void scores_tile(const tq_ctx *x, int B, const uint8_t *row, in
                                   const float *qp, int64_t prep, int G, float scale, float *out,
                                   int64_t out_stride) {
     const rk_kv_tq_state *s = x->s;
-    float mse_scale[4] = {0, 0, 0, 0}, qjl_scale[4] = {0, 0, 0, 0}, r4[4];
+    float mse_scale[4] = {0, 0, 0, 0}, qjl_scale[4] = {0, 0, 0, 0}, qscale[4] = {0, 0, 0, 0};
+    float r4[4];
 #pragma GCC unroll 4
     for (int i = 0; i < R * G; i++) {
         const uint8_t *ri = row + (size_t)(i / G) * s->row_bytes;
-        mse_scale[i] = scale * row_norm(ri) * s->inv_sqrt_d;
-        if (s->qjl) qjl_scale[i] = scale * s->qjl_coef * load_f16(ri + s->off_gamma);
+        mse_scale[i] = scale * (row_norm(ri) * s->inv_sqrt_d);
+        qscale[i] = qp[(i % G) * prep + s->prep_qscale];
+        if (s->qjl) qjl_scale[i] = scale * (s->qjl_coef * load_f16(ri + s->off_gamma));
     }
-    __m128 sc = _mm_mul_ps(_mm_loadu_ps(mse_scale), tile_dots(x, B, row, R, qp, prep, G));
+    /* the dot products of the integer query are exact: the same bits as the scalar kernel */
+    const __m128 dots = tile_dots(x, B, row, R, qp + s->prep_qi, prep, G);
+    __m128 sc = _mm_mul_ps(_mm_loadu_ps(mse_scale), _mm_mul_ps(_mm_loadu_ps(qscale), dots));
     if (s->qjl)
-        sc =
-            _mm_fmadd_ps(_mm_loadu_ps(qjl_scale), tile_sketch(x, row, R, qp + s->dim, prep, G), sc);
+        sc = _mm_add_ps(sc, _mm_mul_ps(_mm_loadu_ps(qjl_scale),
+                                       tile_sketch(x, row, R, qp + s->prep_sketch, prep, G)));
     _mm_storeu_ps(r4, sc);
 #pragma GCC unroll 4
     for (int i = 0; i < R * G; i++)

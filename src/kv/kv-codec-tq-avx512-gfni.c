@@ -50,6 +50,9 @@ typedef struct tqg {
     __mmask64 keep[TQ_MAX_CHUNKS];             /* gathered bytes that name an existing plane */
     __mmask64 load_lo[TQ_MAX_CHUNKS]; /* d = 32: the plane bytes in the window */
     __m512 book[256 / 16];    /* block k: the centroids of its width, zero-padded to 16 */
+    __m512i units_lo, units_hi; /* scores: 128 + 32·centroid as bytes, each 128-bit lane */
+    __mmask64 hi_bytes[TQ_MAX_CHUNKS]; /* scores: the chunk's coordinates of width b+1 */
+    __mmask64 q8_bytes;       /* scores: the bytes of a chunk of the int8 query */
 } tqg;
 
 static __mmask64 low_bits(int64_t n) {
@@ -93,6 +96,17 @@ static tqg make_ctx(const rk_kv_codec *c) {
     if (s->n_hi > 0) memcpy(hi, s->book[1].centroid, sizeof(float) << (s->b + 1));
     for (int64_t k = 0; k < d / 16; k++)
         x.book[k] = _mm512_loadu_ps(k < x.n_hi_blocks ? hi : lo);
+    uint8_t ulo[64] = {0}, uhi[64] = {0};
+    for (int i = 0; i < 64; i++) {
+        const int code = i % 16;
+        if (code < 1 << s->b) ulo[i] = (uint8_t)(128 + s->book[0].units[code]);
+        if (s->n_hi > 0) uhi[i] = (uint8_t)(128 + s->book[1].units[code]);
+    }
+    x.units_lo = _mm512_loadu_si512(ulo);
+    x.units_hi = _mm512_loadu_si512(uhi);
+    for (int64_t ch = 0; ch < x.n_chunks; ch++)
+        x.hi_bytes[ch] = low_bits(s->n_hi - 64 * ch);
+    x.q8_bytes = low_bits(d);
     return x;
 }
 
@@ -164,27 +178,31 @@ TQ_ALWAYS_INLINE void hsum8(const __m512 v[8], float sums[8]) {
 #define N_CHUNKS(D) (((D) + 63) / 64)
 #define CHUNK_BLOCKS(D) ((D) / 16 / N_CHUNKS(D))
 
-/* acc[r*G + g] += q_g · (row r's centroids) over the whole row. */
-TQ_ALWAYS_INLINE void tile_dots(__m512 *acc, const tqg *x, int D, const uint8_t *row, int R,
+/* The chunk's 64 centroids as 128 + 32·C[code], unsigned bytes (in-lane table lookups). */
+TQ_ALWAYS_INLINE __m512i chunk_units(const tqg *x, __m512i codes, int64_t ch) {
+    return _mm512_mask_blend_epi8(x->hi_bytes[ch], _mm512_shuffle_epi8(x->units_lo, codes),
+                                  _mm512_shuffle_epi8(x->units_hi, codes));
+}
+
+/* acc[r*G + g] += Σ_j qi_gj (128 + 32 C_rj) over the whole row, in 16 int32 lanes: one VNNI
+ * instruction per 64 coordinates and head (at most 256 · 127 · 215 in a lane: no overflow). */
+TQ_ALWAYS_INLINE void tile_dots(__m512i *acc, const tqg *x, int D, const uint8_t *row, int R,
                                 const float *qp, int64_t prep, int G) {
     const size_t rb = x->s->row_bytes;
 #pragma GCC unroll 4
     for (int ch = 0; ch < N_CHUNKS(D); ch++) {
-        __m512i codes[TQ_MAX_TILE];
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++)
-            codes[r] = chunk_codes(x, D, row + (size_t)r * rb, ch);
+        __m512i q8[4];
 #pragma GCC unroll 4
-        for (int m = 0; m < CHUNK_BLOCKS(D); m++) {
-            const int kb = 4 * ch + m;
+        for (int g = 0; g < G; g++) {
+            const uint8_t *q = (const uint8_t *)(qp + g * prep + x->s->prep_q8) + 64 * ch;
+            q8[g] = D == 32 ? _mm512_maskz_loadu_epi8(x->q8_bytes, q) : _mm512_loadu_si512(q);
+        }
 #pragma GCC unroll 8
-            for (int r = 0; r < R; r++) {
-                const __m512 v = block_values(x, codes[r], m, x->book[kb]);
+        for (int r = 0; r < R; r++) {
+            const __m512i u = chunk_units(x, chunk_codes(x, D, row + (size_t)r * rb, ch), ch);
 #pragma GCC unroll 4
-                for (int g = 0; g < G; g++)
-                    acc[r * G + g] = _mm512_fmadd_ps(_mm512_loadu_ps(qp + g * prep + 16 * kb), v,
-                                                     acc[r * G + g]);
-            }
+            for (int g = 0; g < G; g++)
+                acc[r * G + g] = _mm512_dpbusd_epi32(acc[r * G + g], u, q8[g]);
         }
     }
 }
@@ -204,36 +222,43 @@ TQ_ALWAYS_INLINE void tile_sketch(__m512 *acc, const tqg *x, int D, const uint8_
         }
 }
 
-/* Scores of R rows x G heads into out[g * out_stride + r]. */
+/* Scores of R rows x G heads into out[g * out_stride + r], scaled as the scalar kernel does. */
 TQ_ALWAYS_INLINE void scores_tile(const tqg *x, int D, const uint8_t *row, int R, const float *qp,
                                   int64_t prep, int G, float scale, float *out,
                                   int64_t out_stride) {
     const rk_kv_tq_state *s = x->s;
+    __m512i iacc[TQ_MAX_TILE];
     __m512 acc[TQ_MAX_TILE];
     float sum[TQ_MAX_TILE];
 #pragma GCC unroll 8
     for (int i = 0; i < TQ_MAX_TILE; i++)
-        acc[i] = _mm512_setzero_ps();
-    tile_dots(acc, x, D, row, R, qp, prep, G);
+        iacc[i] = _mm512_setzero_si512();
+    tile_dots(iacc, x, D, row, R, qp, prep, G);
+#pragma GCC unroll 8
+    for (int i = 0; i < TQ_MAX_TILE; i++) /* integers below 2^24: exact in float, in any order */
+        acc[i] = _mm512_cvtepi32_ps(iacc[i]);
     hsum8(acc, sum);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         const uint8_t *ri = row + (size_t)r * s->row_bytes;
-        const float mse = scale * row_norm(ri) * s->inv_sqrt_d;
+        const float mse = scale * (row_norm(ri) * s->inv_sqrt_d);
 #pragma GCC unroll 4
-        for (int g = 0; g < G; g++)
-            out[g * out_stride + r] = mse * sum[r * G + g];
+        for (int g = 0; g < G; g++) {
+            const float *q = qp + g * prep;
+            const float dot = (sum[r * G + g] - q[s->prep_qsum]) * (1.0f / RK_KV_TQ_CENTROID_UNITS);
+            out[g * out_stride + r] = mse * (q[s->prep_qscale] * dot);
+        }
     }
     if (!s->qjl) return;
 #pragma GCC unroll 8
     for (int i = 0; i < TQ_MAX_TILE; i++)
         acc[i] = _mm512_setzero_ps();
-    tile_sketch(acc, x, D, row, R, qp + D, prep, G);
+    tile_sketch(acc, x, D, row, R, qp + s->prep_sketch, prep, G);
     hsum8(acc, sum);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         const uint8_t *ri = row + (size_t)r * s->row_bytes;
-        const float qjl = scale * s->qjl_coef * _cvtsh_ss(rk_kv_tq_row_head(ri + s->off_gamma));
+        const float qjl = scale * (s->qjl_coef * _cvtsh_ss(rk_kv_tq_row_head(ri + s->off_gamma)));
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++)
             out[g * out_stride + r] += qjl * sum[r * G + g];

@@ -47,9 +47,16 @@
  * coordinates 0 .. n_hi-1. A page is RK_KV_PAGE_TOKENS rows back to back, then the mean:
  *   [f16 step] [d int8: m_j = step * int8_j]
  *
- * Attention. prepare() rotates each query with the stream's rotation and, with qjl, appends
- * S·q_rot: qp = [q_rot (d) | S·q_rot (d)], prep_floats = 2d (d without qjl). scores() dots the
- * prepared query with the codes' centroids (plus q_rot·m). weighted_sum() accumulates
+ * Attention. prepare() rotates each query with the stream's rotation and quantises it to
+ * integers: qi = round(q_rot / qscale) with qscale = max|q_rot| / 127 (an error of at most
+ * 1/254 of the largest coordinate, far below the codec's own). Per head,
+ *   qp = [q_rot (d) | qi (d floats) | qscale | 128·Σqi | qi as d int8 (d/4 floats) | qjl: S·q_rot (d)].
+ * scores() takes qscale · Σ_j qi_j C_j, an integer dot product in units of 1/32 (the centroids
+ * are multiples of 1/32): exact in float at every SIMD level, and on AVX-512 one VNNI
+ * instruction per 64 coordinates, with the centroids offset by 128 to be unsigned (hence
+ * 128·Σqi). The page mean's share q_rot·m and the QJL sketch use the exact q_rot. Every level
+ * scales a row's dot product the same way: (scale · nu/sqrt(d)) · (qscale · dot), so scores are
+ * bit-identical across levels without qjl. weighted_sum() accumulates
  * w_t·nu_t/sqrt(d)·C (plus w_t·m) in the rotated domain and finish() applies the inverse
  * rotation of the stream (the QJL part is for keys and never enters weighted sums). Encode is scalar at every SIMD level, so the
  * bytes depend only on the seed.
@@ -282,6 +289,26 @@ static void tq_decode(const rk_kv_codec *c, int64_t stream, const uint8_t *page,
 
 /* ---- query and output transforms (every SIMD level) ---- */
 
+/* The integer query of q_rot (see "Attention" at the top). */
+static void quantise_query(const rk_kv_tq_state *s, float *o) {
+    const int64_t d = s->dim;
+    float amax = 0.0f;
+    for (int64_t j = 0; j < d; j++)
+        amax = fabsf(o[j]) > amax ? fabsf(o[j]) : amax;
+    const float qscale = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int8_t *q8 = (int8_t *)(o + s->prep_q8);
+    int32_t sum = 0;
+    for (int64_t j = 0; j < d; j++) {
+        long v = lrintf(o[j] * inv);
+        v = v > 127 ? 127 : v < -127 ? -127 : v;
+        q8[j] = (int8_t)v;
+        o[s->prep_qi + j] = (float)v;
+        sum += (int32_t)v;
+    }
+    o[s->prep_qscale] = qscale;
+    o[s->prep_qsum] = 128.0f * (float)sum;
+}
+
 static void tq_prepare(const rk_kv_codec *c, int64_t stream, const float *q, int64_t n_q,
                        float *qp) {
     const rk_kv_tq_state *s = tq_state(c);
@@ -290,7 +317,8 @@ static void tq_prepare(const rk_kv_codec *c, int64_t stream, const float *q, int
         float *o = qp + g * c->prep_floats;
         memcpy(o, q + g * d, (size_t)d * sizeof(float));
         s->rotate(o, d, stream_signs(s, stream));
-        if (s->qjl) mul_s(s, o, o + d); /* S·q_rot */
+        quantise_query(s, o);
+        if (s->qjl) mul_s(s, o, o + s->prep_sketch); /* S·q_rot */
     }
 }
 
@@ -322,13 +350,16 @@ static void tq_scores(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int
         if (s->qjl) row_signs(s, row, sgn);
         for (int64_t g = 0; g < n_q; g++) {
             const float *q = qp + g * c->prep_floats;
-            float mse = 0.0f, sketch = 0.0f;
+            float dot = 0.0f, sketch = 0.0f; /* dot: exact (integers over 32) */
             for (int64_t j = 0; j < d; j++)
-                mse += q[j] * vals[j];
-            if (s->qjl)
+                dot += q[s->prep_qi + j] * vals[j];
+            float o = (scale * row_scale) * (q[s->prep_qscale] * dot);
+            if (s->qjl) {
                 for (int64_t i = 0; i < d; i++)
-                    sketch += q[d + i] * sgn[i];
-            out[g * out_stride + t] = scale * (row_scale * mse + qjl_scale * sketch);
+                    sketch += q[s->prep_sketch + i] * sgn[i];
+                o += (scale * qjl_scale) * sketch;
+            }
+            out[g * out_stride + t] = o;
         }
     }
 }
@@ -498,7 +529,12 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
     c->state = s;
     c->free_state = tq_free_state;
     c->page_bytes = (size_t)RK_KV_PAGE_TOKENS * s->row_bytes + s->mean_bytes;
-    c->prep_floats = s->qjl ? 2 * s->dim : s->dim;
+    s->prep_qi = s->dim;
+    s->prep_qscale = 2 * s->dim;
+    s->prep_qsum = s->prep_qscale + 1;
+    s->prep_q8 = s->prep_qsum + 1;
+    s->prep_sketch = s->prep_q8 + s->dim / 4;
+    c->prep_floats = s->prep_sketch + (s->qjl ? s->dim : 0);
     c->ops = &tq_ops;
     /* The SIMD kernels work on blocks of 32 (AVX2) or 16 (AVX-512) coordinates of one width;
      * the AVX-512 ones decode a row's bit planes with VBMI and GFNI and take d <= 256. */

@@ -21,11 +21,16 @@
 #define RK_KV_TQ_MAX_DIM 1024
 #define RK_KV_TQ_MAX_WIDTH 4
 
+/* Centroids are multiples of 1/RK_KV_TQ_CENTROID_UNITS (kv-tq-codebook.c). */
+#define RK_KV_TQ_CENTROID_UNITS 32
+
 /* One codebook: 2^width centroids in ascending order (scaled so a coordinate has variance 1,
- * exact in bf16) and the 2^width - 1 decision thresholds between neighbours. */
+ * multiples of 1/32, exact in bf16) and the 2^width - 1 decision thresholds between
+ * neighbours. */
 typedef struct rk_kv_tq_codebook {
     int width;
     float centroid[1 << RK_KV_TQ_MAX_WIDTH];
+    int8_t units[1 << RK_KV_TQ_MAX_WIDTH]; /* centroid * RK_KV_TQ_CENTROID_UNITS */
     float threshold[(1 << RK_KV_TQ_MAX_WIDTH) - 1];
     /* AVX2 lookup: lut[k][lane*16 + code] = byte 2+k of the float centroid[code] (its two
      * low bytes are zero), both 128-bit lanes the same, for vpshufb. */
@@ -45,6 +50,12 @@ typedef struct rk_kv_tq_state {
     size_t off_mean;    /* the page mean: RK_KV_PAGE_TOKENS * row_bytes (after the rows) */
     size_t mean_bytes;  /* f16 step + d int8 */
     float inv_sqrt_d;
+    /* A prepared query (prep_floats per head; see "Attention" in kv-codec-tq.c): */
+    int64_t prep_qi;     /* d floats: the integer query qi */
+    int64_t prep_qscale; /* 1 float: q_rot ≈ qscale · qi */
+    int64_t prep_qsum;   /* 1 float: 128 · Σ qi (the VNNI kernels' offset) */
+    int64_t prep_q8;     /* d/4 floats holding qi as d int8 */
+    int64_t prep_sketch; /* qjl: d floats, S·q_rot */
     float qjl_coef;            /* sqrt(pi/2) / d */
     rk_kv_tq_codebook book[2]; /* [0]: width b, [1]: width b+1 (when n_hi > 0) */
     uint8_t *signs;            /* (n_streams, d/8): bit j set = D_s[j] is -1 */
