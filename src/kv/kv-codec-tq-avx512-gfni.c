@@ -1,6 +1,6 @@
 /*
  * kv-codec-tq-avx512-gfni.c — AVX-512 attention kernels of the tq codec (format: kv-codec-tq.c)
- * for CPUs with AVX-512 VBMI and GFNI (Ice Lake, Zen 4 and later; kv-codec-tq.c checks).
+ * for CPUs with AVX-512 VBMI, GFNI and VNNI (Ice Lake, Zen 4 and later; kv-codec-tq.c checks).
  *
  * Decoding a row's codes. The codes of a row are stored as bit planes: bit j of plane p's byte i
  * is bit p of the code of coordinate 8i+j. A chunk of 64 coordinates is turned into 64 code
@@ -10,18 +10,21 @@
  *      (missing planes, above the group's width, are zeroed by the mask);
  *   2. gf2p8affineqb with that qword as the bit matrix and the byte 1<<i as the vector
  *      transposes the 8x8 bit matrix: byte i of the result is the code of coordinate i.
- * Then one vpermb spreads 16 code bytes over 16 dwords and one vpermps (which reads only the low
- * 4 bits of each index) turns them into the 16 centroids of the block's codebook. n_hi is a
- * multiple of 16 whenever these kernels are used, so a block of 16 never mixes widths.
- *
- * scores: tiles of R rows x G heads (R*G <= 8 FMA chains), each row decoded once for all G
- * heads; the R*G dot products are reduced together by one transpose-and-add tree (about 3
- * instructions per dot product instead of the 8 of a lone horizontal sum). Every dot product
- * goes through the same tree, so a row's score does not depend on the tile it was in.
- * weighted_sum: per chunk, rows inner, all G heads (<= 4) at once with the chunk's accumulators in
- * registers (two sets, even and odd rows, when G <= 2 so enough FMA chains are in flight);
- * weights arrive pre-multiplied by the row scales.
- * The QJL part of the scores turns sign bits into ±1.0 with a masked blend.
+ * scores (keys): the query arrives as int8 (qi, kv-codec-tq.c) and the centroids are integers
+ * in units of 1/32, so a row's score is an integer dot product: two in-lane vpshufb lookups (one
+ * per codebook width, blended by the chunk's width mask) turn 64 codes into 128 + 32·C bytes and
+ * one vpdpbusd per head multiplies them with the 64 int8 query bytes into 16 int32 lanes (the
+ * offset 128 makes the centroids unsigned; prepare() stores 128·Σqi to take it off). Tiles of
+ * R rows x G heads (R*G <= 8) decode each row once for all G heads; the R*G sums are reduced
+ * together by one transpose-and-add tree (about 3 instructions per dot product instead of the 8
+ * of a lone horizontal sum). The sums are integers below 2^24, exact in float: the scores are
+ * the scalar kernel's bits. The QJL sketch (float) turns sign bits into ±1.0 with a masked blend.
+ * weighted_sum (values): one vpermb spreads 16 code bytes over 16 dwords and one vpermps (which
+ * reads only the low 4 bits of each index) turns them into the 16 float centroids of the
+ * block's codebook; per chunk, rows inner, all G heads (<= 4) at once with the chunk's
+ * accumulators in registers (two sets, even and odd rows, when G <= 2 so enough FMA chains are in
+ * flight); weights arrive pre-multiplied by the row scales. n_hi is a multiple of 16 whenever
+ * these kernels are used, so a block of 16 never mixes widths.
  *
  * d is 32, 64, 128 or 256 here (kv-codec-tq.c falls back to the AVX2 kernels otherwise).
  */
@@ -189,7 +192,6 @@ TQ_ALWAYS_INLINE __m512i chunk_units(const tqg *x, __m512i codes, int64_t ch) {
 TQ_ALWAYS_INLINE void tile_dots(__m512i *acc, const tqg *x, int D, const uint8_t *row, int R,
                                 const float *qp, int64_t prep, int G) {
     const size_t rb = x->s->row_bytes;
-#pragma GCC unroll 4
     for (int ch = 0; ch < N_CHUNKS(D); ch++) {
         __m512i q8[4];
 #pragma GCC unroll 4
@@ -210,7 +212,6 @@ TQ_ALWAYS_INLINE void tile_dots(__m512i *acc, const tqg *x, int D, const uint8_t
 TQ_ALWAYS_INLINE void tile_sketch(__m512 *acc, const tqg *x, int D, const uint8_t *row, int R,
                                   const float *sq, int64_t prep, int G) {
     const size_t rb = x->s->row_bytes;
-#pragma GCC unroll 16
     for (int k = 0; k < D / 16; k++)
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
@@ -377,7 +378,6 @@ TQ_ALWAYS_INLINE void wsum_dim(const tqg *x, int D, const uint8_t *rows, int64_t
             for (int64_t t = 0; t < n; t++)
                 ws[g * RK_KV_PAGE_TOKENS + t] = w[(g0 + g) * w_stride + t] * norm[t];
         float *a = acc + g0 * D;
-#pragma GCC unroll 4
         for (int ch = 0; ch < N_CHUNKS(D); ch++) {
             switch (G) {
             case 1: wsum_chunk(x, D, 1, rows, n, ch, ws, a); break;

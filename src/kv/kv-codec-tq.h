@@ -5,8 +5,9 @@
  * Files:
  *   kv-codec-tq.c        init, layout, encode/decode, prepare/finish, scalar kernels
  *   kv-codec-tq-avx2.c   AVX2/FMA scores and weighted sums that decode inside the dot loop
- *   kv-codec-tq-avx512-gfni.c the same with AVX-512, VBMI and GFNI (bit planes transposed by
- *                        gf2p8affineqb, vpermps lookups)
+ *   kv-codec-tq-avx512-gfni.c the same with AVX-512, VBMI, GFNI and VNNI (bit planes
+ *                        transposed by gf2p8affineqb; int8 scores by vpdpbusd, vpermps lookups
+ *                        for weighted sums)
  *   kv-tq-rotation.c     seeded randomised Hadamard rotations and the QJL Gaussian matrix
  *   kv-tq-codebook.c     Lloyd–Max codebooks for a coordinate of a random unit vector
  */
