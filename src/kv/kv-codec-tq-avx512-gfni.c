@@ -29,7 +29,10 @@
  * d is 32, 64, 128 or 256 here (kv-codec-tq.c falls back to the AVX2 kernels otherwise).
  */
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/error.h"
 
 #include "kv/kv-codec-tq.h"
 
@@ -62,9 +65,8 @@ static __mmask64 low_bits(int64_t n) {
     return n <= 0 ? 0 : n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1);
 }
 
-static tqg make_ctx(const rk_kv_codec *c) {
+static tqg make_ctx(const rk_kv_tq_state *s) {
     tqg x;
-    const rk_kv_tq_state *s = c->state;
     const int64_t d = s->dim, pb = (int64_t)s->plane_bytes;
     x.s = s;
     x.n_chunks = d >= 64 ? d / 64 : 1;
@@ -113,6 +115,14 @@ static tqg make_ctx(const rk_kv_codec *c) {
     return x;
 }
 
+rk_status rk_kv_tq_avx512_init(rk_kv_tq_state *s, rk_error *err) {
+    tqg *x = aligned_alloc(64, (sizeof(tqg) + 63) / 64 * 64);
+    if (!x) return rk_error_set(err, RK_ERR_NO_MEMORY, "kv codec tq: out of memory (kernel tables)");
+    *x = make_ctx(s);
+    s->avx512_tables = x;
+    return RK_OK;
+}
+
 /* The bytes a chunk's window reads past the end of its row: at most this many past the page's
  * last row, into the page mean (2 + d bytes), is safe to load without a mask. */
 static int64_t window_overrun(const rk_kv_tq_state *s) {
@@ -156,8 +166,8 @@ TQ_ALWAYS_INLINE __m512 block_signs(const tqg *x, const uint8_t *row, int64_t k)
                                 _mm512_set1_ps(1.0f));
 }
 
-/* sums[i] = the sum of the 16 lanes of v[i], i < 8, all by the same tree of additions. */
-TQ_ALWAYS_INLINE void hsum8(const __m512 v[8], float sums[8]) {
+/* Lane i = the sum of the 16 lanes of v[i], i < 8, all by the same tree of additions. */
+TQ_ALWAYS_INLINE __m256 hsum8_ps(const __m512 v[8]) {
     __m512 pair[4], quad[2];
     for (int i = 0; i < 4; i++) /* 128-bit lanes: [a.0+a.2, a.1+a.3, b.0+b.2, b.1+b.3] */
         pair[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
@@ -171,8 +181,10 @@ TQ_ALWAYS_INLINE void hsum8(const __m512 v[8], float sums[8]) {
     /* lane j: [v_j, v_{4+j}, v_j, v_{4+j}] */
     const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(h, h, 0x88), _mm512_shuffle_ps(h, h, 0xDD));
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
-    _mm256_storeu_ps(sums, _mm512_castps512_ps256(_mm512_permutexvar_ps(order, f)));
+    return _mm512_castps512_ps256(_mm512_permutexvar_ps(order, f));
 }
+
+TQ_ALWAYS_INLINE void hsum8(const __m512 v[8], float sums[8]) { _mm256_storeu_ps(sums, hsum8_ps(v)); }
 
 /* ---- scores ---- */
 
@@ -266,6 +278,34 @@ TQ_ALWAYS_INLINE void scores_tile(const tqg *x, int D, const uint8_t *row, int R
     }
 }
 
+/* Scores of 8 rows x G <= 3 heads into out[g * out_stride + 0..7]: 8G accumulators, reduced per
+ * head into the 8 rows' lanes, so the scaling and the store are one vector operation each (for
+ * d <= 128, where they would otherwise cost as much as the dot products). mse[r] is the row's
+ * scale * (nu * inv_sqrt_d), as scores_tile computes it; the bits are scores_tile's. */
+TQ_ALWAYS_INLINE void scores_8rows(const tqg *x, int D, const uint8_t *row, const float *mse,
+                                   const float *qp, int64_t prep, int G, float *out,
+                                   int64_t out_stride) {
+    const rk_kv_tq_state *s = x->s;
+    __m512i iacc[8 * 3];
+#pragma GCC unroll 24
+    for (int i = 0; i < 8 * G; i++)
+        iacc[i] = _mm512_setzero_si512();
+    tile_dots(iacc, x, D, row, 8, qp, prep, G);
+    const __m256 row_mse = _mm256_loadu_ps(mse);
+#pragma GCC unroll 3
+    for (int g = 0; g < G; g++) {
+        const float *q = qp + g * prep;
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            acc[r] = _mm512_cvtepi32_ps(iacc[r * G + g]);
+        const __m256 dot = _mm256_mul_ps(_mm256_sub_ps(hsum8_ps(acc), _mm256_set1_ps(q[s->prep_qsum])),
+                                         _mm256_set1_ps(1.0f / RK_KV_TQ_CENTROID_UNITS));
+        _mm256_storeu_ps(out + g * out_stride,
+                         _mm256_mul_ps(row_mse, _mm256_mul_ps(_mm256_set1_ps(q[s->prep_qscale]), dot)));
+    }
+}
+
 /* Rows of a page in tiles of R (then one at a time), for G heads. */
 TQ_ALWAYS_INLINE void scores_rows(const tqg *x, int D, const uint8_t *rows, int64_t n,
                                   const float *qp, int64_t prep, int G, float scale, float *out,
@@ -273,6 +313,13 @@ TQ_ALWAYS_INLINE void scores_rows(const tqg *x, int D, const uint8_t *rows, int6
     const int R = TQ_MAX_TILE / G;
     const size_t rb = x->s->row_bytes;
     int64_t t = 0;
+    if (D <= 128 && G <= 3 && !x->s->qjl) {
+        float mse[RK_KV_PAGE_TOKENS];
+        for (int64_t i = 0; i < n; i++)
+            mse[i] = scale * (row_norm(rows + (size_t)i * rb) * x->s->inv_sqrt_d);
+        for (; t + 8 <= n; t += 8)
+            scores_8rows(x, D, rows + (size_t)t * rb, mse + t, qp, prep, G, out + t, out_stride);
+    }
     for (; t + R <= n; t += R)
         scores_tile(x, D, rows + (size_t)t * rb, R, qp, prep, G, scale, out + t, out_stride);
     for (; t < n; t++)
@@ -297,14 +344,15 @@ TQ_ALWAYS_INLINE void scores_dim(const tqg *x, int D, const uint8_t *rows, int64
 void rk_kv_tq_scores_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                             const float *qp, int64_t n_q, float scale, float *out,
                             int64_t out_stride) {
-    const tqg x = make_ctx(c);
-    const uint8_t *rows = page + (size_t)t0 * x.s->row_bytes;
+    const rk_kv_tq_state *s = c->state;
+    const tqg *x = s->avx512_tables;
+    const uint8_t *rows = page + (size_t)t0 * s->row_bytes;
     const int64_t prep = c->prep_floats;
-    switch (x.s->dim) {
-    case 32: scores_dim(&x, 32, rows, n, qp, prep, n_q, scale, out, out_stride); break;
-    case 64: scores_dim(&x, 64, rows, n, qp, prep, n_q, scale, out, out_stride); break;
-    case 128: scores_dim(&x, 128, rows, n, qp, prep, n_q, scale, out, out_stride); break;
-    default: scores_dim(&x, 256, rows, n, qp, prep, n_q, scale, out, out_stride); break;
+    switch (s->dim) {
+    case 32: scores_dim(x, 32, rows, n, qp, prep, n_q, scale, out, out_stride); break;
+    case 64: scores_dim(x, 64, rows, n, qp, prep, n_q, scale, out, out_stride); break;
+    case 128: scores_dim(x, 128, rows, n, qp, prep, n_q, scale, out, out_stride); break;
+    default: scores_dim(x, 256, rows, n, qp, prep, n_q, scale, out, out_stride); break;
     }
 }
 
@@ -392,12 +440,13 @@ TQ_ALWAYS_INLINE void wsum_dim(const tqg *x, int D, const uint8_t *rows, int64_t
 void rk_kv_tq_weighted_sum_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0,
                                   int64_t n, const float *w, int64_t w_stride, int64_t n_q,
                                   float *acc) {
-    const tqg x = make_ctx(c);
-    const uint8_t *rows = page + (size_t)t0 * x.s->row_bytes;
-    switch (x.s->dim) {
-    case 32: wsum_dim(&x, 32, rows, n, n_q, w, w_stride, acc); break;
-    case 64: wsum_dim(&x, 64, rows, n, n_q, w, w_stride, acc); break;
-    case 128: wsum_dim(&x, 128, rows, n, n_q, w, w_stride, acc); break;
-    default: wsum_dim(&x, 256, rows, n, n_q, w, w_stride, acc); break;
+    const rk_kv_tq_state *s = c->state;
+    const tqg *x = s->avx512_tables;
+    const uint8_t *rows = page + (size_t)t0 * s->row_bytes;
+    switch (s->dim) {
+    case 32: wsum_dim(x, 32, rows, n, n_q, w, w_stride, acc); break;
+    case 64: wsum_dim(x, 64, rows, n, n_q, w, w_stride, acc); break;
+    case 128: wsum_dim(x, 128, rows, n, n_q, w, w_stride, acc); break;
+    default: wsum_dim(x, 256, rows, n, n_q, w, w_stride, acc); break;
     }
 }

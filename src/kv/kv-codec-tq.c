@@ -494,6 +494,7 @@ static void tq_free_state(void *p) {
     if (!s) return;
     free(s->signs);
     free(s->st);
+    free(s->avx512_tables);
     free(s);
 }
 
@@ -547,6 +548,8 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
         s->unrotate = rk_kv_tq_unrotate_avx2;
     }
     if (c->simd >= RK_SIMD_AVX512 && rk_cpu_has_avx512_gfni() && rk_kv_tq_avx512_supports(s)) {
+        st = rk_kv_tq_avx512_init(s, err);
+        if (st) return st; /* c owns s now: rk_kv_codec_create frees it */
         s->row_scores = rk_kv_tq_scores_avx512;
         s->row_weighted_sum = rk_kv_tq_weighted_sum_avx512;
     } else if (c->simd >= RK_SIMD_AVX2 && s->dim >= 32) {

@@ -69,6 +69,7 @@ typedef struct rk_kv_tq_state {
     void (*row_weighted_sum)(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                              const float *w, int64_t w_stride, int64_t n_q, float *acc);
     float *st;                 /* qjl: S transposed, (d, d) row-major: st[j*d + i] = S[i][j] */
+    void *avx512_tables;       /* the AVX-512 kernels' constants (owned; NULL unless they run) */
 } rk_kv_tq_state;
 
 /* ---- kv-tq-rotation.c ---- */
@@ -139,6 +140,9 @@ void rk_kv_tq_weighted_sum_avx2(const rk_kv_codec *c, const uint8_t *page, int64
 /* Whether the AVX-512 kernels take this layout (head size, widths, and their whole-window loads
  * staying inside a page). */
 int rk_kv_tq_avx512_supports(const rk_kv_tq_state *s);
+/* Builds s->avx512_tables (freed with free()); call once the layout and codebooks are set.
+ * RK_ERR_NO_MEMORY on failure. */
+rk_status rk_kv_tq_avx512_init(rk_kv_tq_state *s, rk_error *err);
 void rk_kv_tq_scores_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
                             const float *qp, int64_t n_q, float scale, float *out,
                             int64_t out_stride);
