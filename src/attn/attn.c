@@ -146,13 +146,12 @@ typedef struct page_source {
 
 static void group_partial(const rk_attn_ops *ops, const page_source *src, int64_t layer, int64_t kv_head,
                           int64_t n_q, const float *q, float scale, int64_t t0, int64_t t1, int64_t q_pos,
-                          rk_attn_partial *parts, float *scratch) {
+                          rk_attn_partial *parts, float *scratch, const rk_kv_codec **prepared) {
     const int64_t dv = rk_kv_get_dims(src->kv)->head_dim_v;
     float *scores = scratch;                           /* (n_q, page) */
     float *page_o = scores + n_q * RK_KV_PAGE_TOKENS;  /* (n_q, dv) */
     float *acc = page_o + n_q * dv;                    /* (n_q, dv) */
-    float *qp = acc + n_q * dv;                        /* (n_q, prep) */
-    const rk_kv_codec *prepared = NULL;                /* the key codec qp was prepared for */
+    float *qp = acc + n_q * dv;                        /* (n_q, prep): prepared for *prepared */
     page_partial page[RK_ATTN_MAX_GROUP];
     for (int64_t g = 0; g < n_q; g++) rk_attn_partial_init(&parts[g], parts[g].o, dv);
     for (int64_t p0 = t0; p0 < t1;) {
@@ -163,9 +162,9 @@ static void group_partial(const rk_attn_ops *ops, const page_source *src, int64_
             rk_kv_block_get_page(src->kv, src->block, layer, kv_head, pi, &pv);
         else
             rk_kv_get_page(src->kv, layer, kv_head, pi, q_pos, &pv);
-        if (pv.key_codec != prepared) {
+        if (pv.key_codec != *prepared) {
             rk_kv_codec_get_ops(pv.key_codec)->prepare(pv.key_codec, pv.stream, q, n_q, qp);
-            prepared = pv.key_codec;
+            *prepared = pv.key_codec;
         }
         memset(page_o, 0, (size_t)(n_q * dv) * sizeof(float));
         page_partials(ops, &pv, p0 - pi * RK_KV_PAGE_TOKENS, p1 - p0, n_q, q, qp, scale, dv,
@@ -179,14 +178,24 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
                            int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
                            int64_t t1, int64_t q_pos, rk_attn_partial *parts, float *scratch) {
     const page_source src = {kv, NULL};
-    group_partial(ops, &src, layer, kv_head, n_q, q, scale, t0, t1, q_pos, parts, scratch);
+    const rk_kv_codec *prepared = NULL;
+    group_partial(ops, &src, layer, kv_head, n_q, q, scale, t0, t1, q_pos, parts, scratch, &prepared);
+}
+
+void rk_attn_group_partial_cached(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
+                                  int64_t kv_head, int64_t n_q, const float *q, float scale,
+                                  int64_t t0, int64_t t1, int64_t q_pos, rk_attn_partial *parts,
+                                  float *scratch, const rk_kv_codec **prepared) {
+    const page_source src = {kv, NULL};
+    group_partial(ops, &src, layer, kv_head, n_q, q, scale, t0, t1, q_pos, parts, scratch, prepared);
 }
 
 void rk_attn_group_partial_block(const rk_attn_ops *ops, const rk_kv_cache *kv, const rk_kv_block *block,
                                  int64_t layer, int64_t kv_head, int64_t n_q, const float *q, float scale,
                                  int64_t t0, int64_t t1, rk_attn_partial *parts, float *scratch) {
     const page_source src = {kv, block};
-    group_partial(ops, &src, layer, kv_head, n_q, q, scale, t0, t1, -1, parts, scratch);
+    const rk_kv_codec *prepared = NULL;
+    group_partial(ops, &src, layer, kv_head, n_q, q, scale, t0, t1, -1, parts, scratch, &prepared);
 }
 
 void rk_attn_group(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer, int64_t kv_head,

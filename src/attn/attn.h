@@ -76,6 +76,16 @@ void rk_attn_group_partial(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_
                            int64_t kv_head, int64_t n_q, const float *q, float scale, int64_t t0,
                            int64_t t1, int64_t q_pos, rk_attn_partial *parts, float *scratch);
 
+/* rk_attn_group_partial for callers that visit one head's pages in several calls (decode's
+ * flash-decoding units are single pages): *prepared names the key codec whose prepared query
+ * (kv-codec.h prepare) scratch still holds for this layer, head and q, and is updated. Set it
+ * to NULL before the first call, and again whenever the layer, head, q or scratch changes.
+ * Saves a tq codec's query rotation and quantisation per page. */
+void rk_attn_group_partial_cached(const rk_attn_ops *ops, const rk_kv_cache *kv, int64_t layer,
+                                  int64_t kv_head, int64_t n_q, const float *q, float scale,
+                                  int64_t t0, int64_t t1, int64_t q_pos, rk_attn_partial *parts,
+                                  float *scratch, const rk_kv_codec **prepared);
+
 /* The same over positions [t0, t1) of a block of another rank's pages (kv-cache.h,
  * rk_kv_block; position 0 is the block's first row), read through kv's codecs: ring attention. */
 void rk_attn_group_partial_block(const rk_attn_ops *ops, const rk_kv_cache *kv, const rk_kv_block *block,

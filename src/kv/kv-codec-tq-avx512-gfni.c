@@ -358,6 +358,20 @@ void rk_kv_tq_scores_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t
 
 /* ---- weighted sums ---- */
 
+/* a[g][m] += ws_g[t]·C(row t) over the blocks m of chunk ch, for G heads. */
+TQ_ALWAYS_INLINE void wsum_row(const tqg *x, int D, int G, const uint8_t *row, int ch,
+                               const float *ws, int64_t t, __m512 a[4][4]) {
+    const __m512i codes = chunk_codes(x, D, row, ch);
+    const int M = CHUNK_BLOCKS(D);
+#pragma GCC unroll 4
+    for (int m = 0; m < M; m++) {
+        const __m512 v = block_values(x, codes, m, x->book[4 * ch + m]);
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++)
+            a[g][m] = _mm512_fmadd_ps(_mm512_set1_ps(ws[g * RK_KV_PAGE_TOKENS + t]), v, a[g][m]);
+    }
+}
+
 /* Chunk ch of acc_g += Σ_t ws_g[t]·C(row t) for G heads (ws_g = ws + g*RK_KV_PAGE_TOKENS). With
  * G <= 2, even and odd rows have separate accumulators so at least 8 FMA chains are in flight
  * (blocks x G heads x 2). */
@@ -375,38 +389,11 @@ TQ_ALWAYS_INLINE void wsum_chunk(const tqg *x, int D, int G, const uint8_t *rows
         }
     int64_t t = 0;
     for (; t + SETS <= n; t += SETS) {
-        const __m512i c0 = chunk_codes(x, D, rows + (size_t)t * rb, ch);
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) {
-            const __m512 v = block_values(x, c0, m, x->book[4 * ch + m]);
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++)
-                a0[g][m] = _mm512_fmadd_ps(_mm512_set1_ps(ws[g * RK_KV_PAGE_TOKENS + t]), v,
-                                           a0[g][m]);
-        }
-        if (SETS == 2) {
-            const __m512i c1 = chunk_codes(x, D, rows + (size_t)(t + 1) * rb, ch);
-#pragma GCC unroll 4
-            for (int m = 0; m < M; m++) {
-                const __m512 v = block_values(x, c1, m, x->book[4 * ch + m]);
-#pragma GCC unroll 4
-                for (int g = 0; g < G; g++)
-                    a1[g][m] = _mm512_fmadd_ps(_mm512_set1_ps(ws[g * RK_KV_PAGE_TOKENS + t + 1]),
-                                               v, a1[g][m]);
-            }
-        }
+        wsum_row(x, D, G, rows + (size_t)t * rb, ch, ws, t, a0);
+        if (SETS == 2) wsum_row(x, D, G, rows + (size_t)(t + 1) * rb, ch, ws, t + 1, a1);
     }
-    if (t < n) { /* SETS == 2 and n odd: the last row */
-        const __m512i c0 = chunk_codes(x, D, rows + (size_t)t * rb, ch);
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) {
-            const __m512 v = block_values(x, c0, m, x->book[4 * ch + m]);
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++)
-                a0[g][m] = _mm512_fmadd_ps(_mm512_set1_ps(ws[g * RK_KV_PAGE_TOKENS + t]), v,
-                                           a0[g][m]);
-        }
-    }
+    if (t < n) /* SETS == 2 and n odd: the last row */
+        wsum_row(x, D, G, rows + (size_t)t * rb, ch, ws, t, a0);
 #pragma GCC unroll 4
     for (int g = 0; g < G; g++)
 #pragma GCC unroll 4

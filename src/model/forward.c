@@ -129,10 +129,15 @@ static void attention_split(void *arg, int ith, int nth) {
     const int64_t hpu = job->heads_per_unit, group = hp->n_head / hp->n_head_kv, dv = hp->head_dim_v;
     float *scratch = ctx->attn_scratch + ith * ctx->attn_scratch_floats;
     double *run_o = (double *)scratch; /* the partials' outputs, then rk_attn_group_partial's scratch */
-    int64_t begin, end;
+    int64_t begin, end, prepared_h = -1;
+    const rk_kv_codec *prepared = NULL; /* the key codec scratch holds head prepared_h's query for */
     rk_pool_split((hp->n_head / hpu) * job->n_splits, ith, nth, &begin, &end);
     for (int64_t w = begin; w < end; w++) {
         int64_t h = (w / job->n_splits) * hpu, sp = w % job->n_splits;
+        if (h != prepared_h) { /* a thread's units run through a head's pages in order */
+            prepared = NULL;
+            prepared_h = h;
+        }
         int64_t t0 = sp * RK_KV_PAGE_TOKENS, t1 = t0 + RK_KV_PAGE_TOKENS;
         if (t0 < job->t0) t0 = job->t0;
         if (t1 > job->pos + 1) t1 = job->pos + 1;
@@ -141,8 +146,9 @@ static void attention_split(void *arg, int ith, int nth) {
         if (job->visit && !job->visit[(h / group) * ctx->max_splits + sp]) { /* sparse: skipped */
             t1 = t0;
         }
-        rk_attn_group_partial(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu, ctx->q + h * hp->head_dim_k,
-                              hp->attn_scale, t0, t1, job->pos, parts, scratch + 2 * hpu * dv);
+        rk_attn_group_partial_cached(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu,
+                                     ctx->q + h * hp->head_dim_k, hp->attn_scale, t0, t1, job->pos,
+                                     parts, scratch + 2 * hpu * dv, &prepared);
         for (int64_t g = 0; g < hpu; g++) { /* one page: the float values, exactly */
             const int64_t at = (h + g) * ctx->max_splits + sp;
             ctx->split_ml[2 * at] = (float)parts[g].m;
