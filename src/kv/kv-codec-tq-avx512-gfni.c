@@ -40,6 +40,12 @@
 #define TQ_MAX_TILE 8 /* dot products per scores tile */
 #define TQ_MAX_CHUNKS (256 / 64)
 
+/* The shape of a row of D coordinates: chunks of 64 (one of 32 at D = 32) and blocks of 16 per
+ * chunk. D is a compile-time constant in the kernels, so every loop over chunks and blocks
+ * unrolls and the accumulators stay in registers. */
+#define N_CHUNKS(D) (((D) + 63) / 64)
+#define CHUNK_BLOCKS(D) ((D) / 16 / N_CHUNKS(D))
+
 /* The row's f16 scale without its centred flag, converted by F16C. */
 static inline float row_norm(const uint8_t *row) {
     return _cvtsh_ss((unsigned short)(rk_kv_tq_row_head(row) & ~RK_KV_TQ_CENTRED_BIT));
@@ -47,9 +53,6 @@ static inline float row_norm(const uint8_t *row) {
 
 typedef struct tqg {
     const rk_kv_tq_state *s;
-    int64_t n_chunks;         /* chunks of 64 coordinates (1 for d = 32) */
-    int blocks_per_chunk;     /* blocks of 16 in a chunk: min(4, d / 16) */
-    int64_t n_hi_blocks;      /* n_hi / 16: blocks whose coordinates have b+1 bits */
     __m512i gather;           /* byte indices into a chunk's plane window (see the top) */
     __m512i ident;            /* byte i of every qword = 1 << i: gf2p8affine's transpose */
     __m512i expand[4];        /* block m: every byte of dword i = 16m + i */
@@ -69,9 +72,6 @@ static tqg make_ctx(const rk_kv_tq_state *s) {
     tqg x;
     const int64_t d = s->dim, pb = (int64_t)s->plane_bytes;
     x.s = s;
-    x.n_chunks = d >= 64 ? d / 64 : 1;
-    x.blocks_per_chunk = d >= 64 ? 4 : (int)(d / 16);
-    x.n_hi_blocks = s->n_hi / 16;
     /* The window of chunk c starts at the planes + 8c; plane p's byte for group k of the chunk
      * is at p*pb + k, whatever c is. */
     uint8_t gather[64] = {0}, expand[4][64];
@@ -86,7 +86,7 @@ static tqg make_ctx(const rk_kv_tq_state *s) {
     for (int m = 0; m < 4; m++)
         x.expand[m] = _mm512_loadu_si512(expand[m]);
     const int64_t plane_total = s->b * pb + s->n_hi / 8;
-    for (int64_t ch = 0; ch < x.n_chunks; ch++) {
+    for (int64_t ch = 0; ch < N_CHUNKS(d); ch++) {
         __mmask64 keep = 0;
         for (int k = 0; k < 8 && 64 * ch + 8 * k < d; k++) {
             const int width = s->b + (64 * ch + 8 * k < s->n_hi);
@@ -95,12 +95,13 @@ static tqg make_ctx(const rk_kv_tq_state *s) {
         }
         x.keep[ch] = keep;
         x.load_lo[ch] = low_bits(plane_total - 8 * ch);
+        x.hi_bytes[ch] = low_bits(s->n_hi - 64 * ch);
     }
     float lo[16] = {0}, hi[16] = {0};
     memcpy(lo, s->book[0].centroid, sizeof(float) << s->b);
     if (s->n_hi > 0) memcpy(hi, s->book[1].centroid, sizeof(float) << (s->b + 1));
     for (int64_t k = 0; k < d / 16; k++)
-        x.book[k] = _mm512_loadu_ps(k < x.n_hi_blocks ? hi : lo);
+        x.book[k] = _mm512_loadu_ps(k < s->n_hi / 16 ? hi : lo);
     uint8_t ulo[64] = {0}, uhi[64] = {0};
     for (int i = 0; i < 64; i++) {
         const int code = i % 16;
@@ -109,8 +110,6 @@ static tqg make_ctx(const rk_kv_tq_state *s) {
     }
     x.units_lo = _mm512_loadu_si512(ulo);
     x.units_hi = _mm512_loadu_si512(uhi);
-    for (int64_t ch = 0; ch < x.n_chunks; ch++)
-        x.hi_bytes[ch] = low_bits(s->n_hi - 64 * ch);
     x.q8_bytes = low_bits(d);
     return x;
 }
@@ -126,8 +125,9 @@ rk_status rk_kv_tq_avx512_init(rk_kv_tq_state *s, rk_error *err) {
 /* The bytes a chunk's window reads past the end of its row: at most this many past the page's
  * last row, into the page mean (2 + d bytes), is safe to load without a mask. */
 static int64_t window_overrun(const rk_kv_tq_state *s) {
-    const int64_t d = s->dim, chunks = d >= 64 ? d / 64 : 1;
-    return (int64_t)s->off_planes + 8 * (chunks - 1) + (d > 128 ? 128 : 64) - (int64_t)s->row_bytes;
+    const int64_t d = s->dim;
+    return (int64_t)s->off_planes + 8 * (N_CHUNKS(d) - 1) + (d > 128 ? 128 : 64) -
+           (int64_t)s->row_bytes;
 }
 
 int rk_kv_tq_avx512_supports(const rk_kv_tq_state *s) {
@@ -188,10 +188,6 @@ TQ_ALWAYS_INLINE void hsum8(const __m512 v[8], float sums[8]) { _mm256_storeu_ps
 
 /* ---- scores ---- */
 
-/* The shape of a row of D coordinates (a compile-time constant in the kernels below, so every
- * loop over chunks and blocks unrolls and the accumulators stay in registers). */
-#define N_CHUNKS(D) (((D) + 63) / 64)
-#define CHUNK_BLOCKS(D) ((D) / 16 / N_CHUNKS(D))
 
 /* The chunk's 64 centroids as 128 + 32·C[code], unsigned bytes (in-lane table lookups). */
 TQ_ALWAYS_INLINE __m512i chunk_units(const tqg *x, __m512i codes, int64_t ch) {
@@ -314,6 +310,8 @@ TQ_ALWAYS_INLINE void scores_rows(const tqg *x, int D, const uint8_t *rows, int6
     const size_t rb = x->s->row_bytes;
     int64_t t = 0;
     if (D <= 128 && G <= 3 && !x->s->qjl) {
+        /* the 8-row tiles scale by a vector of row scales; scores_tile reads its rows' norms as
+         * it goes (a pass of its own over the page's rows costs a memory pass at d = 256) */
         float mse[RK_KV_PAGE_TOKENS];
         for (int64_t i = 0; i < n; i++)
             mse[i] = scale * (row_norm(rows + (size_t)i * rb) * x->s->inv_sqrt_d);
