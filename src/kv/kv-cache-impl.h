@@ -24,6 +24,7 @@
 
 #include "kv/kv-cache.h"
 #include "kv/kv-policy.h"
+#include "kv/kv-record-pool.h"
 #include "kv/kv-store.h"
 
 typedef enum kv_tier { KV_TIER_HOT = 0, KV_TIER_WARM = 1, KV_TIER_COLD = 2 } kv_tier;
@@ -89,6 +90,7 @@ struct rk_kv_cache {
     size_t payload_bytes; /* key_bytes + the value pages */
     size_t rec_bytes;     /* bytes of a record buffer */
     size_t payload_off;   /* where the payload starts in a record */
+    kv_record_pool *records; /* where records come from (kv_record_alloc / kv_record_free) */
     uint8_t *bounds;      /* (n_layer, max_pages, n_head_kv, bounds_bytes) key bounds, or NULL */
     size_t bounds_bytes;  /* of one page and head */
     kv_tiers tiers;
@@ -107,6 +109,9 @@ bool kv_role_has_sinks(const rk_kv_cache *kv, int r);
 
 /* A record buffer (rec_bytes, aligned for direct I/O when there is a store), or NULL. */
 uint8_t *kv_record_alloc(const rk_kv_cache *kv);
+/* Gives a record from kv_record_alloc back (NULL is a no-op). It is not wiped: the callers that
+ * may hold a plain page under a sealer wipe it first. */
+void kv_record_free(const rk_kv_cache *kv, uint8_t *rec);
 /* Points keys/values of a sealed page into its record. */
 void kv_page_attach(const rk_kv_cache *kv, kv_page *p, uint8_t *rec);
 

@@ -112,6 +112,9 @@ rk_status rk_kv_create(const rk_kv_dims *dims, const rk_kv_config *config, rk_kv
                                  n / 1048576.0);
         }
         if (!s) s = kv_tiers_create(kv, &config->tiers, err);
+        if (!s)
+            s = kv_record_pool_create(kv->rec_bytes, kv->tiers.store ? rk_kv_store_align(kv->tiers.store) : 64,
+                                      &kv->records, err);
     }
     if (s) {
         rk_kv_free(kv);
@@ -128,6 +131,12 @@ static void free_page_buffer(const rk_kv_cache *kv, void *buf, size_t n) {
     free(buf);
 }
 
+/* The same for a page's record, which goes back to the record pool. */
+static void free_page_record(const rk_kv_cache *kv, uint8_t *rec) {
+    if (rec && kv->tiers.sealer) kv_wipe(rec, kv->rec_bytes);
+    kv_record_free(kv, rec);
+}
+
 /* Frees the f32 rows a page kept after being sealed in the current step. */
 static void free_retired(rk_kv_cache *kv, kv_page *p) {
     for (int r = 0; r < 2; r++)
@@ -138,10 +147,9 @@ static void free_retired(rk_kv_cache *kv, kv_page *p) {
         }
 }
 
-uint8_t *kv_record_alloc(const rk_kv_cache *kv) {
-    size_t align = kv->tiers.store ? rk_kv_store_align(kv->tiers.store) : 64;
-    return aligned_alloc(align, (kv->rec_bytes + align - 1) / align * align);
-}
+uint8_t *kv_record_alloc(const rk_kv_cache *kv) { return kv_record_pool_get(kv->records); }
+
+void kv_record_free(const rk_kv_cache *kv, uint8_t *rec) { kv_record_pool_put(kv->records, rec); }
 
 void kv_page_attach(const rk_kv_cache *kv, kv_page *p, uint8_t *rec) {
     p->rec = rec;
@@ -158,7 +166,7 @@ static void free_page(rk_kv_cache *kv, int64_t layer, int64_t i) {
         p->sealed = 0;
         kv_tiers_forget_page(kv, p);
         if (p->rec) kv->bytes -= kv->rec_bytes;
-        free_page_buffer(kv, p->rec, kv->rec_bytes);
+        free_page_record(kv, p->rec);
         kv_page_attach(kv, p, NULL);
         return;
     }
@@ -176,6 +184,7 @@ void rk_kv_free(rk_kv_cache *kv) {
         for (int64_t l = 0; l < kv->dims.n_layer; l++)
             for (int64_t i = 0; i < kv->max_pages; i++) free_page(kv, l, i);
     kv_tiers_free(kv);
+    kv_record_pool_free(kv->records);
     for (int r = 0; r < 2; r++) {
         rk_kv_codec_free(kv->open_codec[r]);
         rk_kv_codec_free(kv->sealed_codec[r]);
@@ -317,7 +326,7 @@ rk_status rk_kv_seal_full_pages(rk_kv_cache *kv, int64_t layer, int64_t n_tokens
         kv->n_sealed[layer] = full;
         kv_tiers_admit_sealed(kv, layer, first, count);
     } else {
-        for (int64_t i = 0; i < count; i++) free(recs[i]);
+        for (int64_t i = 0; i < count; i++) kv_record_free(kv, recs[i]);
         free(sinks[0]);
         free(sinks[1]);
     }
@@ -355,7 +364,7 @@ static rk_status reopen_page(rk_kv_cache *kv, int64_t layer, int64_t i, rk_error
     }
     kv_tiers_forget_page(kv, p);
     kv->bytes -= kv->rec_bytes;
-    free_page_buffer(kv, p->rec, kv->rec_bytes);
+    free_page_record(kv, p->rec);
     p->rec = NULL;
     p->sealed = 0;
     p->keys = fresh[0];

@@ -57,7 +57,7 @@ static void drop_unsealed(rk_kv_cache *kv, int64_t layer, int64_t first, int64_t
     for (int64_t i = first; i < first + count; i++) {
         kv_page *p = kv_page_at(kv, layer, i);
         if (p->sealed) continue;
-        free(p->rec);
+        kv_record_free(kv, p->rec);
         kv_page_attach(kv, p, NULL);
     }
 }

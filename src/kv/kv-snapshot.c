@@ -119,7 +119,7 @@ static rk_status load_sealed_page(rk_kv_cache *kv, int64_t l, int64_t i, rk_stre
     rk_status s = read(user, rec + kv->payload_off, kv->payload_bytes, err);
     if (!s && kv->bounds) s = read(user, bounds_of(kv, l, i), (size_t)kv->dims.n_head_kv * kv->bounds_bytes, err);
     if (s) {
-        free(rec);
+        kv_record_free(kv, rec);
         return s;
     }
     free(p->keys);

@@ -16,9 +16,9 @@
  *     [64, 64 + payload_bytes)    the payload: the page's bytes, owned by the caller
  *     [.., record_bytes)          padding (written as is, never read back)
  *
- * The caller keeps each page in a record buffer of record_bytes bytes allocated with
- * aligned_alloc(RK_KV_STORE_ALIGN, record_bytes), so the store reads and writes records in
- * place — no copy, and O_DIRECT works when the filesystem allows it.
+ * The caller keeps each page in a record buffer of record_bytes bytes aligned to
+ * rk_kv_store_align (the cache carves them from chunks: kv-record-pool.h), so the store reads
+ * and writes records in place — no copy, and O_DIRECT works when the filesystem allows it.
  *
  * Trust: the store remembers in RAM, for every slot, whether it holds a valid page, the
  * generation of its last write and the payload's CRC. A read serves a page only when the

@@ -176,7 +176,7 @@ static rk_status finish_prefetch(rk_kv_cache *kv, rk_error *err) {
         kv_page *p = kv_page_at(kv, req->layer, req->pages[j]);
         p->fetching = 0;
         if (s) {
-            free(req->recs[j]);
+            kv_record_free(kv, req->recs[j]);
             t->warm_bytes -= kv->rec_bytes;
             kv->bytes -= kv->rec_bytes;
             continue;
@@ -256,7 +256,7 @@ static void set_ram_tier(rk_kv_cache *kv, kv_page *p, kv_tier tier) {
 /* Frees the RAM of a warm page whose record is safe on disk (it becomes cold). */
 static void evict(rk_kv_cache *kv, kv_page *p) {
     set_ram_tier(kv, p, KV_TIER_COLD);
-    free(p->rec);
+    kv_record_free(kv, p->rec);
     kv_page_attach(kv, p, NULL);
     p->locked = 0;
     kv->bytes -= kv->rec_bytes;
@@ -371,7 +371,7 @@ static rk_status fetch_pages(rk_kv_cache *kv, int64_t layer, const int64_t *page
         if (!s) s = rk_kv_store_read(t->store, layer, pages[a], b - a, recs, err);
         for (int64_t j = 0; j < got; j++) {
             if (s) {
-                free(recs[j]);
+                kv_record_free(kv, recs[j]);
                 continue;
             }
             kv_page *p = kv_page_at(kv, layer, pages[a + j]);
@@ -419,7 +419,7 @@ static void start_prefetch(rk_kv_cache *kv, int64_t layer, int64_t in_use) {
     if (n == 0 || !make_warm_room(kv, (size_t)n * kv->rec_bytes, layer, in_use)) return;
     for (int64_t j = 0; j < n; j++)
         if ((req->recs[j] = kv_record_alloc(kv)) == NULL) {
-            while (j > 0) free(req->recs[--j]);
+            while (j > 0) kv_record_free(kv, req->recs[--j]);
             return; /* acquire will read them itself */
         }
     for (int64_t j = 0; j < n; j++) kv_page_at(kv, layer, req->pages[j])->fetching = 1;
