@@ -236,6 +236,10 @@ int64_t rk_context_n_past(const rk_context *ctx); /* tokens already in the KV ca
  * scales), and bytes allocated right now (whole pages). */
 size_t rk_context_kv_bytes_per_token(const rk_context *ctx);
 size_t rk_context_kv_bytes_in_use(const rk_context *ctx);
+/* Bytes of sealed KV pages (all layers) that dense attention by the query at position pos
+ * reads: every full page before it, and in sliding-window layers only the pages the window
+ * reaches. The open page (f32) and the sink rows are not counted. */
+double rk_context_kv_page_bytes_read(const rk_context *ctx, int64_t pos);
 
 /* Fills *out; all zero when the context has no tiers. */
 void rk_context_kv_tiers(const rk_context *ctx, rk_kv_tier_stats *out);
@@ -284,11 +288,12 @@ rk_status rk_context_truncate(rk_context *ctx, int64_t pos, rk_error *err);
  * context is first truncated to a whole number of pages (it must hold at least 256 tokens);
  * then every layer's pages up to depth are copies of its pages 1.. in turn (page 0, the
  * attention sinks, is not copied), written to the disk tier and placed in the tiers as real
- * pages would be, and n_past becomes depth. The copies keep the RoPE positions of their
+ * pages would be, and n_past becomes depth. A sliding-window layer, which holds only the pages
+ * its window reaches, moves copies of those to the end of the depth instead (so the depth is
+ * the prefill's length or at least that plus those pages; see kv/kv-replicate.h). The copies keep the RoPE positions of their
  * originals, so the context is not a real sequence: it measures speed and memory traffic, not
  * quality. Logits are cleared: evaluate a token next. depth: a multiple of 256, at most n_ctx.
- * RK_ERR_INVALID_ARG for a model with sliding-window layers (they free pages behind the window:
- * fill with real text instead), a bad depth or too short a prefill; RK_ERR_NO_MEMORY; RK_ERR_IO
+ * RK_ERR_INVALID_ARG for a bad depth or too short a prefill; RK_ERR_NO_MEMORY; RK_ERR_IO
  * from the disk tier (e.g. no space left). On error the context holds the truncated prefill. */
 rk_status rk_context_fill_replicated(rk_context *ctx, int64_t depth, rk_error *err);
 

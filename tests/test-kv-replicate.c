@@ -177,11 +177,97 @@ static void test_bad_input(void) {
     CHECK(rk_kv_fill_replicated(kv, 2 * P, P, &err) == RK_ERR_INVALID_ARG);
     CHECK(rk_kv_fill_replicated(kv, 3 * P, 4 * P, &err) == RK_ERR_INVALID_ARG); /* holds 2 pages */
     CHECK(kv->n_pages == 2 && kv->n_sealed[0] == 2);
-    rk_kv_release_before(kv, 1, P + 3); /* a sliding-window layer frees page 0 */
-    CHECK(rk_kv_fill_replicated(kv, 2 * P, 4 * P, &err) == RK_ERR_INVALID_ARG);
-    CHECK_MSG(strstr(err.msg, "sliding-window") != NULL, "%s", err.msg);
-    CHECK(kv->n_pages == 2);
+    rk_kv_release_before(kv, 1, P + 3); /* a sliding-window layer frees page 0, keeps page 1 */
+    rk_kv_release_before(kv, 2, P + 3);
+    CHECK(rk_kv_fill_replicated(kv, 2 * P, 2 * P, &err) == RK_OK); /* nothing to do */
+    CHECK(kv->n_pages == 2 && kv->n_released[1] == 1);
+    CHECK(kv->n_pages == 2 && kv->n_released[1] == 1);
     CHECK(rk_kv_fill_replicated(NULL, 2 * P, 4 * P, &err) == RK_ERR_INVALID_ARG);
+    rk_kv_free(kv);
+}
+
+/* Layers in `window` (a bit mask) released their pages before k*P - 300, as sliding-window
+ * layers do; replicating to `pages` moves their kept pages to the end and copies the others'. */
+static void check_window_fill(rk_kv_cache *kv, unsigned window, int64_t k, int64_t pages, int64_t kept,
+                              uint8_t **before) {
+    int bad = 0;
+    for (int64_t l = 0; l < N_LAYER; l++) {
+        const bool win = (window >> l) & 1;
+        CHECK(kv->n_sealed[l] == pages);
+        CHECK(kv->n_released[l] == (win ? (pages > k ? pages - kept : k - kept) : 0));
+        for (int64_t i = kv->n_released[l]; i < pages && bad < 5; i++) {
+            int64_t src = win ? (pages > k ? k - kept + (i - (pages - kept)) : i)
+                              : (i < k ? i : 1 + (i - k) % (k - 1));
+            size_t n;
+            uint8_t *got = page_bytes(kv, l, i, &n);
+            if (!got || memcmp(got, before[l * k + src], n) != 0) {
+                fprintf(stderr, "layer %lld page %lld differs from source page %lld\n", (long long)l,
+                        (long long)i, (long long)src);
+                bad++;
+            }
+            for (int64_t h = 0; h < N_HEAD_KV && kv->bounds && !win; h++) {
+                const uint8_t *b = rk_kv_page_bounds(kv, l, h, i), *bs = rk_kv_page_bounds(kv, l, h, src);
+                if (!b || !bs || memcmp(b, bs, kv->bounds_bytes) != 0) bad++;
+            }
+            free(got);
+        }
+        for (int64_t i = 0; i < kv->n_released[l]; i++) CHECK(kv_page_at(kv, l, i)->rec == NULL);
+        rk_kv_settle(kv, l);
+    }
+    CHECK(bad == 0);
+    rk_kv_tier_stats st;
+    rk_kv_get_tier_stats(kv, &st);
+    int64_t n_win = 0;
+    for (int64_t l = 0; l < N_LAYER; l++) n_win += (window >> l) & 1;
+    const int64_t held = (N_LAYER - n_win) * pages + n_win * kept;
+    CHECK_MSG((int64_t)(st.pages_hot + st.pages_warm + st.pages_cold) == held, "%llu pages held, want %lld",
+              (unsigned long long)(st.pages_hot + st.pages_warm + st.pages_cold), (long long)held);
+    if (st.disk_bytes > 0) /* a disk tier: one record per page held, nothing of released ones */
+        CHECK(st.disk_bytes == (uint64_t)held * rk_kv_record_bytes(kv));
+    if (n_win > 0 && pages > k) CHECK(rk_kv_first_kept(kv) == (pages - kept) * P);
+}
+
+/* Prefill k pages, let the layers in `window` release what lies behind a window, replicate to
+ * `pages`; with `fsize_records` > 0 the page files may not grow past that many records first
+ * (the fill fails and is undone, then succeeds). */
+static void test_window(const cfg *c, unsigned window, int64_t k, int64_t pages, int64_t fsize_records) {
+    rk_error err;
+    rk_kv_cache *kv = NULL;
+    CHECK_MSG(make_cache(c, MAX_PAGES * P, &kv, &err) == RK_OK, "%s", err.msg);
+    if (!kv) return;
+    CHECK(prefill(kv, k * P, &err) == RK_OK);
+    uint8_t **before = snapshot(kv, k);
+    const int64_t released = (k * P - 300) / P, kept = k - released;
+    for (int64_t l = 0; l < N_LAYER; l++)
+        if ((window >> l) & 1) rk_kv_release_before(kv, l, k * P - 300);
+    if (window && kept >= 2) { /* one page further would move the kept pages onto themselves */
+        CHECK(rk_kv_fill_replicated(kv, k * P, (k + 1) * P, &err) == RK_ERR_INVALID_ARG);
+        CHECK_MSG(strstr(err.msg, "sliding-window layer") != NULL && strstr(err.msg, "at least") != NULL,
+                  "%s", err.msg);
+        CHECK(kv->n_pages == k);
+    }
+    if (fsize_records > 0) {
+        struct rlimit old, small;
+        getrlimit(RLIMIT_FSIZE, &old);
+        signal(SIGXFSZ, SIG_IGN);
+        small = old;
+        small.rlim_cur = (rlim_t)(fsize_records * (int64_t)rk_kv_record_bytes(kv));
+        setrlimit(RLIMIT_FSIZE, &small);
+        rk_status s = rk_kv_fill_replicated(kv, k * P, pages * P, &err);
+        setrlimit(RLIMIT_FSIZE, &old);
+        CHECK(s == RK_ERR_IO);
+        CHECK_MSG(strstr(err.msg, "undone") != NULL, "%s", err.msg);
+        CHECK(kv->n_pages == k);
+        check_window_fill(kv, window, k, k, kept, before);
+    }
+    rk_status s = rk_kv_fill_replicated(kv, k * P, pages * P, &err);
+    CHECK_MSG(s == RK_OK, "window %#x k=%lld pages=%lld: %s", window, (long long)k, (long long)pages, err.msg);
+    if (!s) check_window_fill(kv, window, k, pages, kept, before);
+    /* and the cache goes on: a step at the depth, then a truncation back into the window */
+    rk_kv_begin_step(kv);
+    CHECK(rk_kv_reserve(kv, pages * P + 1, &err) == RK_OK);
+    CHECK(rk_kv_truncate(kv, pages * P - 10, &err) == RK_OK);
+    free_snapshot(before, k);
     rk_kv_free(kv);
 }
 
@@ -250,6 +336,14 @@ int main(void) {
     disk.codec = "q8";
     disk.bounds = false;
     if (tight_budgets(&disk)) test_fill(&disk, 3, 300);
+    test_window(&ram, 0x12, 4, 530, 0);      /* layers 1 and 4 slide: 2 pages kept */
+    test_window(&ram_tq, 0x3f, 5, 7, 0);     /* every layer slides; the copies just clear them */
+    test_window(&ram, 0x12, 4, 4, 0);        /* depth == what it holds */
+    disk.codec = "tq3";
+    disk.bounds = true;
+    if (tight_budgets(&disk)) test_window(&disk, 0x21, 4, 300, 0);
+    disk.hot = disk.warm = 0;
+    test_window(&disk, 0x3f, 4, 530, 300);  /* every layer slides, and the copies' writes fail first */
     test_bad_input();
     test_disk_full(dir);
     CHECK(rmdir(dir) == 0); /* every store removed its files */

@@ -72,8 +72,9 @@ static void usage(FILE *out) {
             "  -n, --n-gen N          decode steps timed (default 32)\n"
             "  --fill text|replicate  text: prefill the text repeated to the depth (real attention;\n"
             "                         quadratic time); replicate: prefill --fill-tokens real tokens and\n"
-            "                         copy their KV pages to the depth (depth a multiple of 256; models\n"
-            "                         without sliding-window layers). Default: text up to %d, else replicate\n"
+            "                         copy their KV pages to the depth (depth a multiple of 256;\n"
+            "                         sliding-window layers move the pages of their window to the end).\n"
+            "                         Default: text up to %d, else replicate\n"
             "  -f, --file TEXT        text to fill with, a file or a directory of files (default: the\n"
             "                         haystack essays, .cache/bench/haystack.txt or\n"
             "                         ../shared/testdata/haystack/pg-essays)\n"
@@ -258,13 +259,13 @@ typedef struct report {
     int disk_direct; /* the page files use O_DIRECT */
 } report;
 
-/* KV page bytes the n steps after the warm-up read when every layer reads every sealed page:
- * the step at position p reads the floor((p + 1) / PAGE) pages sealed by then. Tiers off, the
- * cache keeps no counters; this overstates a sliding-window layer, which reads its window. */
+/* KV page bytes the n steps after the warm-up read (tiers off, the cache keeps no counters):
+ * the step at position p reads the pages sealed by then, within the window in sliding-window
+ * layers. */
 static double computed_kv_bytes(const rk_context *ctx, int64_t depth, int64_t n) {
-    double pages = 0;
-    for (int64_t p = depth + 1; p < depth + 1 + n; p++) pages += (double)((p + 1) / PAGE);
-    return pages * PAGE * (double)rk_context_kv_bytes_per_token(ctx);
+    double bytes = 0;
+    for (int64_t p = depth + 1; p < depth + 1 + n; p++) bytes += rk_context_kv_page_bytes_read(ctx, p);
+    return bytes;
 }
 
 static void make_report(const rk_session *s, int64_t depth, int64_t n, double seconds,
@@ -392,8 +393,8 @@ int rk_cmd_bench_decode(int argc, char **argv) {
         print_report(&o, &f, &r, o.run.ctx.n_threads ? o.run.ctx.n_threads : rk_cpu_count());
         rk_print_tiers(stderr, s.ctx);
         if (r.kv_computed)
-            fprintf(stderr, "%s: no tiers, so no read counters: KV bytes read = sealed positions x %zu KV "
-                            "bytes/token (overstates sliding-window layers, which read their window)\n",
+            fprintf(stderr, "%s: no tiers, so no read counters: KV bytes read = the sealed pages each step's "
+                            "query reaches (%zu KV bytes/token; sliding-window layers: their window)\n",
                     CMD, rk_context_kv_bytes_per_token(s.ctx));
     }
     rk_session_close(&s);

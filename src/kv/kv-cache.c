@@ -483,6 +483,8 @@ size_t rk_kv_bytes_per_token(const rk_kv_cache *kv) {
 
 size_t rk_kv_record_bytes(const rk_kv_cache *kv) { return kv->rec_bytes; }
 
+size_t rk_kv_sealed_page_bytes(const rk_kv_cache *kv) { return kv->payload_bytes; }
+
 size_t rk_kv_bytes(const rk_kv_cache *kv) { return kv->bytes; }
 
 int64_t rk_kv_prep_floats(const rk_kv_cache *kv) {

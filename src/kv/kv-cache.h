@@ -142,6 +142,8 @@ const uint8_t *rk_kv_page_bounds(const rk_kv_cache *kv, int64_t layer, int64_t h
 
 /* Bytes one position takes in every layer (keys and values) once its page is sealed. */
 size_t rk_kv_bytes_per_token(const rk_kv_cache *kv);
+/* Bytes of one layer's sealed page: keys and values of every KV head in their codecs. */
+size_t rk_kv_sealed_page_bytes(const rk_kv_cache *kv);
 
 /* Bytes currently allocated for pages (open pages count at f32). */
 size_t rk_kv_bytes(const rk_kv_cache *kv);

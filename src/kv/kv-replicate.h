@@ -20,7 +20,7 @@
 /* Grows the cache from n_tokens_now to `depth` positions with sealed copies of its own pages.
  *
  * Precondition: the cache holds exactly n_tokens_now positions, a positive multiple of
- * RK_KV_PAGE_TOKENS, in sealed pages (every page of every layer sealed, none released behind a
+ * RK_KV_PAGE_TOKENS, in sealed pages (every page of every layer sealed, or released behind a
  * sliding window); depth is a multiple of RK_KV_PAGE_TOKENS with n_tokens_now <= depth <= n_ctx.
  *
  * Effect: with k = n_tokens_now / RK_KV_PAGE_TOKENS source pages per layer, pages k ..
@@ -31,9 +31,15 @@
  * as they would for real pages; RAM never holds more than the budgets plus one chunk of one
  * layer's copies (256 pages). A source page that lives only on disk is read back first.
  *
- * Errors: RK_ERR_INVALID_ARG when the precondition does not hold (the message says which part;
- * a cache with released pages needs a model without sliding-window layers: fill it with real
- * text instead); RK_ERR_NO_MEMORY; RK_ERR_IO from the disk tier (no space left, --kv-disk-max
+ * A layer that released pages (a sliding-window layer: it holds only its last `kept` pages,
+ * those its window reaches) is not copied page by page: its kept pages move, as copies, to
+ * the end of the depth (pages depth/256 - kept .. depth/256 - 1) and everything before them
+ * counts as released, so decode at the depth reads the same number of window pages as after a
+ * real prefill. The copies must not land on the pages they copy: depth is n_tokens_now or at
+ * least n_tokens_now + kept pages.
+ *
+ * Errors: RK_ERR_INVALID_ARG when the precondition does not hold (the message says which part);
+ * RK_ERR_NO_MEMORY; RK_ERR_IO from the disk tier (no space left, --kv-disk-max
  * reached, a source page failing its checksum). On any error the cache is truncated back to
  * n_tokens_now positions: the copies made so far are freed and their disk space released. */
 rk_status rk_kv_fill_replicated(rk_kv_cache *kv, int64_t n_tokens_now, int64_t depth, rk_error *err);

@@ -229,6 +229,20 @@ int64_t rk_context_n_ctx(const rk_context *ctx) { return ctx->n_ctx; }
 int64_t rk_context_n_past(const rk_context *ctx) { return ctx->n_past; }
 size_t rk_context_kv_bytes_per_token(const rk_context *ctx) { return rk_kv_bytes_per_token(ctx->kv); }
 size_t rk_context_kv_bytes_in_use(const rk_context *ctx) { return rk_kv_bytes(ctx->kv); }
+
+double rk_context_kv_page_bytes_read(const rk_context *ctx, int64_t pos) {
+    const rk_hparams *hp = &ctx->model->hp;
+    const int64_t P = RK_KV_PAGE_TOKENS, sealed = (pos + 1) / P;
+    const double layer_page = (double)rk_kv_sealed_page_bytes(ctx->kv);
+    double pages = 0;
+    for (int64_t il = 0; il < hp->n_layer; il++) {
+        int64_t first = 0; /* the first page the query reads */
+        if (hp->sliding_window > 0 && hp->layer_is_local[il] && pos + 1 > hp->sliding_window)
+            first = (pos + 1 - hp->sliding_window) / P;
+        pages += (double)(sealed > first ? sealed - first : 0);
+    }
+    return pages * layer_page;
+}
 void rk_context_kv_tiers(const rk_context *ctx, rk_kv_tier_stats *out) {
     rk_kv_get_tier_stats(ctx->kv, out);
     out->sparse_pages_visited = ctx->sparse_visited;

@@ -11,8 +11,11 @@
 3. A short text fill (--depth 600 --fill text) runs and says so.
 4. Bad input fails with a clear message and a nonzero exit code, never a crash: --depth
    missing, a depth that does not fit in -c, a depth whose KV cache does not fit in memory, a
-   replicated depth that is not a whole number of pages, an unknown --fill, a missing text file,
-   and --fill replicate on Gemma 3 (sliding-window layers; skipped when that model is missing).
+   replicated depth that is not a whole number of pages, an unknown --fill, a missing text file.
+5. --fill replicate on Gemma 3 (sliding-window layers keep only their window's pages, which move
+   to the end of the depth): the KV bytes read per token computed without tiers (pages each
+   query reaches, the window in sliding-window layers) equal the bytes the tier counters count
+   with a disk tier; skipped when that model is missing.
 
 In a Debug or sanitizer build the prefills and decodes are shorter (a real prefill of one page,
 so the copies are all of page 0); the checks are the same.
@@ -127,11 +130,6 @@ def check_bad_inputs(tmp):
         (["--depth", "2048", "-f", os.path.join(tmp, "no-such-file")], 2, "no-such-file"),
     ]
     runs = [(SMOL, args, code, want) for args, code, want in cases]
-    if os.path.exists(GEMMA):
-        runs.append((GEMMA, ["--depth", "2048", "--fill", "replicate", "--fill-tokens", REAL, "-n", "2"], 1,
-                     "replication needs a model without sliding-window layers"))
-    else:
-        print(f"skip Gemma case: {GEMMA} not cached")
     failures = 0
     for model, args, code, want in runs:
         rc, stdout, err = bench(args, model)
@@ -141,12 +139,36 @@ def check_bad_inputs(tmp):
     return failures
 
 
+def check_gemma(tmp):
+    if not os.path.exists(GEMMA):
+        print(f"skip Gemma case: {GEMMA} not cached")
+        return 0
+    # 1024 real tokens: the sliding-window layers (512) have released pages 0-1 and keep 2-3
+    args = ["--depth", "2048", "-n", STEPS, "--fill", "replicate", "--fill-tokens", "512" if SLOW else "1024",
+            "--kv-codec", "tq3.5", "-t", "2"]
+    rc, stdout, err = bench(args, GEMMA)
+    f, ram = check_common("Gemma 3 replicated in RAM", rc, stdout, err)
+    disk = os.path.join(tmp, "kv-gemma")
+    os.mkdir(disk)
+    rc, stdout, err = bench(args + ["--kv-disk", disk], GEMMA)
+    g, tiered = check_common("Gemma 3 replicated with a disk tier", rc, stdout, err)
+    f += g
+    if ram and tiered:
+        ok = (ram["kv_bytes_source"] != "counted" and tiered["kv_bytes_source"] == "counted"
+              and ram["kv_bytes_per_token_read"] == tiered["kv_bytes_per_token_read"])
+        if not ok:
+            print(f"FAIL Gemma KV bytes read: computed {ram['kv_bytes_per_token_read']} "
+                  f"({ram['kv_bytes_source']}), counted {tiered['kv_bytes_per_token_read']} ({tiered['kv_bytes_source']})")
+            f += 1
+    return f
+
+
 def main():
     if not os.path.exists(SMOL):
         print(f"{SMOL} not cached")
         return 77
     with tempfile.TemporaryDirectory() as tmp:
-        failures = check_bad_inputs(tmp) + check_replicate(tmp) + check_text()
+        failures = check_bad_inputs(tmp) + check_replicate(tmp) + check_text() + check_gemma(tmp)
     return 1 if failures else 0
 
 
