@@ -3,20 +3,28 @@
  *
  * Chunks are kept in an array sorted by address, so put() finds a record's chunk by binary
  * search. Each chunk has a stack of its free slots; the chunks that have free slots form a
- * doubly linked list, and get() takes from its head. A chunk comes from aligned_alloc (untouched
- * slots cost no resident memory).
+ * doubly linked list, and get() takes from its head.
+ *
+ * A chunk is its own anonymous mapping (mmap), so a released chunk goes back to the system at
+ * once and untouched slots cost no resident memory. From malloc, released 2 MiB chunks stayed as
+ * resident holes in the heap: with cold pages read back every step (chunks released and taken
+ * again), that measured 120 MiB more resident memory at 256K tokens than the records in use.
+ * Alignments above the page size (none today) fall back to aligned_alloc.
  */
 #include "kv/kv-record-pool.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* About this many bytes of records per chunk (at least one record). */
 #define KV_RECORD_CHUNK_BYTES ((size_t)2 << 20)
 
 typedef struct kv_chunk {
     uint8_t *base;
+    size_t map_bytes;            /* the mapping's length, or 0 when base came from aligned_alloc */
     uint32_t *free_slots;        /* stack of free slot indices */
     size_t n_free;
     struct kv_chunk *prev, *next; /* in the list of chunks with free slots */
@@ -28,6 +36,8 @@ struct kv_record_pool {
     size_t slot_bytes;   /* rec_bytes rounded up to the alignment */
     size_t align;
     size_t per_chunk;
+    size_t chunk_bytes;  /* per_chunk * slot_bytes */
+    int use_mmap;        /* align <= the page size */
     kv_chunk **chunks;   /* sorted by base */
     size_t n_chunks, cap_chunks;
     kv_chunk *partial;   /* head of the chunks with free slots */
@@ -52,14 +62,31 @@ rk_status kv_record_pool_create(size_t rec_bytes, size_t align, kv_record_pool *
     pool->slot_bytes = (rec_bytes + align - 1) / align * align;
     pool->per_chunk = KV_RECORD_CHUNK_BYTES / pool->slot_bytes;
     if (pool->per_chunk < 1) pool->per_chunk = 1;
+    pool->chunk_bytes = pool->per_chunk * pool->slot_bytes;
+    const long page = sysconf(_SC_PAGESIZE);
+    pool->use_mmap = page > 0 && align <= (size_t)page;
     *out = pool;
     return RK_OK;
 }
 
 static void chunk_destroy(kv_chunk *c) {
-    free(c->base);
+    if (c->map_bytes) munmap(c->base, c->map_bytes);
+    else free(c->base);
     free(c->free_slots);
     free(c);
+}
+
+/* The chunk's memory: a fresh mapping, or aligned_alloc. 0, or -1 when out of memory. */
+static int chunk_map(const kv_record_pool *pool, kv_chunk *c) {
+    if (pool->use_mmap) {
+        void *p = mmap(NULL, pool->chunk_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return -1;
+        c->base = p;
+        c->map_bytes = pool->chunk_bytes;
+        return 0;
+    }
+    c->base = aligned_alloc(pool->align, pool->chunk_bytes);
+    return c->base ? 0 : -1;
 }
 
 void kv_record_pool_free(kv_record_pool *pool) {
@@ -108,9 +135,8 @@ static kv_chunk *chunk_new(kv_record_pool *pool) {
     }
     kv_chunk *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->base = aligned_alloc(pool->align, pool->per_chunk * pool->slot_bytes);
     c->free_slots = malloc(pool->per_chunk * sizeof *c->free_slots);
-    if (!c->base || !c->free_slots) {
+    if (!c->free_slots || chunk_map(pool, c) != 0) {
         chunk_destroy(c);
         return NULL;
     }
@@ -153,8 +179,7 @@ void kv_record_pool_put(kv_record_pool *pool, uint8_t *rec) {
     pthread_mutex_lock(&pool->mutex);
     size_t at = chunk_upper(pool, rec);
     kv_chunk *c = at > 0 ? pool->chunks[at - 1] : NULL;
-    const size_t chunk_bytes = pool->per_chunk * pool->slot_bytes;
-    if (c && rec < c->base + chunk_bytes && (size_t)(rec - c->base) % pool->slot_bytes == 0) {
+    if (c && rec < c->base + pool->chunk_bytes && (size_t)(rec - c->base) % pool->slot_bytes == 0) {
         c->free_slots[c->n_free++] = (uint32_t)((size_t)(rec - c->base) / pool->slot_bytes);
         pool->in_use--;
         if (!c->listed) list_add(pool, c);
@@ -174,7 +199,7 @@ size_t kv_record_pool_in_use(kv_record_pool *pool) {
 
 size_t kv_record_pool_chunk_bytes(kv_record_pool *pool) {
     pthread_mutex_lock(&pool->mutex);
-    size_t n = pool->n_chunks * pool->per_chunk * pool->slot_bytes;
+    size_t n = pool->n_chunks * pool->chunk_bytes;
     pthread_mutex_unlock(&pool->mutex);
     return n;
 }

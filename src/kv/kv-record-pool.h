@@ -5,9 +5,9 @@
  * Why: a record is tens of KiB and, with an O_DIRECT disk tier, 4096-byte aligned. glibc's
  * aligned_alloc(4096, n) leaves up to 4 KiB of each such block unusable, which measured 10% of
  * RSS on top of the records at 1M tokens (0.1% at 64-byte alignment). A chunk holds many
- * records back to back (about 2 MiB of them), so alignment is paid once per chunk; slots of
- * freed records are reused first, and a chunk whose records are all free is returned to the
- * allocator, except one kept as a spare.
+ * records back to back (about 2 MiB of them) in its own mapping, so alignment is paid once per
+ * chunk; slots of freed records are reused first, and a chunk whose records are all free is
+ * unmapped, except one kept as a spare.
  *
  * Thread-safe: get and put take the pool's mutex (the I/O thread and the caller's thread may
  * both hold records).
