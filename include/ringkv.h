@@ -128,6 +128,11 @@ typedef struct rk_chat_message {
 rk_status rk_chat_format(const rk_model *model, const rk_chat_message *messages, size_t n,
                          int add_assistant_prompt, char **out, rk_error *err);
 
+/* 1 when the model file carries a chat template (tokenizer.chat_template): an instruct or chat
+ * model. rk_chat_format also serves a model without one whose vocabulary has a known family's
+ * turn markers (a base model's), which such a model was not trained to follow. */
+int rk_model_has_chat_template(const rk_model *model);
+
 /* 1 when a printer should drop the leading space of the first piece after BOS (SentencePiece
  * vocabularies add a space prefix the text did not have; llama2.c and llama.cpp drop it). */
 int rk_model_strips_leading_space(const rk_model *model);

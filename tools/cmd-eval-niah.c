@@ -45,11 +45,14 @@ static const char PASSKEY_FILLER[] =
 static const char PASSKEY_QUESTION[] = "What is the pass key?";
 static const int64_t DEFAULT_LENGTHS[] = {1024, 2048, 4096, 8192, 16384, 32768};
 
+enum { PROMPT_AUTO = 0, PROMPT_CHAT = 1, PROMPT_COMPLETION = 2 };
+
 typedef struct niah_opts {
     rk_run_opts run;
     const char *haystack; /* NULL: the default essays */
     const char *needle, *question, *answer, *out_dir;
     int passkey;
+    int prompt; /* PROMPT_AUTO, PROMPT_CHAT or PROMPT_COMPLETION */
     int lengths_given;
     int64_t n_gen;
     int64_t lengths[MAX_AXIS];
@@ -80,6 +83,10 @@ static void usage(FILE *out) {
             "                         model's trained context)\n"
             "  --depths LIST          needle depths in percent of the document (default 0,10,...,100)\n"
             "  -n, --n-predict N      tokens to decode per cell, greedily (default 32)\n"
+            "  --prompt auto|chat|completion   how the question is asked: the model's chat template,\n"
+            "                         or the document followed by 'Question: ...\\nAnswer:'. auto (the\n"
+            "                         default): chat when the model file carries a chat template (an\n"
+            "                         instruct model), else completion (a base model)\n"
             "  --out DIR              where results.csv, responses.jsonl and heatmap.png go (niah-out)\n"
             "  (the context is sized to the longest length plus -n; sampling options are ignored)\n"
             "  with --kv-sparse the prompt's tail after the document (the question) is decoded token\n"
@@ -170,7 +177,15 @@ static int parse_args(niah_opts *o, int argc, char **argv) {
         else if (rk_opt_is(a, NULL, "--question") && v) question = v;
         else if (rk_opt_is(a, NULL, "--answer") && v) answer = v;
         else if (rk_opt_is(a, "-o", "--out") && v) o->out_dir = v;
-        else {
+        else if (rk_opt_is(a, NULL, "--prompt") && v) {
+            if (strcmp(v, "auto") == 0) o->prompt = PROMPT_AUTO;
+            else if (strcmp(v, "chat") == 0) o->prompt = PROMPT_CHAT;
+            else if (strcmp(v, "completion") == 0) o->prompt = PROMPT_COMPLETION;
+            else {
+                fprintf(stderr, "%s: --prompt takes auto, chat or completion, not '%s'\n", CMD, v);
+                return 2;
+            }
+        } else {
             fprintf(stderr, "%s: unknown or incomplete option '%s'\n", CMD, a);
             return 2;
         }
@@ -210,8 +225,10 @@ static const char *default_haystack(char *buf, size_t cap) {
     return buf;
 }
 
-/* Renders the conversation around MARKER and tokenizes the two sides. */
-static int build_frame(const rk_model *model, const char *question, niah_frame *f) {
+/* Renders the prompt around MARKER and tokenizes the two sides: the chat template for a model
+ * that carries one (or with --prompt chat), else a completion prompt. A base model given a chat
+ * turn tends to copy the document from its start, which only the needle at depth 0 survives. */
+static int build_frame(const rk_model *model, const char *question, int prompt, niah_frame *f) {
     memset(f, 0, sizeof *f);
     rk_error err;
     char user[4096], *text = NULL;
@@ -222,16 +239,17 @@ static int build_frame(const rk_model *model, const char *question, niah_frame *
         fprintf(stderr, "%s: the question is too long (%zu bytes)\n", CMD, strlen(question));
         return 0;
     }
+    const int chat = prompt == PROMPT_CHAT || (prompt == PROMPT_AUTO && rk_model_has_chat_template(model));
     rk_chat_message msg = {"user", user};
-    rk_status s = rk_chat_format(model, &msg, 1, 1, &text, &err);
+    rk_status s = chat ? rk_chat_format(model, &msg, 1, 1, &text, &err) : RK_ERR_UNSUPPORTED;
     if (s == RK_OK) {
         f->chat = 1;
-    } else if (s == RK_ERR_UNSUPPORTED) {
+    } else if (s == RK_ERR_UNSUPPORTED && prompt != PROMPT_CHAT) {
         size_t cap = strlen(question) + 64;
         text = malloc(cap);
         if (text) snprintf(text, cap, "%s\n\nQuestion: %s\nAnswer:", MARKER, question);
     } else {
-        fprintf(stderr, "%s: %s\n", CMD, err.msg);
+        fprintf(stderr, "%s: %s\n", CMD, s == RK_ERR_UNSUPPORTED ? "--prompt chat: the model has no chat template ringkv knows" : err.msg);
         return 0;
     }
     char *mark = text ? strstr(text, MARKER) : NULL;
@@ -624,7 +642,7 @@ static int niah_prepare(niah_run *r, niah_opts *o, const char *text, size_t len,
     size_t longest = 0;
     rk_token *nt = needle_tokens(r->model, o->passkey ? "The pass key is 9999999. Remember it. "
                                                         "9999999 is the pass key." : o->needle, &longest);
-    if (!nt || !build_frame(r->model, o->question, &r->frame)) {
+    if (!nt || !build_frame(r->model, o->question, o->prompt, &r->frame)) {
         free(nt);
         return 1;
     }

@@ -29,6 +29,8 @@ rk_status rk_chat_format(const rk_model *model, const rk_chat_message *messages,
     return rk_tok_chat_format(model->tok, messages, n, add_assistant_prompt, out, err);
 }
 
+int rk_model_has_chat_template(const rk_model *model) { return rk_tok_chat_template(model->tok) != NULL; }
+
 int rk_model_strips_leading_space(const rk_model *model) {
     return rk_tok_strips_leading_space(model->tok);
 }

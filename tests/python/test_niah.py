@@ -7,7 +7,11 @@
 2. A small grid (lengths 512,1k × depths 0,50,100) completes: results.csv has the header
    length,depth,correct,tokens,seconds and 6 rows whose `tokens` equal the length, the last
    stdout line is JSON with score in [0,1], cells = 6 and the model, one progress line per cell.
-3. --passkey at 512 tokens runs (one cell) and reports its JSON line.
+3. --passkey at 512 tokens runs (one cell) and reports its JSON line; with --prompt completion
+   the summary says so (SmolLM2 carries a chat template, so the grid above says "chat").
+4. Gemma 3 270M (a base model: its file has no chat template) gets the completion prompt by
+   default and finds the needle at 1K tokens and depth 50% (given its chat turn instead, it copies
+   the document from the start); skipped when that model is not cached or in a slow build.
 
 In a Debug or sanitizer build (read from the CMakeCache.txt beside RINGKV_BIN), which runs the
 model some 20 times slower, the lengths are 128,160 and 128 instead: the same checks, shorter
@@ -28,6 +32,7 @@ from build_kind import slow_build
 
 BIN = os.environ.get("RINGKV_BIN", "build/ringkv")
 MODEL = os.path.join(os.environ.get("RINGKV_MODELS", "models"), "SmolLM2-135M-Instruct.Q4_1.gguf")
+GEMMA = os.path.join(os.environ.get("RINGKV_MODELS", "models"), "gemma-3-270m-q4_k_m.gguf")
 
 
 
@@ -37,8 +42,8 @@ LENGTHS = (128, 160) if SLOW else (512, 1024)
 PASSKEY_LENGTH = 128 if SLOW else 512
 
 
-def niah(args, out):
-    cmd = [BIN, "eval", "niah", "-m", MODEL, "-n", "24", "--out", out] + args
+def niah(args, out, model=MODEL):
+    cmd = [BIN, "eval", "niah", "-m", model, "-n", "24", "--out", out] + args
     p = subprocess.run(cmd, capture_output=True, timeout=600)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
@@ -57,6 +62,7 @@ def check_bad_inputs(tmp):
         (["--depths", "0,150"], "depth 150 is outside 0..100"),
         (["--lengths", "1M"], "beyond the model's context"),
         (["--lengths", "1k,zz"], "cannot parse"),
+        (["--prompt", "jinja"], "--prompt takes auto, chat or completion"),
     ]
     failures = 0
     for i, (args, want) in enumerate(cases):
@@ -90,7 +96,8 @@ def check_grid(tmp):
             failures += 1
     summary = last_json(stdout)
     if (not summary or not isinstance(summary.get("score"), (int, float)) or not 0 <= summary["score"] <= 1
-            or summary.get("cells") != 6 or "SmolLM2" not in summary.get("model", "")):
+            or summary.get("cells") != 6 or "SmolLM2" not in summary.get("model", "")
+            or summary.get("prompt") != "chat"):
         print(f"FAIL summary: {stdout!r}")
         failures += 1
     else:
@@ -108,9 +115,11 @@ def check_grid(tmp):
 
 def check_passkey(tmp):
     out = os.path.join(tmp, "passkey")
-    rc, stdout, err = niah(["--passkey", "--lengths", str(PASSKEY_LENGTH), "--depths", "50", "--seed", "7"], out)
+    rc, stdout, err = niah(["--passkey", "--lengths", str(PASSKEY_LENGTH), "--depths", "50", "--seed", "7",
+                            "--prompt", "completion"], out)
     summary = last_json(stdout) if rc == 0 else None
-    if not summary or summary.get("mode") != "passkey" or summary.get("cells") != 1:
+    if (not summary or summary.get("mode") != "passkey" or summary.get("cells") != 1
+            or summary.get("prompt") != "completion"):
         print(f"FAIL passkey: exit {rc}, {stdout!r}, {err}")
         return 1
     with open(os.path.join(out, "results.csv")) as f:
@@ -122,12 +131,27 @@ def check_passkey(tmp):
     return 0
 
 
+def check_gemma(tmp):
+    if SLOW or not os.path.exists(GEMMA):
+        print("skip Gemma case: " + ("slow build" if SLOW else f"{GEMMA} not cached"))
+        return 0
+    out = os.path.join(tmp, "gemma")
+    rc, stdout, err = niah(["--lengths", "1k", "--depths", "50"], out, GEMMA)
+    summary = last_json(stdout) if rc == 0 else None
+    if not summary or summary.get("prompt") != "completion" or summary.get("score") != 1:
+        replies = open(os.path.join(out, "responses.jsonl")).read() if rc == 0 else ""
+        print(f"FAIL Gemma base model: exit {rc}, {stdout!r}, {replies}")
+        return 1
+    print(f"gemma: {summary}")
+    return 0
+
+
 def main():
     if not os.path.exists(MODEL):
         print(f"{MODEL} not cached")
         return 77
     with tempfile.TemporaryDirectory() as tmp:
-        failures = check_bad_inputs(tmp) + check_grid(tmp) + check_passkey(tmp)
+        failures = check_bad_inputs(tmp) + check_grid(tmp) + check_passkey(tmp) + check_gemma(tmp)
     return 1 if failures else 0
 
 
