@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "kv/kv-codec-tq.h"
 #include "quant/quant.h"
 #include "test-util.h"
 
@@ -127,11 +128,30 @@ static double score_as_seen(const rk_kv_cache *kv, int64_t layer, int64_t head, 
     return s * scale;
 }
 
-/* naive float64 attention of one query over positions [t0, t1) */
-static void naive(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float *q, float scale,
-                  int64_t t0, int64_t t1, int64_t dk, int64_t dv, double *out) {
+/* What a tq value codec's int16 weights (kv-codec-tq.h) may add to the output, for weights w
+ * (exp(s - m), indexed by position) over [t0, t1), of total den: each page's encoded rows are
+ * one weighted sum, bounded by rk_kv_tq_weight_rounding. 0 for other codecs. */
+static double weight_rounding(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float *w, int64_t t0,
+                              int64_t t1, double den) {
+    double allow = 0;
+    for (int64_t p = t0 / RK_KV_PAGE_TOKENS; p * RK_KV_PAGE_TOKENS < t1; p++) {
+        rk_kv_page_view pv;
+        rk_kv_get_page(kv, layer, kvh, p, t1 - 1, &pv);
+        const int64_t base = p * RK_KV_PAGE_TOKENS;
+        int64_t r0 = t0 > base ? t0 - base : 0, r1 = t1 - base < RK_KV_PAGE_TOKENS ? t1 - base : RK_KV_PAGE_TOKENS;
+        if (r0 < pv.n_exact) r0 = pv.n_exact;
+        if (r1 > r0) allow += rk_kv_tq_weight_rounding(pv.value_codec, pv.values, r0, r1 - r0, w + base + r0) / den;
+    }
+    return allow;
+}
+
+/* naive float64 attention of one query over positions [t0, t1); returns what tq values' weight
+ * rounding may add to it (weight_rounding) */
+static double naive(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float *q, float scale,
+                    int64_t t0, int64_t t1, int64_t dk, int64_t dv, double *out) {
     double m = -INFINITY, den = 0;
     float v[256];
+    float *w = malloc(sizeof(float) * (size_t)t1);
     for (int64_t t = t0; t < t1; t++) {
         const double s = score_as_seen(kv, layer, kvh, t, t1 - 1, q, scale, dk);
         if (s > m) m = s;
@@ -140,23 +160,27 @@ static void naive(const rk_kv_cache *kv, int64_t layer, int64_t kvh, const float
     for (int64_t t = t0; t < t1; t++) {
         row_as_seen(kv, layer, kvh, t, t1 - 1, 1, v);
         const double s = score_as_seen(kv, layer, kvh, t, t1 - 1, q, scale, dk);
-        double w = exp(s - m);
-        den += w;
-        for (int64_t j = 0; j < dv; j++) out[j] += w * v[j];
+        double wt = exp(s - m);
+        w[t] = (float)wt;
+        den += wt;
+        for (int64_t j = 0; j < dv; j++) out[j] += wt * v[j];
     }
     for (int64_t j = 0; j < dv; j++) out[j] /= den;
+    const double allow = weight_rounding(kv, layer, kvh, w, t0, t1, den);
+    free(w);
+    return allow;
 }
 
 /* How far attention over [0, t1) after a truncation (after, 3 heads) is from before it, or with
- * int8_query from the float64 reference over what the cache now holds. */
+ * vs_reference from the float64 reference over what the cache now holds. */
 static double truncated_change(const rk_kv_cache *kv, const float *q, int64_t dk, int64_t dv,
                                int64_t t1, const float *before, const float *after,
-                               bool int8_query) {
+                               bool vs_reference) {
     double diff = 0, ref[256];
     for (int64_t g = 0; g < 3; g++) {
-        if (int8_query) naive(kv, 1, 1, q + g * dk, 0.125f, 0, t1, dk, dv, ref);
+        const double allow = vs_reference ? naive(kv, 1, 1, q + g * dk, 0.125f, 0, t1, dk, dv, ref) : 0.0;
         for (int64_t j = 0; j < dv; j++)
-            diff = fmax(diff, fabs(after[g * dv + j] - (int8_query ? ref[j] : before[g * dv + j])));
+            diff = fmax(diff, fabs(after[g * dv + j] - (vs_reference ? ref[j] : before[g * dv + j])) - allow);
     }
     return diff;
 }
@@ -177,8 +201,8 @@ static double attention_error(rk_kv_cache *kv, const float *q, int64_t dk, int64
                 for (int64_t n_q = 1; n_q <= 3; n_q += 2) { /* one head, and a group of 3 */
                     rk_attn_group(ops, kv, 1, 1, n_q, q, 0.125f, t0, t1, out, scratch);
                     for (int64_t g = 0; g < n_q; g++) {
-                        naive(kv, 1, 1, q + g * dk, 0.125f, t0, t1, dk, dv, ref);
-                        for (int j = 0; j < dv; j++) max_err = fmax(max_err, fabs(out[g * dv + j] - ref[j]));
+                        const double allow = naive(kv, 1, 1, q + g * dk, 0.125f, t0, t1, dk, dv, ref);
+                        for (int j = 0; j < dv; j++) max_err = fmax(max_err, fabs(out[g * dv + j] - ref[j]) - allow);
                     }
                 }
                 CHECK_MSG(max_err < 1e-5, "%s level %d range [%lld, %lld): max error %g", what, level,
@@ -252,8 +276,9 @@ static void test_paged_attention(const char *keys_codec, const char *values_code
            (long long)dk, (long long)dv, worst);
     /* Truncating into sealed page 1 re-opens it with the decoded rows: attention over the
      * kept positions is unchanged (tq keys: up to their integer query's rounding, as the
-     * re-opened rows are scored with the exact query; checked against the reference instead). */
-    const bool int8_query = strncmp(keys_codec, "tq", 2) == 0;
+     * re-opened rows are scored with the exact query; tq values: up to their int16 weights;
+     * both are checked against the reference instead). */
+    const bool vs_reference = strncmp(keys_codec, "tq", 2) == 0 || strncmp(values_codec, "tq", 2) == 0;
     float before[3 * 256], after[3 * 256];
     float *scratch = malloc((size_t)rk_attn_scratch_floats(kv, 3) * sizeof(float));
     const rk_attn_ops *ops = rk_attn_get_ops(rk_cpu_simd_level());
@@ -262,13 +287,13 @@ static void test_paged_attention(const char *keys_codec, const char *values_code
     CHECK(rk_kv_truncate(kv, 300, &err) == RK_OK); /* keeps 2 pages of 256, the second open */
     CHECK(rk_kv_bytes(kv) < bytes || !f32);
     rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 300, after, scratch);
-    double diff = truncated_change(kv, q, dk, dv, 300, before, after, int8_query);
+    double diff = truncated_change(kv, q, dk, dv, 300, before, after, vs_reference);
     CHECK_MSG(diff < 1e-5, "%s: attention changed by %g after truncation", what, diff);
     /* into page 0: re-opened, its sink rows are the exact ones again, not their decoding */
     rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 100, before, scratch);
     CHECK(rk_kv_truncate(kv, 100, &err) == RK_OK);
     rk_attn_group(ops, kv, 1, 1, 3, q, 0.125f, 0, 100, after, scratch);
-    diff = truncated_change(kv, q, dk, dv, 100, before, after, int8_query);
+    diff = truncated_change(kv, q, dk, dv, 100, before, after, vs_reference);
     CHECK_MSG(diff < 1e-5, "%s: attention changed by %g after truncation into page 0", what, diff);
     CHECK(memcmp(rk_kv_key(kv, 1, 1, 0), sink_k, sizeof(float) * (size_t)(n_sink * dk)) == 0);
     CHECK(memcmp(rk_kv_value(kv, 1, 1, 0), sink_v, sizeof(float) * (size_t)(n_sink * dv)) == 0);

@@ -19,16 +19,17 @@
  * together by one transpose-and-add tree (about 3 instructions per dot product instead of the 8
  * of a lone horizontal sum). The sums are integers below 2^24, exact in float: the scores are
  * the scalar kernel's bits. The QJL sketch (float) turns sign bits into ±1.0 with a masked blend.
- * weighted_sum (values): one vpermb spreads 16 code bytes over 16 dwords and one vpermps (which
- * reads only the low 4 bits of each index) turns them into the 16 float centroids of the
- * block's codebook; per chunk, rows inner, all G heads (<= 4) at once with the chunk's
- * accumulators in registers (two sets, even and odd rows, when G <= 2 so enough FMA chains are in
- * flight); weights arrive pre-multiplied by the row scales. n_hi is a multiple of 16 whenever
- * these kernels are used, so a block of 16 never mixes widths.
+ * weighted_sum (values): integers too. Per head, the weights times the row scales are rounded to
+ * int16 in units of the page's largest (at most 1/65534 of it per row); two rows' centroids, as
+ * signed bytes 32·C from the same in-lane lookups, are interleaved into int16 pairs, and one
+ * vpdpwssd per 16 coordinates and head adds both rows' products: half the multiply-adds of a
+ * float FMA per row, with the chunk's G <= 4 heads' accumulators in registers. n_hi is a
+ * multiple of 16 whenever these kernels are used, so a block of 16 never mixes widths.
  *
  * d is 32, 64, 128 or 256 here (kv-codec-tq.c falls back to the AVX2 kernels otherwise).
  */
 #include <immintrin.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,11 +56,10 @@ typedef struct tqg {
     const rk_kv_tq_state *s;
     __m512i gather;           /* byte indices into a chunk's plane window (see the top) */
     __m512i ident;            /* byte i of every qword = 1 << i: gf2p8affine's transpose */
-    __m512i expand[4];        /* block m: every byte of dword i = 16m + i */
     __mmask64 keep[TQ_MAX_CHUNKS];             /* gathered bytes that name an existing plane */
     __mmask64 load_lo[TQ_MAX_CHUNKS]; /* d = 32: the plane bytes in the window */
-    __m512 book[256 / 16];    /* block k: the centroids of its width, zero-padded to 16 */
     __m512i units_lo, units_hi; /* scores: 128 + 32·centroid as bytes, each 128-bit lane */
+    __m512i sunits_lo, sunits_hi; /* weighted sums: 32·centroid as signed bytes, likewise */
     __mmask64 hi_bytes[TQ_MAX_CHUNKS]; /* scores: the chunk's coordinates of width b+1 */
     __mmask64 q8_bytes;       /* scores: the bytes of a chunk of the int8 query */
 } tqg;
@@ -74,17 +74,12 @@ static tqg make_ctx(const rk_kv_tq_state *s) {
     x.s = s;
     /* The window of chunk c starts at the planes + 8c; plane p's byte for group k of the chunk
      * is at p*pb + k, whatever c is. */
-    uint8_t gather[64] = {0}, expand[4][64];
+    uint8_t gather[64] = {0};
     for (int k = 0; k < 8; k++)
         for (int p = 0; p <= RK_KV_TQ_MAX_WIDTH - 1 && p <= s->b; p++)
             gather[8 * k + 7 - p] = (uint8_t)(p * pb + k);
-    for (int m = 0; m < 4; m++)
-        for (int i = 0; i < 64; i++)
-            expand[m][i] = (uint8_t)(16 * m + i / 4);
     x.gather = _mm512_loadu_si512(gather);
     x.ident = _mm512_set1_epi64((long long)0x8040201008040201ull);
-    for (int m = 0; m < 4; m++)
-        x.expand[m] = _mm512_loadu_si512(expand[m]);
     const int64_t plane_total = s->b * pb + s->n_hi / 8;
     for (int64_t ch = 0; ch < N_CHUNKS(d); ch++) {
         __mmask64 keep = 0;
@@ -97,19 +92,18 @@ static tqg make_ctx(const rk_kv_tq_state *s) {
         x.load_lo[ch] = low_bits(plane_total - 8 * ch);
         x.hi_bytes[ch] = low_bits(s->n_hi - 64 * ch);
     }
-    float lo[16] = {0}, hi[16] = {0};
-    memcpy(lo, s->book[0].centroid, sizeof(float) << s->b);
-    if (s->n_hi > 0) memcpy(hi, s->book[1].centroid, sizeof(float) << (s->b + 1));
-    for (int64_t k = 0; k < d / 16; k++)
-        x.book[k] = _mm512_loadu_ps(k < s->n_hi / 16 ? hi : lo);
-    uint8_t ulo[64] = {0}, uhi[64] = {0};
+    uint8_t ulo[64] = {0}, uhi[64] = {0}, slo[64] = {0}, shi[64] = {0};
     for (int i = 0; i < 64; i++) {
         const int code = i % 16;
         if (code < 1 << s->b) ulo[i] = (uint8_t)(128 + s->book[0].units[code]);
         if (s->n_hi > 0) uhi[i] = (uint8_t)(128 + s->book[1].units[code]);
+        if (code < 1 << s->b) slo[i] = (uint8_t)s->book[0].units[code];
+        if (s->n_hi > 0) shi[i] = (uint8_t)s->book[1].units[code];
     }
     x.units_lo = _mm512_loadu_si512(ulo);
     x.units_hi = _mm512_loadu_si512(uhi);
+    x.sunits_lo = _mm512_loadu_si512(slo);
+    x.sunits_hi = _mm512_loadu_si512(shi);
     x.q8_bytes = low_bits(d);
     return x;
 }
@@ -151,11 +145,6 @@ TQ_ALWAYS_INLINE __m512i chunk_codes(const tqg *x, int D, const uint8_t *row, in
         planes = _mm512_maskz_permutexvar_epi8(x->keep[ch], x->gather, lo);
     }
     return _mm512_gf2p8affine_epi64_epi8(x->ident, planes, 0);
-}
-
-/* The 16 centroids of block m of a chunk's codes. */
-TQ_ALWAYS_INLINE __m512 block_values(const tqg *x, __m512i codes, int m, __m512 book) {
-    return _mm512_permutexvar_ps(_mm512_permutexvar_epi8(x->expand[m], codes), book);
 }
 
 /* ±1.0 from the 16 QJL sign bits of block k (a set bit is +1). */
@@ -356,67 +345,115 @@ void rk_kv_tq_scores_avx512(const rk_kv_codec *c, const uint8_t *page, int64_t t
 
 /* ---- weighted sums ---- */
 
-/* a[g][m] += ws_g[t]·C(row t) over the blocks m of chunk ch, for G heads. */
-TQ_ALWAYS_INLINE void wsum_row(const tqg *x, int D, int G, const uint8_t *row, int ch,
-                               const float *ws, int64_t t, __m512 a[4][4]) {
-    const __m512i codes = chunk_codes(x, D, row, ch);
-    const int M = CHUNK_BLOCKS(D);
-#pragma GCC unroll 4
-    for (int m = 0; m < M; m++) {
-        const __m512 v = block_values(x, codes, m, x->book[4 * ch + m]);
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++)
-            a[g][m] = _mm512_fmadd_ps(_mm512_set1_ps(ws[g * RK_KV_PAGE_TOKENS + t]), v, a[g][m]);
-    }
+/* The chunk's 64 centroids as signed bytes 32·C[code] (in-lane table lookups). */
+TQ_ALWAYS_INLINE __m512i chunk_sunits(const tqg *x, __m512i codes, int64_t ch) {
+    return _mm512_mask_blend_epi8(x->hi_bytes[ch], _mm512_shuffle_epi8(x->sunits_lo, codes),
+                                  _mm512_shuffle_epi8(x->sunits_hi, codes));
 }
 
-/* Chunk ch of acc_g += Σ_t ws_g[t]·C(row t) for G heads (ws_g = ws + g*RK_KV_PAGE_TOKENS). With
- * G <= 2, even and odd rows have separate accumulators so at least 8 FMA chains are in flight
- * (blocks x G heads x 2). */
+/* Rows a and b's units of a chunk as int16 pairs (a in the low half of each dword), 16 dwords
+ * per vector in the in-lane order of the byte unpack: p[0] holds coordinates 0-7 and 16-23,
+ * p[1] 32-39 and 48-55, p[2] 8-15 and 24-31, p[3] 40-47 and 56-63. */
+TQ_ALWAYS_INLINE void unit_pairs(__m512i ua, __m512i ub, __m512i p[4]) {
+    const __m512i lo = _mm512_unpacklo_epi8(ua, ub), hi = _mm512_unpackhi_epi8(ua, ub);
+    p[0] = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(lo));
+    p[1] = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(lo, 1));
+    p[2] = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(hi));
+    p[3] = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(hi, 1));
+}
+
+/* The first coordinate (within a chunk) of the two runs of 8 that pair vector k holds. */
+static const int pair_first[4][2] = {{0, 16}, {32, 48}, {8, 24}, {40, 56}};
+
+/* Chunk ch of acc_g += wscale_g · Σ_t w16_g[t]·32·C(row t) for G heads: rows in pairs, one
+ * vpdpwssd per pair, 16 coordinates and head. w16 + g * W16_STRIDE holds head g's int16 weights,
+ * zero from n on, so rows 2i and 2i+1 are one dword. The sums are exact integers: |w16| <= 32767
+ * and |32·C| <= 127 give at most 2^31 / 2.1 over a page's 256 rows. Blocks beyond D (d = 32) are
+ * not stored. */
+#define W16_STRIDE (RK_KV_PAGE_TOKENS + 16)
 TQ_ALWAYS_INLINE void wsum_chunk(const tqg *x, int D, int G, const uint8_t *rows, int64_t n,
-                                 int ch, const float *ws, float *acc) {
+                                 int ch, const int16_t *w16, const float *wscale, float *acc) {
     const size_t rb = x->s->row_bytes;
-    const int M = CHUNK_BLOCKS(D), SETS = G <= 2 ? 2 : 1;
-    __m512 a0[4][4], a1[4][4];
+    const int K = CHUNK_BLOCKS(D); /* 4, or 2 at d = 32: pair vectors 0 and 2 */
+    __m512i a[4][4];
 #pragma GCC unroll 4
     for (int g = 0; g < G; g++)
 #pragma GCC unroll 4
-        for (int m = 0; m < M; m++) {
-            a0[g][m] = _mm512_loadu_ps(acc + g * D + 64 * ch + 16 * m);
-            a1[g][m] = _mm512_setzero_ps();
+        for (int k = 0; k < 4; k++)
+            a[g][k] = _mm512_setzero_si512();
+    for (int64_t t = 0; t < n; t += 2) {
+        const __m512i ua = chunk_sunits(x, chunk_codes(x, D, rows + (size_t)t * rb, ch), ch);
+        const __m512i ub = t + 1 < n ? chunk_sunits(x, chunk_codes(x, D, rows + (size_t)(t + 1) * rb, ch), ch)
+                                     : _mm512_setzero_si512();
+        __m512i p[4];
+        unit_pairs(ua, ub, p);
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            int32_t pair;
+            memcpy(&pair, w16 + g * W16_STRIDE + t, sizeof pair);
+            const __m512i w = _mm512_set1_epi32(pair);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                if (K == 4 || k % 2 == 0) a[g][k] = _mm512_dpwssd_epi32(a[g][k], p[k], w);
         }
-    int64_t t = 0;
-    for (; t + SETS <= n; t += SETS) {
-        wsum_row(x, D, G, rows + (size_t)t * rb, ch, ws, t, a0);
-        if (SETS == 2) wsum_row(x, D, G, rows + (size_t)(t + 1) * rb, ch, ws, t + 1, a1);
     }
-    if (t < n) /* SETS == 2 and n odd: the last row */
-        wsum_row(x, D, G, rows + (size_t)t * rb, ch, ws, t, a0);
 #pragma GCC unroll 4
-    for (int g = 0; g < G; g++)
+    for (int g = 0; g < G; g++) {
+        const __m512 sc = _mm512_set1_ps(wscale[g]);
+        float *o = acc + g * D + 64 * ch;
 #pragma GCC unroll 4
-        for (int m = 0; m < M; m++)
-            _mm512_storeu_ps(acc + g * D + 64 * ch + 16 * m,
-                             SETS == 2 ? _mm512_add_ps(a0[g][m], a1[g][m]) : a0[g][m]);
+        for (int k = 0; k < 4; k++) {
+            if (K != 4 && k % 2 != 0) continue;
+            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a[g][k]), sc);
+            float *o0 = o + pair_first[k][0], *o1 = o + pair_first[k][1];
+            _mm256_storeu_ps(o0, _mm256_add_ps(_mm256_loadu_ps(o0), _mm512_castps512_ps256(f)));
+            _mm256_storeu_ps(o1, _mm256_add_ps(_mm256_loadu_ps(o1), _mm512_extractf32x8_ps(f, 1)));
+        }
+    }
 }
 
+/* Head weights w (n of them) times the row scales, rounded to int16 in units of the largest,
+ * into w16 (zero from n to the next multiple of 16); returns that unit. cvtps_epi32 rounds to
+ * nearest even, as lrintf does. */
+static float quantize_weights(const float *w, const float *norm, int64_t n, int16_t *w16) {
+    __m512 vmax = _mm512_setzero_ps();
+    for (int64_t t = 0; t < n; t += 16) {
+        const __mmask16 m = (__mmask16)low_bits(n - t);
+        const __m512 ws = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + t), _mm512_maskz_loadu_ps(m, norm + t));
+        vmax = _mm512_max_ps(vmax, _mm512_abs_ps(ws));
+    }
+    const float wmax = _mm512_reduce_max_ps(vmax);
+    const __m512 inv = _mm512_set1_ps(wmax > 0.0f ? 32767.0f / wmax : 0.0f);
+    for (int64_t t = 0; t < n; t += 16) {
+        const __mmask16 m = (__mmask16)low_bits(n - t);
+        const __m512 ws = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + t), _mm512_maskz_loadu_ps(m, norm + t));
+        _mm256_storeu_si256((__m256i *)(w16 + t), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(ws, inv))));
+    }
+    return wmax / 32767.0f;
+}
+
+/* Per head, the weights times the rows' scales, ws_t = w_t·nu_t/sqrt(d), are rounded to int16
+ * in units of max_t |ws_t| / 32767 (an error of at most 1/65534 of the page's largest weight
+ * per row, far below the codec's own), then summed exactly (wsum_chunk). */
 TQ_ALWAYS_INLINE void wsum_dim(const tqg *x, int D, const uint8_t *rows, int64_t n, int64_t n_q,
                                const float *w, int64_t w_stride, float *acc) {
-    float norm[RK_KV_PAGE_TOKENS], ws[4 * RK_KV_PAGE_TOKENS]; /* n <= RK_KV_PAGE_TOKENS */
+    float norm[RK_KV_PAGE_TOKENS]; /* n <= RK_KV_PAGE_TOKENS */
+    int16_t w16[4 * W16_STRIDE];
     for (int64_t t = 0; t < n; t++)
         norm[t] = row_norm(rows + (size_t)t * x->s->row_bytes) * x->s->inv_sqrt_d;
     for (int64_t g0 = 0; g0 < n_q; g0 += 4) {
         const int G = n_q - g0 >= 4 ? 4 : (int)(n_q - g0);
+        float wscale[4];
         for (int g = 0; g < G; g++)
-            for (int64_t t = 0; t < n; t++)
-                ws[g * RK_KV_PAGE_TOKENS + t] = w[(g0 + g) * w_stride + t] * norm[t];
+            wscale[g] = quantize_weights(w + (g0 + g) * w_stride, norm, n, w16 + g * W16_STRIDE) *
+                        (1.0f / RK_KV_TQ_CENTROID_UNITS);
         float *a = acc + g0 * D;
         for (int ch = 0; ch < N_CHUNKS(D); ch++) {
             switch (G) {
-            case 1: wsum_chunk(x, D, 1, rows, n, ch, ws, a); break;
-            case 2: wsum_chunk(x, D, 2, rows, n, ch, ws, a); break;
-            case 3: wsum_chunk(x, D, 3, rows, n, ch, ws, a); break;
-            default: wsum_chunk(x, D, 4, rows, n, ch, ws, a); break;
+            case 1: wsum_chunk(x, D, 1, rows, n, ch, w16, wscale, a); break;
+            case 2: wsum_chunk(x, D, 2, rows, n, ch, w16, wscale, a); break;
+            case 3: wsum_chunk(x, D, 3, rows, n, ch, w16, wscale, a); break;
+            default: wsum_chunk(x, D, 4, rows, n, ch, w16, wscale, a); break;
             }
         }
     }

@@ -381,6 +381,26 @@ static void tq_weighted_sum(const rk_kv_codec *c, const uint8_t *page, int64_t t
     }
 }
 
+double rk_kv_tq_weight_rounding(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                const float *w) {
+    if (c->spec.kind != RK_KV_CODEC_TQ) return 0.0;
+    const rk_kv_tq_state *s = tq_state(c);
+    if (!s->int16_weights) return 0.0;
+    float vals[RK_KV_TQ_MAX_DIM];
+    double wmax = 0.0, norms = 0.0;
+    for (int64_t t = 0; t < n; t++) {
+        const uint8_t *row = page + (size_t)(t0 + t) * s->row_bytes;
+        const double ws = fabs((double)w[t] * rk_kv_tq_row_norm(row) * s->inv_sqrt_d);
+        wmax = ws > wmax ? ws : wmax;
+        row_centroids(s, row, vals);
+        double sq = 0.0;
+        for (int64_t j = 0; j < s->dim; j++)
+            sq += (double)vals[j] * vals[j];
+        norms += sqrt(sq);
+    }
+    return wmax / 32767.0 * 0.5 * norms;
+}
+
 /* ---- the ops: row kernels (scalar or AVX2) plus the page mean's share ---- */
 
 /* Σ a_i b_i in 16 interleaved partial sums added by a fixed tree: the same bits at every SIMD
@@ -552,6 +572,7 @@ rk_status rk_kv_codec_init_tq(rk_kv_codec *c, rk_error *err) {
         if (st) return st; /* c owns s now: rk_kv_codec_create frees it */
         s->row_scores = rk_kv_tq_scores_avx512;
         s->row_weighted_sum = rk_kv_tq_weighted_sum_avx512;
+        s->int16_weights = true;
     } else if (c->simd >= RK_SIMD_AVX2 && s->dim >= 32) {
         s->row_scores = rk_kv_tq_scores_avx2;
         s->row_weighted_sum = rk_kv_tq_weighted_sum_avx2;

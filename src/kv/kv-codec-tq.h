@@ -70,6 +70,7 @@ typedef struct rk_kv_tq_state {
                              const float *w, int64_t w_stride, int64_t n_q, float *acc);
     float *st;                 /* qjl: S transposed, (d, d) row-major: st[j*d + i] = S[i][j] */
     void *avx512_tables;       /* the AVX-512 kernels' constants (owned; NULL unless they run) */
+    bool int16_weights;        /* weighted sums round weights to int16 (the AVX-512 kernels) */
 } rk_kv_tq_state;
 
 /* ---- kv-tq-rotation.c ---- */
@@ -125,6 +126,14 @@ static inline int rk_kv_tq_code(const rk_kv_tq_state *s, const uint8_t *planes, 
 
 /* The page mean in the rotated domain (d floats), as stored. */
 void rk_kv_tq_page_mean(const rk_kv_tq_state *s, const uint8_t *page, float *mean);
+
+/* What weighted_sum's weight rounding may add to one head's output (any coordinate, rotated
+ * domain or back), for weights w[0 .. n-1] over rows t0 .. t0+n-1 of a value page: the AVX-512
+ * kernels round ws_t = w_t·nu_t/sqrt(d) to steps of Δ = max_t |ws_t| / 32767, so the sum moves
+ * by at most Δ/2 · Σ_t ||C_t|| (C_t the row's centroid vector). 0 where weights are not
+ * rounded (scalar and AVX2) and for codecs other than tq. For tests and error budgets. */
+double rk_kv_tq_weight_rounding(const rk_kv_codec *c, const uint8_t *page, int64_t t0, int64_t n,
+                                const float *w);
 
 /* ---- kv-codec-tq-avx2.c: the ops' AVX2 kernels (d >= 32; t0 + n <= RK_KV_PAGE_TOKENS) ---- */
 
