@@ -57,7 +57,9 @@
  * 128·Σqi). The page mean's share q_rot·m and the QJL sketch use the exact q_rot. Every level
  * scales a row's dot product the same way: (scale · nu/sqrt(d)) · (qscale · dot), so scores are
  * bit-identical across levels without qjl. weighted_sum() accumulates
- * w_t·nu_t/sqrt(d)·C (plus w_t·m) in the rotated domain and finish() applies the inverse
+ * w_t·nu_t/sqrt(d)·C (plus w_t·m) in the rotated domain (the AVX-512 kernels round
+ * w_t·nu_t/sqrt(d) to int16 steps of the page's largest first and sum exactly in integers:
+ * rk_kv_tq_weight_rounding bounds the difference) and finish() applies the inverse
  * rotation of the stream (the QJL part is for keys and never enters weighted sums). Encode is scalar at every SIMD level, so the
  * bytes depend only on the seed.
  */
