@@ -524,7 +524,8 @@ static int niah_cell(niah_run *r, size_t cell, size_t li, size_t di, rk_token *p
     while (pos > 0 && !r->ends[pos - 1] && target - pos < lookback) pos--;
     if (pos > 0 && !r->ends[pos - 1]) pos = target;
     size_t n = 0;
-#define PUT(src, cnt) (memcpy(prompt + n, (src), (size_t)(cnt) * sizeof *prompt), n += (size_t)(cnt))
+/* (a completion prompt of a model without BOS has an empty prefix, whose tokens are NULL) */
+#define PUT(src, cnt) ((cnt) > 0 ? (memcpy(prompt + n, (src), (size_t)(cnt) * sizeof *prompt), n += (size_t)(cnt)) : n)
     PUT(r->frame.prefix, r->frame.n_prefix);
     PUT(r->hay, pos);
     PUT(nt, n_needle);
