@@ -32,7 +32,10 @@ def main():
     out, name, codecs = sys.argv[1], sys.argv[2], sys.argv[3:]
     print("# NIAH and passkey grids by KV codec (%s)" % name)
     print()
-    print("Command: `bench/run-niah-grids.sh` (greedy, 32 tokens per cell; chat template).")
+    prompts = sorted({g[1].get("prompt", "chat") for g in (load(out, name, grid, c) for grid in ("niah", "passkey")
+                                                          for c in codecs) if g})
+    print("Command: `bench/run-niah-grids.sh` (greedy, 32 tokens per cell; prompt: %s, see `ringkv eval niah"
+          " --prompt`)." % ", ".join(prompts or ["chat"]))
     print("Cells: 1 = the answer appears in the reply; one group per length, depths ascending.")
     for grid in ("niah", "passkey"):
         grids = [(c, load(out, name, grid, c)) for c in codecs]
