@@ -29,7 +29,6 @@
  * d is 32, 64, 128 or 256 here (kv-codec-tq.c falls back to the AVX2 kernels otherwise).
  */
 #include <immintrin.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -236,9 +236,7 @@ double rk_context_kv_page_bytes_read(const rk_context *ctx, int64_t pos) {
     const double layer_page = (double)rk_kv_sealed_page_bytes(ctx->kv);
     double pages = 0;
     for (int64_t il = 0; il < hp->n_layer; il++) {
-        int64_t first = 0; /* the first page the query reads */
-        if (hp->sliding_window > 0 && hp->layer_is_local[il] && pos + 1 > hp->sliding_window)
-            first = (pos + 1 - hp->sliding_window) / P;
+        const int64_t first = rk_layer_window_start(hp, il, pos) / P; /* the first page it reads */
         pages += (double)(sealed > first ? sealed - first : 0);
     }
     return pages * layer_page;

@@ -33,12 +33,6 @@ typedef struct attn_job {
     int64_t heads_per_unit; /* query heads of one GQA group handled together */
 } attn_job;
 
-/* The first position the query at `pos` attends to in layer il: 0, or the start of the
- * sliding window of a local layer. */
-static int64_t window_start(const rk_hparams *hp, int64_t il, int64_t pos) {
-    return hp->layer_is_local[il] && pos + 1 > hp->sliding_window ? pos + 1 - hp->sliding_window : 0;
-}
-
 /* Runs a batch of products on the shared pool. Each product's weight bytes are added to the
  * traffic of its context: owners[i], or `owner` for all of them when owners is NULL. */
 static void shared_matmul(const rk_fwd_shared *sh, const rk_matmul_task *tasks, int n_tasks,
@@ -88,7 +82,7 @@ static void attention_rows(void *arg, int ith, int nth) {
     for (int64_t w = begin; w < end; w++) {
         int64_t i = w / units_per_token, h = (w % units_per_token) * hpu; /* first head */
         int64_t pos = job->pos0 + i;
-        int64_t t0 = window_start(hp, job->layer, pos);
+        int64_t t0 = rk_layer_window_start(hp, job->layer, pos);
         rk_attn_group(ctx->attn_ops, ctx->kv, job->layer, h / group, hpu,
                       ctx->q + i * q_dim + h * hp->head_dim_k, hp->attn_scale, t0, pos + 1,
                       ctx->att + i * a_dim + h * hp->head_dim_v, scratch);
@@ -204,7 +198,7 @@ static const uint8_t *sparse_select(rk_context *ctx, int64_t il, int64_t pos, in
 
 static void attention_decode(rk_context *ctx, int64_t il, int64_t pos, bool sparse) {
     const rk_hparams *hp = &ctx->model->hp;
-    int64_t t0 = window_start(hp, il, pos);
+    int64_t t0 = rk_layer_window_start(hp, il, pos);
     int64_t n_splits = pos / RK_KV_PAGE_TOKENS + 1;
     int64_t hpu = (hp->n_head / ctx->attn_max_group) * n_splits >= 2 * rk_pool_size(ctx->pool)
                       ? ctx->attn_max_group : 1; /* same numbers either way */
@@ -328,7 +322,7 @@ static rk_status attention_core(rk_context *ctx, int64_t il, int64_t n, int64_t 
     rk_status s = rk_kv_seal_full_pages(ctx->kv, il, pos0 + n, n > 1 ? ctx->pool : NULL, err);
     /* Cold pages this layer reads come back from disk (the I/O thread has usually read them
      * while the previous layer computed), and the I/O thread starts on the next layer's. */
-    const int64_t first_pos = window_start(hp, il, pos0);
+    const int64_t first_pos = rk_layer_window_start(hp, il, pos0);
     const bool sparse = n == 1 && ctx->sparse_pages > 0;
     const uint8_t *visit = sparse && !s ? sparse_select(ctx, il, pos0, first_pos) : NULL;
     if (!s) s = rk_kv_acquire(ctx->kv, il, first_pos, visit, ctx->pool, err);

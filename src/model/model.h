@@ -68,6 +68,12 @@ typedef struct rk_hparams {
     bool layer_is_local[RK_MAX_LAYERS]; /* sliding-window layer? */
 } rk_hparams;
 
+/* The first position the query at `pos` attends to in layer il: 0, or the start of the
+ * sliding window of a local layer. */
+static inline int64_t rk_layer_window_start(const rk_hparams *hp, int64_t il, int64_t pos) {
+    return hp->layer_is_local[il] && pos + 1 > hp->sliding_window ? pos + 1 - hp->sliding_window : 0;
+}
+
 typedef struct rk_layer {
     const float *attn_norm;      /* (n_embd) */
     rk_matrix wq;                /* (n_head*head_dim_k, n_embd) */
